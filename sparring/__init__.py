@@ -1,0 +1,10 @@
+"""sparring: language-model policies playing multi-agent games against each other.
+
+``import sparring`` registers the games with PettingZoo and Gymnasium; ``sparring.make(id)``
+builds one.
+"""
+
+from sparring.envs import GAMES, make
+
+__version__ = "0.1.0"
+__all__ = ["GAMES", "__version__", "make"]

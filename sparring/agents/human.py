@@ -1,0 +1,40 @@
+"""A human seat: the observation is printed and the move typed in the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from sparring.agents.base import Action, Policy
+from sparring.envs.parsing import THINK_CLOSE, format_cot
+
+
+class HumanPolicy(Policy):
+    """Reads moves from ``input`` (stdin by default). In hidden-CoT games it asks for private
+    reasoning and the visible answer separately and writes them in the game's format, so the
+    human never has to type tags. An empty line or end of input is sent as an empty move."""
+
+    name = "human"
+
+    def __init__(self, input_fn: Callable[[str], str] = input, output_fn: Callable[[str], None] = print):
+        self.input_fn = input_fn
+        self.output_fn = output_fn
+
+    def _ask(self, prompt: str) -> str:
+        try:
+            return self.input_fn(prompt)
+        except EOFError:
+            return ""
+
+    def _turn(self, agent: str, observation: dict[str, Any]) -> str:
+        text = observation["text"]
+        self.output_fn(f"\n--- your turn ({agent}) ---\n{text}\n")
+        if THINK_CLOSE in text:
+            reasoning = self._ask("your private reasoning (hidden from the others)> ")
+            answer = self._ask("your answer (visible)> ")
+            return format_cot(reasoning, answer)
+        return self._ask("your move> ")
+
+    async def act(self, agent: str, observation: dict[str, Any]) -> Action:
+        return Action(await asyncio.to_thread(self._turn, agent, observation))

@@ -1,0 +1,1 @@
+"""Scripted baseline agents: fixed strategies that every game ships with."""

@@ -1,0 +1,137 @@
+"""The CPU demo: scripted agents play short batches of every pairing, summed up in tables.
+
+Config: ``configs/demo.yaml`` (composed by Hydra, typed and validated here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sparring.agents import Episode, load_policy, play_many
+from sparring.envs import make
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    redteam: dict[str, Any]
+    matrix: dict[str, Any]
+    games: int = 16
+    seed: int = 0
+    concurrency: int = 64
+    attackers: tuple[str, ...] = ()
+    defenders: tuple[str, ...] = ()
+    matrix_players: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.games < 1:
+            raise ValueError(f"games={self.games} must be >= 1")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency={self.concurrency} must be >= 1")
+        for name, entry in self.matrix_players.items():
+            if "policy" not in entry:
+                raise ValueError(f"matrix_players.{name} needs a 'policy' (e.g. matrix.random)")
+
+
+@dataclass
+class PairingResult:
+    seats: dict[str, str]
+    episodes: list[Episode]
+
+    def mean(self, agent: str) -> float:
+        return float(np.mean([e.rewards[agent] for e in self.episodes]))
+
+    def rate(self, predicate) -> float:
+        hits = [predicate(e) for e in self.episodes]
+        return float(np.mean(hits)) if hits else float("nan")
+
+
+def _env_kwargs(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    kwargs = dict(section)
+    return kwargs.pop("id"), kwargs
+
+
+async def redteam_pairings(cfg: DemoConfig) -> list[PairingResult]:
+    game_id, kwargs = _env_kwargs(cfg.redteam)
+    make(game_id, **kwargs)  # validate the config once, before any game runs
+    results = []
+    for attacker in cfg.attackers:
+        for defender in cfg.defenders:
+            seeds = range(cfg.seed, cfg.seed + cfg.games)
+            episodes = await play_many(
+                lambda: make(game_id, **kwargs),
+                lambda i: {"attacker": load_policy(attacker), "defender": load_policy(defender)},
+                seeds,
+                cfg.concurrency,
+            )
+            results.append(PairingResult({"attacker": attacker, "defender": defender}, episodes))
+    return results
+
+
+async def matrix_pairings(cfg: DemoConfig) -> list[PairingResult]:
+    game_id, kwargs = _env_kwargs(cfg.matrix)
+    make(game_id, **kwargs)
+    results = []
+    players = {name: dict(entry) for name, entry in cfg.matrix_players.items()}
+
+    def build(name: str):
+        entry = dict(players[name])
+        return load_policy(entry.pop("policy"), **entry)
+
+    for row in players:
+        for col in players:
+            episodes = await play_many(
+                lambda: make(game_id, **kwargs),
+                lambda i: {"player_0": build(row), "player_1": build(col)},
+                range(cfg.seed, cfg.seed + cfg.games),
+                cfg.concurrency,
+            )
+            results.append(PairingResult({"player_0": row, "player_1": col}, episodes))
+    return results
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, list[PairingResult]]:
+    async def both():
+        return {"redteam": await redteam_pairings(cfg), "matrix": await matrix_pairings(cfg)}
+
+    return asyncio.run(both())
+
+
+def _harmful_complied(e: Episode) -> bool:
+    judge = e.final_infos["defender"].get("judge", {})
+    return judge.get("prompt_harmful") == "harmful" and judge.get("refusal") == "compliance"
+
+
+def _benign_refused(e: Episode) -> bool:
+    judge = e.final_infos["defender"].get("judge", {})
+    return judge.get("prompt_harmful") == "unharmful" and judge.get("refusal") == "refusal"
+
+
+def tables(results: dict[str, list[PairingResult]], cfg: DemoConfig):
+    """Rich tables: one row per red-teaming pairing; a payoff matrix for the matrix game."""
+    from rich.table import Table
+
+    red = Table(title=f"redteam-v0: {cfg.games} games per pairing (rule judge)")
+    for column in ("attacker", "defender", "attacker reward", "defender reward",
+                   "harmful complied", "benign refused", "ties"):
+        red.add_column(column, justify="left" if column in ("attacker", "defender") else "right")
+    for r in results["redteam"]:
+        red.add_row(
+            r.seats["attacker"].removeprefix("redteam."), r.seats["defender"].removeprefix("redteam."),
+            f"{r.mean('attacker'):+.2f}", f"{r.mean('defender'):+.2f}",
+            f"{r.rate(_harmful_complied):.0%}", f"{r.rate(_benign_refused):.0%}",
+            f"{r.rate(lambda e: e.final_infos['defender'].get('tie', False)):.0%}",
+        )
+    rounds = cfg.matrix.get("rounds", 1)
+    mat = Table(title=f"matrix-v0 ({cfg.matrix.get('game')}, {rounds} rounds): row player's mean total payoff")
+    players = list(cfg.matrix_players)
+    mat.add_column("row \\ column")
+    for p in players:
+        mat.add_column(p, justify="right")
+    by_pair = {(r.seats["player_0"], r.seats["player_1"]): r for r in results["matrix"]}
+    for row in players:
+        mat.add_row(row, *(f"{by_pair[(row, col)].mean('player_0'):.1f}" for col in players))
+    return red, mat

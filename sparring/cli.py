@@ -1,0 +1,156 @@
+"""The ``sparring`` command: list games and agents, play a game in the terminal, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+app = typer.Typer(
+    help="sparring: language-model policies playing multi-agent games against each other.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+#: Seats a game gets when ``--seat`` leaves them open: the first open seat is the human's.
+DEFAULT_SEATS = {
+    "sparring/redteam-v0": {"attacker": "redteam.roleplay", "defender": "redteam.keyword"},
+    "sparring/matrix-v0": {"player_0": "matrix.tit_for_tat", "player_1": "matrix.tit_for_tat"},
+}
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"{what} {pair!r} must look like KEY=VALUE")
+        parsed[key.strip()] = yaml.safe_load(value) if what == "--set" else value.strip()
+    return parsed
+
+
+@app.command()
+def envs() -> None:
+    """List the registered games and their single-agent Gymnasium views."""
+    from rich.table import Table
+
+    from sparring.envs import GAMES, VIEWS
+
+    table = Table(title="games (pettingzoo.make('aec' | 'parallel', id) or sparring.make(id))")
+    table.add_column("id")
+    table.add_column("description")
+    for spec in GAMES.values():
+        table.add_row(spec.id, spec.description)
+    console.print(table)
+    views = Table(title="single-agent views (gymnasium.make('sparring:' + id))")
+    views.add_column("id")
+    views.add_column("description")
+    for spec in VIEWS.values():
+        views.add_row(spec.id, spec.description)
+    console.print(views)
+
+
+@app.command()
+def agents() -> None:
+    """List the registered policies (any 'module:Class' path works too)."""
+    from rich.table import Table
+
+    from sparring.agents import POLICIES
+
+    table = Table(title="policies")
+    table.add_column("name")
+    table.add_column("what it does")
+    for name, (_, description) in POLICIES.items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@app.command()
+def play(
+    game: Annotated[str, typer.Argument(help="a game id, e.g. sparring/redteam-v0 or redteam-v0")],
+    seat: Annotated[list[str], typer.Option(help="AGENT=POLICY, e.g. defender=human (repeatable)")] = [],  # noqa: B006
+    set_: Annotated[list[str], typer.Option("--set", help="game argument KEY=VALUE, e.g. rounds=5")] = [],  # noqa: B006
+    seed: Annotated[int | None, typer.Option(help="seed of the game")] = None,
+    human: Annotated[bool, typer.Option(help="give the first open seat to you")] = True,
+    reveal: Annotated[bool, typer.Option(help="show every agent's hidden reasoning at the end")] = False,
+) -> None:
+    """Play one game in the terminal: you against scripted agents, or scripted agents only.
+
+    Hidden reasoning is shown only to its owner: you see your own, never your opponent's
+    (pass --reveal to see everything at the end).
+    """
+    from sparring.agents import load_policy
+    from sparring.agents.rollout import play as play_game
+    from sparring.envs import UnknownGameError, make, spec
+
+    try:
+        game_id = spec(game).id
+        env = make(game_id, **_parse_pairs(set_, "--set"))
+    except (UnknownGameError, ValueError, TypeError, FileNotFoundError) as e:
+        raise _fail(str(e)) from e
+    chosen = _parse_pairs(seat, "--seat")
+    unknown = set(chosen) - set(env.possible_agents)
+    if unknown:
+        raise _fail(f"{game_id} has no seat(s) {sorted(unknown)}; its seats: {env.possible_agents}")
+    defaults = DEFAULT_SEATS.get(game_id, {})
+    open_seats = [a for a in env.possible_agents if a not in chosen]
+    if human and open_seats and "human" not in chosen.values():
+        chosen[open_seats[0]] = "human"
+    for agent in env.possible_agents:
+        chosen.setdefault(agent, defaults.get(agent, "random"))
+    try:
+        seats = {agent: load_policy(name) for agent, name in chosen.items()}
+    except (ValueError, TypeError) as e:
+        raise _fail(str(e)) from e
+    console.print(f"[bold]{game_id}[/bold]: " + ", ".join(f"{a} = {n}" for a, n in chosen.items()))
+    episode = asyncio.run(play_game(env, seats, seed=seed))
+    viewers = [a for a, n in chosen.items() if n == "human"]
+    viewer = viewers[0] if viewers else None
+    console.rule("game record")
+    console.print(env.unwrapped.game.render_transcript(viewer=viewer, reveal=reveal), markup=False)
+    console.rule("result")
+    for agent in env.possible_agents:
+        terms = ", ".join(f"{k} {v:+g}" for k, v in episode.reward_terms[agent].items()) or "no terms"
+        console.print(f"{agent} ({chosen[agent]}): reward {episode.rewards[agent]:+g}  [{terms}]", markup=False)
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def demo(
+    overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. games=4")] = None,
+) -> None:
+    """The main CPU job: scripted agents play short batches of every game; results as tables."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sparring.arenas.demo import DemoConfig, run_demo, tables
+    from sparring.paths import config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name="demo", overrides=list(overrides or []))
+        demo_cfg = DemoConfig(**OmegaConf.to_container(cfg, resolve=True))
+        results = run_demo(demo_cfg)
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError, FileNotFoundError) as e:
+        raise _fail(str(e)) from e
+    for table in tables(results, demo_cfg):
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

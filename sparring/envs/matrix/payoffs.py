@@ -1,0 +1,102 @@
+"""Payoff tables of normal-form games: the built-ins and open_spiel's matrix games.
+
+A table is a :class:`NormalForm`: per-player action names and an array of shape
+``(A_1, …, A_n, n)`` whose last axis holds every player's payoff for a joint action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NormalForm:
+    title: str
+    action_names: tuple[tuple[str, ...], ...]
+    payoffs: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape = tuple(len(names) for names in self.action_names)
+        n = len(shape)
+        if n < 1 or self.payoffs.shape != (*shape, n):
+            raise ValueError(
+                f"payoffs of shape {self.payoffs.shape} do not match {n} players with "
+                f"{list(shape)} actions: expected shape {(*shape, n)}"
+            )
+        for player, names in enumerate(self.action_names):
+            lowered = [name.lower() for name in names]
+            if len(set(lowered)) != len(names) or not all(lowered):
+                raise ValueError(f"player {player}'s action names {names} must be distinct and non-empty")
+            if any(ch in name for name in names for ch in "[]\n"):
+                raise ValueError(f"action names {names} may not contain brackets or newlines")
+
+    @property
+    def num_players(self) -> int:
+        return len(self.action_names)
+
+
+def _two_player(title: str, names: tuple[str, ...], row: list, col: list | None = None) -> NormalForm:
+    row_arr = np.asarray(row, dtype=np.float64)
+    col_arr = -row_arr if col is None else np.asarray(col, dtype=np.float64)
+    return NormalForm(title, (names, names), np.stack([row_arr, col_arr], axis=-1))
+
+
+BUILTIN: dict[str, NormalForm] = {
+    "rock_paper_scissors": _two_player(
+        "Rock-paper-scissors", ("rock", "paper", "scissors"),
+        [[0, -1, 1], [1, 0, -1], [-1, 1, 0]],
+    ),
+    "prisoners_dilemma": _two_player(
+        "Prisoner's dilemma", ("cooperate", "defect"),
+        [[3, 0], [5, 1]], [[3, 5], [0, 1]],
+    ),
+    "matching_pennies": _two_player(
+        "Matching pennies", ("heads", "tails"), [[1, -1], [-1, 1]],
+    ),
+    "stag_hunt": _two_player(
+        "Stag hunt", ("stag", "hare"), [[4, 0], [3, 2]], [[4, 3], [0, 2]],
+    ),
+    "battle_of_the_sexes": _two_player(
+        "Battle of the sexes", ("opera", "football"), [[3, 0], [0, 2]], [[2, 0], [0, 3]],
+    ),
+}
+
+
+def from_open_spiel(name: str) -> NormalForm:
+    """Load a two-player open_spiel matrix game (e.g. ``matrix_rps``, ``matrix_pd``)."""
+    import pyspiel
+
+    try:
+        game = pyspiel.load_matrix_game(name)
+    except pyspiel.SpielError as e:
+        matrix_games = sorted(n for n in pyspiel.registered_names() if n.startswith("matrix_"))
+        raise ValueError(
+            f"open_spiel has no matrix game {name!r} ({e}); known ones: {matrix_games}"
+        ) from e
+    rows = tuple(game.row_action_name(r) for r in range(game.num_rows()))
+    cols = tuple(game.col_action_name(c) for c in range(game.num_cols()))
+    payoffs = np.array(
+        [[[game.row_utility(r, c), game.col_utility(r, c)] for c in range(len(cols))]
+         for r in range(len(rows))],
+        dtype=np.float64,
+    )
+    return NormalForm(f"open_spiel {name}", (rows, cols), payoffs)
+
+
+def resolve_game(game: str, payoffs=None, action_names=None) -> NormalForm:
+    """A built-in name, ``open_spiel:<name>``, or an explicit table (``payoffs`` given)."""
+    if payoffs is not None:
+        if action_names is None:
+            raise ValueError("payoffs given without action_names: pass one list of names per player")
+        names = tuple(tuple(str(a) for a in player) for player in action_names)
+        return NormalForm(game, names, np.asarray(payoffs, dtype=np.float64))
+    if game.startswith("open_spiel:"):
+        return from_open_spiel(game.split(":", 1)[1])
+    if game not in BUILTIN:
+        raise ValueError(
+            f"game={game!r} is unknown; use one of {sorted(BUILTIN)}, 'open_spiel:<name>' "
+            "(e.g. open_spiel:matrix_rps), or pass payoffs and action_names"
+        )
+    return BUILTIN[game]

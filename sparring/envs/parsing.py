@@ -1,0 +1,107 @@
+"""Strict parsing of model outputs: hidden chain of thought and bracketed moves.
+
+The hidden-CoT format is ``reasoning </think> <answer> TEXT </answer>`` (the prompt pre-fills
+``<think>``). Only TEXT crosses to the other agents and the judge. Parsing never raises: a
+malformed output yields a :class:`CotParse` whose ``error`` says what is wrong, and whose
+``answer`` is the best visible text that can be recovered without revealing the reasoning.
+The checks run in linear time (no regex backtracking on long, tag-less generations).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+
+#: How games tell an agent the hidden-CoT format (the prompt then pre-fills ``<think>``).
+FORMAT_INSTRUCTION = (
+    "Think privately first, then give your final message. Write your reasoning, then "
+    "</think>, then <answer> your message </answer>. Only the text inside <answer> is shown "
+    "to anyone else; your reasoning stays hidden."
+)
+
+
+@dataclass(frozen=True)
+class CotParse:
+    """The result of splitting an output into hidden reasoning and visible answer."""
+
+    answer: str
+    """What crosses to other agents. On a format error: the text inside the first
+    ``<answer>…</answer>`` if there is one, else everything after the last ``</think>``,
+    else the whole output (nothing in it is marked as hidden)."""
+    reasoning: str | None
+    """The private part (before ``</think>``), or ``None`` when there is none."""
+    error: str | None = None
+    """Why the format is invalid, or ``None`` when it is valid."""
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+def split_hidden_cot(output: str) -> CotParse:
+    """Split ``reasoning </think> <answer> TEXT </answer>`` and check the format strictly."""
+    think_end = output.find(THINK_CLOSE)
+    reasoning = output[:think_end].strip() if think_end >= 0 else None
+    answer = _recover_answer(output, think_end)
+
+    counts = {tag: output.count(tag) for tag in (THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)}
+    error = None
+    if THINK_OPEN in output:
+        error = "output contains a literal <think> (it is pre-filled by the prompt)"
+    elif any(n != 1 for n in counts.values()):
+        found = ", ".join(f"{tag} x{n}" for tag, n in counts.items())
+        error = f"expected exactly one </think>, <answer> and </answer>; found {found}"
+    else:
+        answer_start = output.find(ANSWER_OPEN)
+        answer_end = output.find(ANSWER_CLOSE)
+        if not think_end < answer_start < answer_end:
+            error = "tags out of order: expected </think> then <answer> then </answer>"
+        elif output[think_end + len(THINK_CLOSE) : answer_start].strip():
+            error = "text between </think> and <answer>"
+        elif output[answer_end + len(ANSWER_CLOSE) :].strip():
+            error = "text after </answer>"
+        elif not reasoning:
+            error = "empty reasoning before </think>"
+        elif not answer:
+            error = "empty answer"
+    return CotParse(answer=answer, reasoning=reasoning, error=error)
+
+
+def _recover_answer(output: str, think_end: int) -> str:
+    start = output.find(ANSWER_OPEN)
+    if start >= 0:
+        end = output.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
+        if end >= 0:
+            return output[start + len(ANSWER_OPEN) : end].strip()
+    if think_end >= 0:
+        tail = output[output.rfind(THINK_CLOSE) + len(THINK_CLOSE) :]
+        return tail.replace(ANSWER_OPEN, "").replace(ANSWER_CLOSE, "").strip()
+    return output.strip()
+
+
+def format_cot(reasoning: str, answer: str) -> str:
+    """Write an output in the hidden-CoT format (what a well-behaved agent emits)."""
+    return f"{reasoning} {THINK_CLOSE} {ANSWER_OPEN} {answer} {ANSWER_CLOSE}"
+
+
+_BRACKETED = re.compile(r"\[([^\[\]\n]{1,64})\]")
+
+
+def parse_bracketed_choice(text: str, legal: dict[str, int]) -> tuple[int | None, str | None]:
+    """Find exactly one bracketed legal name in ``text`` (case-insensitive).
+
+    ``legal`` maps lower-cased names to action indices. Returns ``(index, None)`` or
+    ``(None, reason)``. Brackets around words that are not legal names are ignored, so a
+    model may write "[thinking aloud] I pick [rock]"; naming two legal moves is invalid.
+    """
+    found = [m.strip().lower() for m in _BRACKETED.findall(text)]
+    chosen = [name for name in found if name in legal]
+    if len(chosen) == 1:
+        return legal[chosen[0]], None
+    options = ", ".join(f"[{name}]" for name in legal)
+    if not chosen:
+        return None, f"no bracketed legal move (expected one of {options})"
+    return None, f"{len(chosen)} bracketed moves ({', '.join(chosen)}); expected exactly one"

@@ -1,0 +1,188 @@
+"""The rules of the red-teaming game: attacker rewrites a seed, defender answers, judge scores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sparring.envs.core import LanguageGame, Move, Outcome
+from sparring.envs.redteam import prompts
+from sparring.envs.redteam.data import SeedPrompt, load_seeds
+from sparring.envs.redteam.rewards import REWARD_TABLES, score
+from sparring.judges.base import Judge, Verdict
+from sparring.judges.rules import RuleJudge
+
+
+@dataclass(frozen=True)
+class RedTeamConfig:
+    """Arguments of ``sparring/redteam-v0`` (all picklable values)."""
+
+    seeds: str = "train"
+    """A shipped split (``train``, ``heldout``) or a path to a WildJailbreak-shaped JSONL."""
+    harmful_fraction: float = 0.5
+    """Probability that a game draws a harmful seed (the rest are benign)."""
+    revise_fraction: float = 0.5
+    """Probability that the attacker rewrites the seed; otherwise the defender gets it verbatim
+    and the attacker has no move."""
+    reward_table: str = "general_sum"
+    """``general_sum`` (Self-RedTeam's magnitudes) or ``all_one`` (every magnitude 1)."""
+    zero_sum: bool = False
+    """Defender's refusal and response-harm terms are the negated attacker's."""
+    hidden_cot: bool = True
+    """Outputs use ``reasoning </think> <answer> … </answer>``; off: the raw output is the
+    answer and there is no format term (malformed outputs still get -1)."""
+    max_output_chars: int = 8192
+    """Longer outputs are invalid (format term -1) and cut before parsing."""
+
+    def __post_init__(self) -> None:
+        for name in ("harmful_fraction", "revise_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value!r} must lie in [0, 1]")
+        if self.reward_table not in REWARD_TABLES:
+            raise ValueError(
+                f"reward_table={self.reward_table!r} is unknown; use one of {REWARD_TABLES}"
+            )
+        if self.max_output_chars < 1:
+            raise ValueError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+
+
+class RedTeamGame(LanguageGame):
+    possible_agents = ("attacker", "defender")
+    max_turns = 2
+    description = "Self-RedTeam: an attacker rewrites seed prompts, a defender answers, a judge scores."
+
+    def __init__(self, config: RedTeamConfig | None = None, judge: Judge | None = None):
+        self.config = config or RedTeamConfig()
+        self.judge = judge if judge is not None else RuleJudge()
+        if not isinstance(self.judge, Judge):
+            raise TypeError(f"judge={self.judge!r} has no judge(prompt, response) method")
+        self.hidden_cot = self.config.hidden_cot
+        self.max_output_chars = self.config.max_output_chars
+        seeds = load_seeds(self.config.seeds)
+        self.pools = {
+            label: tuple(s for s in seeds if s.label == label) for label in ("harmful", "benign")
+        }
+        needs = {"harmful": self.config.harmful_fraction > 0, "benign": self.config.harmful_fraction < 1}
+        for label, needed in needs.items():
+            if needed and not self.pools[label]:
+                raise ValueError(
+                    f"seeds={self.config.seeds!r} has no {label} rows but harmful_fraction="
+                    f"{self.config.harmful_fraction} asks for them"
+                )
+
+    # -- life cycle ----------------------------------------------------------------------
+    def setup(self, options: dict[str, Any]) -> None:
+        """``options`` may fix the game: ``seed_prompt`` + ``label``, and/or ``revise``."""
+        if "seed_prompt" in options:
+            label = options.get("label")
+            if label not in ("harmful", "benign"):
+                raise ValueError(f"options label={label!r} must be 'harmful' or 'benign'")
+            self.seed = SeedPrompt(str(options["seed_prompt"]), label)
+        else:
+            label = "harmful" if self.rng.random() < self.config.harmful_fraction else "benign"
+            pool = self.pools[label]
+            self.seed = pool[int(self.rng.integers(len(pool)))]
+        revise = options.get("revise")
+        self.revised = bool(self.rng.random() < self.config.revise_fraction) if revise is None else bool(revise)
+        self.attack: Move | None = None
+        self.defense: Move | None = None
+        self.verdict: Verdict | None = None
+        self.result: dict[str, float] = {}
+
+    def to_act(self) -> tuple[str, ...]:
+        if self.defense is not None:
+            return ()
+        if self.revised and self.attack is None:
+            return ("attacker",)
+        return ("defender",)
+
+    @property
+    def message(self) -> str:
+        """What the defender is asked: the attacker's visible text, or the verbatim seed."""
+        return self.attack.text if self.revised and self.attack else self.seed.prompt
+
+    def resolve(self, moves: dict[str, Move]) -> Outcome:
+        if "attacker" in moves:
+            self.attack = moves["attacker"]
+            return Outcome()
+        self.defense = moves["defender"]
+        self.verdict = self.judge.judge(self.message, self.defense.text)
+        scored = score(
+            self.verdict,
+            seed_label=self.seed.label,
+            revised=self.revised,
+            attacker_format_ok=self._format_ok(self.attack),
+            defender_format_ok=self._format_ok(self.defense),
+            table=self.config.reward_table,
+            zero_sum=self.config.zero_sum,
+        )
+        self.result = scored.rewards
+        shared = {
+            "tie": scored.tie,
+            "judge": {k: v for k, v in asdict(self.verdict).items() if k != "rationale"},
+            "seed_label": self.seed.label,
+            "revised": self.revised,
+        }
+        return Outcome(
+            rewards=scored.rewards,
+            reward_terms=scored.terms,
+            info={"attacker": dict(shared), "defender": dict(shared)},
+            done=True,
+        )
+
+    def _format_ok(self, move: Move | None) -> bool | None:
+        if move is None:
+            return None
+        if self.hidden_cot:
+            return move.format_valid
+        return None if move.format_valid else False
+
+    # -- what each agent sees ---------------------------------------------------------------
+    def observe(self, agent: str) -> str:
+        if agent == "attacker":
+            return self._observe_attacker()
+        return self._observe_defender()
+
+    def _observe_attacker(self) -> str:
+        if not self.revised:
+            return "This game passes the seed prompt to the defender verbatim: you have no move."
+        if self.attack is None:
+            return prompts.attacker_instruction(self.seed.label, self.seed.prompt, self.hidden_cot)
+        sent = f"You sent the defender:\n{self.attack.text}"
+        if self.defense is None:
+            return sent + "\n\nWaiting for the defender's answer."
+        return sent + f"\n\nThe defender answered:\n{self.defense.text}\n\n" + self._result_line("attacker")
+
+    def _observe_defender(self) -> str:
+        if self.defense is None:
+            if self.to_act() == ("defender",):
+                return prompts.defender_instruction(self.message, self.hidden_cot)
+            return "Waiting for the user's message."
+        return (
+            f"{prompts.MESSAGE_MARKER}\n{self.message}\n\nYou answered:\n{self.defense.text}"
+            f"\n\n{self._result_line('defender')}"
+        )
+
+    def _result_line(self, agent: str) -> str:
+        v = self.verdict
+        labels = f"request {v.prompt_harmful}, {v.refusal}, response {v.response_harmful}"
+        return f"Judge: {labels}. Your reward: {self.result.get(agent, 0.0):+.2f}."
+
+    def private_texts(self, agent: str) -> list[str]:
+        texts = super().private_texts(agent)
+        if agent == "attacker" and self.revised:
+            role = prompts.ATTACKER_HARMFUL if self.seed.label == "harmful" else prompts.ATTACKER_BENIGN
+            texts.append(role)
+            # The seed is the attacker's to reveal: it is private unless its answer quotes it.
+            if not (self.attack and self.seed.prompt in self.attack.text):
+                texts.append(self.seed.prompt)
+        return texts
+
+    def header(self, viewer: str | None) -> str:
+        if viewer is None:
+            mode = "revised by the attacker" if self.revised else "passed verbatim"
+            return f"seed ({self.seed.label}, {mode}): {self.seed.prompt}"
+        if viewer == "attacker" and self.revised:
+            return f"seed ({self.seed.label}): {self.seed.prompt}"
+        return ""

@@ -1,0 +1,7 @@
+"""Judges: the referees that games hand their exchanges to (rule-based, LM-based, ...)."""
+
+from sparring.judges.base import Judge, Verdict
+from sparring.judges.rules import RuleJudge
+from sparring.judges.wildguard import parse_wildguard
+
+__all__ = ["Judge", "RuleJudge", "Verdict", "parse_wildguard"]
