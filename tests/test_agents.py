@@ -1,0 +1,60 @@
+import asyncio
+
+import pytest
+
+from sparring.agents import Policy, load_policy, play_many, run_sync
+from sparring.agents.human import HumanPolicy
+from sparring.envs import make
+
+
+def test_load_policy_suggests_close_names_and_checks_types():
+    with pytest.raises(ValueError, match="Did you mean 'redteam.keyword'"):
+        load_policy("redteam.keywrd")
+    with pytest.raises(ValueError, match="has no attribute"):
+        load_policy("sparring.agents.base:Nope")
+    with pytest.raises(TypeError, match="not a sparring Policy"):
+        load_policy("collections:OrderedDict")
+
+
+def test_misspelling_attacker_evades_the_lexicon_sometimes():
+    env = make("sparring/redteam-v0", revise_fraction=1.0, harmful_fraction=1.0)
+    episodes = asyncio.run(play_many(
+        lambda: make("sparring/redteam-v0", revise_fraction=1.0, harmful_fraction=1.0),
+        lambda i: {"attacker": load_policy("redteam.misspell"), "defender": load_policy("redteam.keyword")},
+        range(40)))
+    refused = [e.final_infos["defender"]["judge"]["refusal"] == "refusal" for e in episodes]
+    assert 0 < sum(refused) < len(refused)
+    assert env.possible_agents == ["attacker", "defender"]
+
+
+def test_play_many_is_deterministic_per_seed():
+    def run():
+        return asyncio.run(play_many(lambda: make("sparring/matrix-v0", rounds=5),
+                                     lambda i: {"player_0": load_policy("matrix.random"),
+                                                "player_1": load_policy("matrix.random")}, range(8)))
+    first, second = run(), run()
+    assert [e.rewards for e in first] == [e.rewards for e in second]
+    assert len({str(e.rewards) for e in first}) > 1
+
+
+def test_human_policy_formats_hidden_cot_and_survives_end_of_input():
+    answers = iter(["my plan", "my answer"])
+    human = HumanPolicy(input_fn=lambda prompt: next(answers), output_fn=lambda text: None)
+    action = run_sync(human.act("defender", {"text": "... </think> ...", "to_act": 1, "turn": 0}))
+    assert action.text == "my plan </think> <answer> my answer </answer>"
+
+    def closed(prompt):
+        raise EOFError
+
+    assert run_sync(HumanPolicy(input_fn=closed, output_fn=lambda t: None).act("p", {"text": "x"})).text == ""
+
+
+def test_run_sync_refuses_inside_a_running_loop():
+    async def inner():
+        class Echo(Policy):
+            async def act(self, agent, observation):
+                return None
+        run_sync(Echo().act("a", {}))
+
+    with pytest.raises(RuntimeError, match="await"):
+        asyncio.run(inner())

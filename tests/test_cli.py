@@ -1,0 +1,94 @@
+"""The real `sparring` command, run as a user runs it."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from typer.testing import CliRunner
+
+from sparring.cli import app
+
+runner = CliRunner()
+
+
+def test_envs_lists_every_game_and_view():
+    result = runner.invoke(app, ["envs"])
+    assert result.exit_code == 0
+    for gid in ("sparring/redteam-v0", "sparring/matrix-v0", "sparring/RedTeamDefender-v0"):
+        assert gid in result.output
+
+
+def test_play_scripted_only_hides_reasoning_unless_revealed():
+    args = ["play", "redteam-v0", "--no-human", "--seed", "0", "--set", "revise_fraction=1.0"]
+    hidden = runner.invoke(app, args)
+    assert hidden.exit_code == 0, hidden.output
+    assert "I will use the role-play style" not in hidden.output
+    assert "hidden reasoning," in hidden.output
+    shown = runner.invoke(app, [*args, "--reveal"])
+    assert "I will use the role-play style" in shown.output
+
+
+def test_play_human_defender_sees_own_reasoning_not_the_attackers():
+    result = runner.invoke(
+        app, ["play", "redteam-v0", "--seed", "0", "--set", "revise_fraction=1.0", "--seat", "attacker=redteam.roleplay"],
+        input="it looks risky\nI'm sorry, I can't help with that.\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "your turn (defender)" in result.output
+    assert "(hidden reasoning) it looks risky" in result.output
+    assert "I will use the role-play style" not in result.output
+    assert "defender (human): reward" in result.output
+
+
+def test_play_matrix_with_seats_and_game_arguments():
+    result = runner.invoke(app, ["play", "matrix-v0", "--no-human", "--seat", "player_0=matrix.constant",
+                                 "--seat", "player_1=matrix.tit_for_tat", "--set", "rounds=3", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "player_1 (matrix.tit_for_tat): reward +9" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["play", "redteam-v9"], "Did you mean"), (["play", "matrix-v0", "--seat", "player_9=human"], "no seat"),
+     (["play", "matrix-v0", "--seat", "player_0=nobody"], "unknown policy"),
+     (["play", "matrix-v0", "--set", "rounds=0"], "rounds=0"), (["demo", "games=0"], "games=0")],
+)
+def test_bad_input_gives_a_clear_error(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_user_policy_class_by_import_path(tmp_path, monkeypatch):
+    (tmp_path / "my_agents.py").write_text(
+        "from sparring.agents import ScriptedPolicy\n"
+        "class AlwaysRock(ScriptedPolicy):\n"
+        "    name = 'rock'\n"
+        "    def respond(self, agent, observation):\n"
+        "        return 'I choose [rock]'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(app, ["play", "matrix-v0", "--no-human", "--set", "game=rock_paper_scissors",
+                                 "--seat", "player_0=my_agents:AlwaysRock", "--seat", "player_1=matrix.constant"])
+    assert result.exit_code == 0, result.output
+    assert "player_0 (my_agents:AlwaysRock): reward +0" in result.output
+
+
+def test_demo_runs_from_the_console_script():
+    exe = os.path.join(os.path.dirname(sys.executable), "sparring")
+    out = subprocess.run([exe, "demo", "games=2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "redteam-v0" in out.stdout and "tit_for_tat" in out.stdout
+
+
+def test_wheel_carries_configs_and_seed_data(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), root], check=True, timeout=300)
+    (wheel,) = tmp_path.glob("sparring-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in ("sparring/configs/demo.yaml", "sparring/configs/env/redteam.yaml",
+                     "sparring/envs/redteam/data/train.jsonl", "sparring/envs/redteam/data/heldout.jsonl"):
+        assert expected in names

@@ -1,0 +1,137 @@
+"""The conformance harness: PettingZoo's own tests, Gymnasium's checker, pickling and leaks,
+run over every registered game and single-agent view."""
+
+import asyncio
+import pickle
+
+import gymnasium
+import numpy as np
+import pettingzoo
+import pytest
+from gymnasium.utils.env_checker import check_env
+from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
+
+from sparring.agents import ScriptedPolicy, load_policy, play
+from sparring.envs import GAMES, VIEWS, make
+from sparring.envs.parsing import format_cot
+
+# Each registered id with the argument sets that change its structure.
+VARIANTS = {
+    "sparring/redteam-v0": [{}, {"hidden_cot": False}, {"revise_fraction": 1.0, "zero_sum": True}],
+    "sparring/matrix-v0": [
+        {},
+        {"game": "rock_paper_scissors", "rounds": 5, "hidden_cot": True},
+        {"game": "open_spiel:matrix_sh", "rounds": 3, "invalid_ends_game": True},
+        {
+            "game": "three-player coordination",
+            "payoffs": np.eye(2)[:, :, None, None].repeat(2, 2).repeat(3, 3).tolist(),
+            "action_names": [["a", "b"]] * 3,
+            "rounds": 2,
+        },
+    ],
+}
+CASES = [(gid, kw) for gid in GAMES for kw in VARIANTS.get(gid, [{}])]
+IDS = [f"{gid.split('/')[1]}-{i}" for gid in GAMES for i, _ in enumerate(VARIANTS.get(gid, [{}]))]
+
+
+def test_every_registered_game_has_variants():
+    assert set(VARIANTS) == set(GAMES)
+
+
+@pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
+def test_pettingzoo_api(game_id, kwargs):
+    api_test(pettingzoo.make("aec", game_id, **kwargs), num_cycles=200)
+    parallel_api_test(pettingzoo.make("parallel", game_id, **kwargs), num_cycles=200)
+
+
+@pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
+def test_pettingzoo_seeding(game_id, kwargs):
+    seed_test(lambda: pettingzoo.make("aec", game_id, **kwargs), num_cycles=50)
+    parallel_seed_test(lambda: pettingzoo.make("parallel", game_id, **kwargs), num_cycles=50)
+
+
+@pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
+def test_pickle_round_trip(game_id, kwargs):
+    env = make(game_id, parallel=True, **kwargs)
+    env.reset(seed=7)
+    clone = pickle.loads(pickle.dumps(env))
+    while env.agents:
+        actions = {a: env.action_space(a).sample() for a in env.agents}
+        assert clone.step(actions) == env.step(actions)
+    assert clone.agents == env.agents == []
+
+
+class NonceAgent(ScriptedPolicy):
+    """Answers validly with reasoning that is unique to one move (a traceable secret)."""
+
+    def respond(self, agent, observation):
+        nonce = f"secret-{agent}-{int(self.rng.integers(1 << 40))}"
+        text = observation["text"]
+        if "Your moves:" in text:  # matrix: a legal move, so the game goes on
+            move = text.split("Your moves: [", 1)[1].split("]", 1)[0]
+            answer = f"[{move}]"
+        else:
+            answer = f"message-{int(self.rng.integers(1 << 40))}"
+        return format_cot(nonce, answer) if "</think>" in text else answer
+
+
+@pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
+def test_no_observation_leaks_private_text(game_id, kwargs):
+    for seed in range(12):
+        env = make(game_id, raw=True, **kwargs)
+        seen = {a: [] for a in env.possible_agents}
+        secrets = {a: set() for a in env.possible_agents}
+        env.reset(seed=seed)
+        agents = {a: NonceAgent(seed=i) for i, a in enumerate(env.possible_agents)}
+        for agent in env.agent_iter():
+            for a in env.possible_agents:  # every agent looks at every moment
+                if a in env.agents:
+                    seen[a].append(env.observe(a)["text"])
+                secrets[a].update(env.game.private_texts(a))
+            obs, _, term, trunc, _ = env.last()
+            env.step(None if term or trunc else asyncio.run(agents[agent].act(agent, obs)).text)
+        for owner, texts in secrets.items():
+            for other in env.possible_agents:
+                if other == owner:
+                    continue
+                for secret in texts:
+                    leaked = [o for o in seen[other] if secret in o]
+                    assert not leaked, f"{other} saw {owner}'s private text {secret!r}"
+
+
+def test_redteam_leak_test_has_secrets_to_find():
+    env = make("sparring/redteam-v0", raw=True, revise_fraction=1.0)
+    env.reset(seed=0)
+    env.step(format_cot("my private plan", "a rewritten prompt"))
+    secrets = env.game.private_texts("attacker")
+    assert "my private plan" in secrets
+    assert env.game.seed.prompt in secrets
+    assert any("labelled" in s for s in secrets)
+    assert all(s not in env.observe("defender")["text"] for s in secrets)
+
+
+@pytest.mark.parametrize("view_id", list(VIEWS))
+def test_gymnasium_views_pass_check_env(view_id):
+    env = gymnasium.make("sparring:" + view_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    assert obs["to_act"] == 1
+    again, _ = env.reset(seed=3)
+    assert again == obs
+
+
+def test_gymnasium_view_takes_a_policy_object_and_plays_to_the_end():
+    env = gymnasium.make("sparring:sparring/RedTeamDefender-v0", opponent=load_policy("redteam.hypothetical"))
+    obs, _ = env.reset(seed=5)
+    obs, reward, terminated, truncated, info = env.step(format_cot("It is fine.", "I'm sorry, but I can't help."))
+    assert terminated and not truncated
+    assert reward == sum(info["reward_terms"].values())
+    assert info["invalid"] is None
+
+
+def test_rollout_rewards_match_reward_terms():
+    for seed in range(10):
+        ep = asyncio.run(play(make("sparring/redteam-v0"), {"attacker": load_policy("redteam.roleplay"),
+                                                              "defender": load_policy("redteam.comply")}, seed))
+        for agent, total in ep.rewards.items():
+            assert total == pytest.approx(sum(ep.reward_terms[agent].values()))

@@ -1,0 +1,89 @@
+import asyncio
+
+import numpy as np
+import pytest
+
+from sparring.agents import load_policy, play
+from sparring.envs import make
+from sparring.envs.matrix import BUILTIN, MatrixConfig, from_open_spiel
+
+
+def run(kwargs, p0, p1, seed=0):
+    env = make("sparring/matrix-v0", **kwargs)
+    return asyncio.run(play(env, {"player_0": p0, "player_1": p1}, seed))
+
+
+def test_iterated_prisoners_dilemma_known_payoffs():
+    tft, defect = load_policy("matrix.tit_for_tat"), load_policy("matrix.constant", move="defect")
+    ep = run({"rounds": 10}, tft, defect)
+    assert ep.rewards == {"player_0": 9.0, "player_1": 14.0}  # suckered once, then mutual defection
+    ep = run({"rounds": 10}, load_policy("matrix.tit_for_tat"), load_policy("matrix.tit_for_tat"))
+    assert ep.rewards == {"player_0": 30.0, "player_1": 30.0}
+
+
+def test_history_in_observations_and_none_of_the_pending_move():
+    env = make("sparring/matrix-v0", raw=True, rounds=3)
+    env.reset(seed=0)
+    before = env.observe("player_1")
+    env.step("[defect]")
+    assert env.observe("player_1") == before  # player_0's pending move is not revealed
+    env.step("[cooperate]")
+    text = env.observe("player_1")["text"]
+    assert "round 1: player_0 [defect], you [cooperate] -> you +0" in text
+    assert "Round 2 of 3" in text
+
+
+def test_invalid_move_is_penalised_and_scored_as_the_default():
+    env = make("sparring/matrix-v0", parallel=True, game="rock_paper_scissors", default_action="rock",
+               invalid_penalty=-2.0)
+    env.reset(seed=0)
+    _, rewards, _, _, infos = env.step({"player_0": "I refuse to choose", "player_1": "[scissors]"})
+    assert infos["player_0"]["invalid"].startswith("no bracketed legal move")
+    assert infos["player_0"]["reward_terms"] == {"payoff": 1.0, "invalid": -2.0}
+    assert rewards == {"player_0": -1.0, "player_1": -1.0}
+    assert infos["player_0"]["joint_action"] == ["rock", "scissors"]
+
+
+def test_invalid_move_can_end_the_game():
+    env = make("sparring/matrix-v0", parallel=True, rounds=5, invalid_ends_game=True)
+    env.reset(seed=0)
+    _, rewards, terms, _, _ = env.step({"player_0": "[cooperate] [defect]", "player_1": "[defect]"})
+    assert all(terms.values()) and env.agents == []
+    assert rewards == {"player_0": -1.0, "player_1": 0.0}
+
+
+def test_missing_action_for_an_acting_agent_is_an_invalid_move():
+    env = make("sparring/matrix-v0", parallel=True)
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({"player_0": "[defect]"})
+    assert infos["player_1"]["invalid"] == "no output (None)"
+
+
+def test_open_spiel_games_match_their_payoffs():
+    rps = from_open_spiel("matrix_rps")
+    assert [n.lower() for n in rps.action_names[0]] == ["rock", "paper", "scissors"]
+    np.testing.assert_array_equal(rps.payoffs[..., 0], BUILTIN["rock_paper_scissors"].payoffs[..., 0])
+    env = make("sparring/matrix-v0", parallel=True, game="open_spiel:matrix_pd")
+    observations, _ = env.reset(seed=0)
+    assert "Your moves: [Cooperate], [Defect]." in observations["player_0"]["text"]
+    _, rewards, _, _, _ = env.step({"player_0": "[cooperate]", "player_1": "[DEFECT]"})
+    pd = from_open_spiel("matrix_pd").payoffs
+    assert rewards == {"player_0": pd[0, 1, 0], "player_1": pd[0, 1, 1]}
+    with pytest.raises(ValueError, match="known ones"):
+        from_open_spiel("matrix_nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"rounds": 0}, "rounds=0"), ({"game": "chess"}, "game='chess' is unknown"),
+     ({"payoffs": [[1, 2]]}, "action_names"),
+     ({"payoffs": [[[1, 1]]], "action_names": [["a"], ["b", "c"]]}, "do not match"),
+     ({"default_action": "lizard"}, "not a move of player_0")],
+)
+def test_config_errors_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make("sparring/matrix-v0", **kwargs)
+
+
+def test_config_is_a_typed_dataclass():
+    assert MatrixConfig().rounds == 1
