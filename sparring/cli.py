@@ -39,40 +39,35 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
     return parsed
 
 
+def _print_table(title: str, columns: tuple[str, str], rows) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 @app.command()
 def envs() -> None:
     """List the registered games and their single-agent Gymnasium views."""
-    from rich.table import Table
-
     from sparring.envs import GAMES, VIEWS
 
-    table = Table(title="games (pettingzoo.make('aec' | 'parallel', id) or sparring.make(id))")
-    table.add_column("id")
-    table.add_column("description")
-    for spec in GAMES.values():
-        table.add_row(spec.id, spec.description)
-    console.print(table)
-    views = Table(title="single-agent views (gymnasium.make('sparring:' + id))")
-    views.add_column("id")
-    views.add_column("description")
-    for spec in VIEWS.values():
-        views.add_row(spec.id, spec.description)
-    console.print(views)
+    _print_table("games (pettingzoo.make('aec' | 'parallel', id) or sparring.make(id))",
+                 ("id", "description"), ((s.id, s.description) for s in GAMES.values()))
+    _print_table("single-agent views (gymnasium.make('sparring:' + id))",
+                 ("id", "description"), ((s.id, s.description) for s in VIEWS.values()))
 
 
 @app.command()
 def agents() -> None:
     """List the registered policies (any 'module:Class' path works too)."""
-    from rich.table import Table
-
     from sparring.agents import POLICIES
 
-    table = Table(title="policies")
-    table.add_column("name")
-    table.add_column("what it does")
-    for name, (_, description) in POLICIES.items():
-        table.add_row(name, description)
-    console.print(table)
+    _print_table("policies", ("name", "what it does"),
+                 ((name, description) for name, (_, description) in POLICIES.items()))
 
 
 @app.command()
