@@ -41,7 +41,7 @@ def test_invalid_move_is_penalised_and_scored_as_the_default():
     assert infos["player_0"]["invalid"].startswith("no bracketed legal move")
     assert infos["player_0"]["reward_terms"] == {"payoff": 1.0, "invalid": -2.0}
     assert rewards == {"player_0": -1.0, "player_1": -1.0}
-    assert infos["player_0"]["joint_action"] == ["rock", "scissors"]
+    assert infos["player_0"]["joint_action"] == ("rock", "scissors")
 
 
 def test_invalid_move_can_end_the_game():

@@ -12,7 +12,6 @@ invalid output as a game event (reason in ``infos[agent]["invalid"]``, penalty b
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,14 +19,19 @@ from typing import Any
 import gymnasium
 import numpy as np
 from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from sparring.envs.parsing import split_hidden_cot
 from sparring.envs.spaces import action_space, observation_space
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Move:
-    """One agent's output, read strictly. Recorded in the game's transcript."""
+    """One agent's output, read strictly. Recorded in the game's transcript.
+
+    Games set ``value`` (and add to ``error``) in :meth:`LanguageGame.interpret`; after that
+    a move is not changed.
+    """
 
     agent: str
     raw: str | None
@@ -46,6 +50,11 @@ class Move:
     @property
     def format_valid(self) -> bool:
         return self.format_error is None
+
+    def reject(self, reason: str) -> Move:
+        """Mark the move invalid for a game-level reason (kept beside any format error)."""
+        self.error = f"{self.error}; {reason}" if self.error else reason
+        return self
 
 
 def read_output(agent: str, raw: Any, *, hidden_cot: bool, max_chars: int) -> Move:
@@ -259,18 +268,20 @@ class LanguageAECEnv(_LanguageEnvBase, AECEnv):
             self._was_dead_step(action)
             return
         self._cumulative_rewards[agent] = 0.0
-        self._pending[agent] = self.game.read(agent, action)
-        remaining = [a for a in self.game.to_act() if a not in self._pending]
-        if remaining:
+        pending = self._pending
+        pending[agent] = self.game.read(agent, action)
+        waiting_for = next((a for a in self.game.to_act() if a not in pending), None)
+        if waiting_for is not None:
             # Rewards and reward terms always describe the last step: nothing resolved yet.
-            self.rewards = {a: 0.0 for a in self.agents}
-            self.infos = {a: _info(None, a, self._pending.get(a)) for a in self.agents}
-            self.agent_selection = remaining[0]
+            self.rewards = dict.fromkeys(self.agents, 0.0)
+            self.infos = {a: _info(None, a, pending.get(a)) for a in self.agents}
+            self.agent_selection = waiting_for
             return
-        moves, self._pending = self._pending, {}
-        outcome = self.game.play(moves)
-        self.rewards = {a: float(outcome.rewards.get(a, 0.0)) for a in self.agents}
-        self.infos = {a: _info(outcome, a, moves.get(a)) for a in self.agents}
+        self._pending = {}
+        outcome = self.game.play(pending)
+        rewards = outcome.rewards
+        self.rewards = {a: float(rewards.get(a, 0.0)) for a in self.agents}
+        self.infos = {a: _info(outcome, a, pending.get(a)) for a in self.agents}
         if outcome.done:
             self.terminations = {a: True for a in self.agents}
             self.agent_selection = self.agents[0]
@@ -316,6 +327,32 @@ class LanguageParallelEnv(_LanguageEnvBase, ParallelEnv):
         return observations, rewards, terminations, truncations, infos
 
 
-def replace(move: Move, **changes: Any) -> Move:
-    """A copy of ``move`` with fields changed (games use it in :meth:`LanguageGame.interpret`)."""
-    return dataclasses.replace(move, **changes)
+def _forwarded(name: str) -> property:
+    def get(self):
+        if not self._has_reset:
+            raise AttributeError(f"{name} cannot be accessed before reset")
+        return getattr(self.env, name)
+
+    return property(get, doc=f"The wrapped env's ``{name}`` (after reset).")
+
+
+class OrderEnforcing(OrderEnforcingWrapper):
+    """PettingZoo's order-enforcing wrapper with the per-step attributes served directly.
+
+    The stock wrapper reaches ``agent_selection``, ``rewards`` etc. through a failed
+    attribute lookup and two ``__getattr__`` calls, several times per step; for a game as
+    small as the prisoner's dilemma that is a third of the step time.
+    """
+
+    agents = _forwarded("agents")
+    agent_selection = _forwarded("agent_selection")
+    rewards = _forwarded("rewards")
+    terminations = _forwarded("terminations")
+    truncations = _forwarded("truncations")
+    infos = _forwarded("infos")
+    _cumulative_rewards = _forwarded("_cumulative_rewards")
+
+    def last(self, observe: bool = True):
+        if not self._has_reset:
+            raise AttributeError("last() cannot be called before reset")
+        return self.env.last(observe)

@@ -27,9 +27,7 @@ Version history: v0 — initial release.
 
 from __future__ import annotations
 
-from pettingzoo.utils import wrappers
-
-from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv
+from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv, OrderEnforcing
 from sparring.envs.matrix.game import MatrixConfig, MatrixGame
 from sparring.envs.matrix.payoffs import BUILTIN, NormalForm, from_open_spiel
 
@@ -48,9 +46,9 @@ class parallel_raw_env(LanguageParallelEnv):
         super().__init__(MatrixGame(MatrixConfig(**kwargs)), render_mode)
 
 
-def env(**kwargs) -> wrappers.OrderEnforcingWrapper:
+def env(**kwargs) -> OrderEnforcing:
     """The AEC env, wrapped as PettingZoo's own games are."""
-    return wrappers.OrderEnforcingWrapper(raw_env(**kwargs))
+    return OrderEnforcing(raw_env(**kwargs))
 
 
 def parallel_env(**kwargs) -> parallel_raw_env:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sparring.envs.core import LanguageGame, Move, Outcome, replace
+from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.matrix.payoffs import NormalForm, resolve_game
 from sparring.envs.parsing import FORMAT_INSTRUCTION, parse_bracketed_choice
 
@@ -60,6 +60,11 @@ class MatrixGame(LanguageGame):
         ]
         self._default = [self._default_index(i) for i in range(n)]
         self._intro = [self._introduction(i) for i in range(n)]
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        # Plain tuples per joint action: indexing a numpy array costs more than a whole round.
+        self._payoff = {joint: tuple(float(p) for p in self.table.payoffs[joint])
+                        for joint in np.ndindex(*self.table.payoffs.shape[:-1])}
+        self._zero = (0.0,) * n
 
     def _default_index(self, player: int) -> int:
         if self.config.default_action is None:
@@ -100,49 +105,49 @@ class MatrixGame(LanguageGame):
     def interpret(self, move: Move) -> Move:
         if move.error:  # a malformed output is an invalid move, even if a bracket survives
             return move
-        index, error = parse_bracketed_choice(move.text, self._legal[self._player(move.agent)])
+        index, error = parse_bracketed_choice(move.text, self._legal[self._index[move.agent]])
         if error:
-            return replace(move, error=error)
-        return replace(move, value=index)
-
-    def _player(self, agent: str) -> int:
-        return self.possible_agents.index(agent)
+            return move.reject(error)
+        move.value = index
+        return move
 
     def resolve(self, moves: dict[str, Move]) -> Outcome:
-        t = self.table
-        ordered = [moves[a] for a in self.possible_agents]
-        invalid = [m.value is None for m in ordered]
-        joint = tuple(self._default[i] if bad else m.value for i, (m, bad) in enumerate(zip(ordered, invalid)))
+        names = self.table.action_names
+        penalty = self.config.invalid_penalty
+        invalid = [moves[a].value is None for a in self.possible_agents]
+        joint = tuple(
+            self._default[i] if bad else moves[a].value
+            for i, (a, bad) in enumerate(zip(self.possible_agents, invalid))
+        )
         ends = self.config.invalid_ends_game and any(invalid)
-        pay = np.zeros(t.num_players) if ends else t.payoffs[joint]
-        terms, rewards = {}, {}
-        for i, agent in enumerate(self.possible_agents):
-            terms[agent] = {"payoff": float(pay[i]), "invalid": self.config.invalid_penalty if invalid[i] else 0.0}
-            rewards[agent] = terms[agent]["payoff"] + terms[agent]["invalid"]
-            self.scores[i] += rewards[agent]
+        pay = self._zero if ends else self._payoff[joint]
+        played = tuple(names[p][x] for p, x in enumerate(joint))
         self.round += 1
-        self._record(joint, invalid, rewards)
+        terms, rewards, info = {}, {}, {}
+        for i, agent in enumerate(self.possible_agents):
+            terms[agent] = {"payoff": pay[i], "invalid": penalty if invalid[i] else 0.0}
+            rewards[agent] = reward = pay[i] + terms[agent]["invalid"]
+            self.scores[i] += reward
+            info[agent] = {"round": self.round, "joint_action": played}
+        self._record(played, invalid, rewards)
         self.done = ends or self.round >= self.config.rounds
-        info = {a: {"round": self.round, "joint_action": [t.action_names[p][x] for p, x in enumerate(joint)]}
-                for a in self.possible_agents}
         return Outcome(rewards=rewards, reward_terms=terms, info=info, done=self.done)
 
-    def _record(self, joint: tuple[int, ...], invalid: list[bool], rewards: dict[str, float]) -> None:
-        names = self.table.action_names
+    def _record(self, played: tuple[str, ...], invalid: list[bool], rewards: dict[str, float]) -> None:
+        moves = [f"[{name}]" + (" (invalid move)" if bad else "") for name, bad in zip(played, invalid)]
         for i, agent in enumerate(self.possible_agents):
-            parts = ["you" if j == i else a for j, a in enumerate(self.possible_agents)]
-            played = ", ".join(
-                f"{who} [{names[j][joint[j]]}]" + (" (invalid move)" if invalid[j] else "")
-                for j, who in enumerate(parts)
+            seen = ", ".join(
+                f"{'you' if j == i else other} {move}"
+                for j, (other, move) in enumerate(zip(self.possible_agents, moves))
             )
-            self._history[i].append(f"  round {self.round}: {played} -> you {rewards[agent]:+g}")
+            self._history[i].append(f"  round {self.round}: {seen} -> you {rewards[agent]:+g}")
 
     # -- what each agent sees ---------------------------------------------------------------
     def observe(self, agent: str) -> str:
         cached = self._cache.get(agent)
         if cached and cached[0] == self.round:
             return cached[1]
-        i = self._player(agent)
+        i = self._index[agent]
         parts = [self._intro[i]]
         if self._history[i]:
             parts.append("History:\n" + "\n".join(self._history[i]))

@@ -41,9 +41,7 @@ Version history: v0 — initial release (one round).
 
 from __future__ import annotations
 
-from pettingzoo.utils import wrappers
-
-from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv
+from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv, OrderEnforcing
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
 from sparring.envs.redteam.game import RedTeamConfig, RedTeamGame
 from sparring.judges.base import Judge
@@ -67,9 +65,9 @@ class parallel_raw_env(LanguageParallelEnv):
         super().__init__(_game(judge, kwargs), render_mode)
 
 
-def env(**kwargs) -> wrappers.OrderEnforcingWrapper:
+def env(**kwargs) -> OrderEnforcing:
     """The AEC env, wrapped as PettingZoo's own games are."""
-    return wrappers.OrderEnforcingWrapper(raw_env(**kwargs))
+    return OrderEnforcing(raw_env(**kwargs))
 
 
 def parallel_env(**kwargs) -> parallel_raw_env:
