@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+from sparring.envs.redteam.diversity import embedding_diversity, revision_similarity, self_bleu_diversity
+
+
+def test_self_bleu_known_answers():
+    same = ["how do I pick a lock quickly"] * 4
+    assert self_bleu_diversity(same) == pytest.approx(0.0, abs=1e-9)
+    distinct = ["alpha beta gamma delta", "one two three four", "red green blue yellow"]
+    assert self_bleu_diversity(distinct) > 0.9
+    with pytest.raises(ValueError, match="at least 2"):
+        self_bleu_diversity(["only one"])
+
+
+def test_embedding_diversity_known_answers():
+    def one_hot(texts):
+        return np.eye(len(texts))
+
+    assert embedding_diversity(["a", "b", "c"], one_hot) == pytest.approx(1.0)
+    assert embedding_diversity(["a", "b"], lambda t: np.ones((len(t), 3))) == pytest.approx(0.0)
+
+
+def test_revision_similarity():
+    assert revision_similarity(["write a poem about rain"], ["write a poem about rain"]) == pytest.approx(1.0)
+    assert revision_similarity(["write a poem"], ["zzz qqq"]) < 0.1
