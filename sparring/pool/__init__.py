@@ -1,0 +1,18 @@
+"""The shared inference pool: every LLM request of every game goes through one pool that
+batches across games, agents and policies."""
+
+from sparring.pool.pool import InferencePool, PoolConfig, PoolStats
+from sparring.pool.types import (
+    BackendError,
+    Generation,
+    GenerationRequest,
+    InvalidRequestError,
+    PoolClosedError,
+    PoolError,
+    SamplingParams,
+)
+
+__all__ = [
+    "BackendError", "Generation", "GenerationRequest", "InferencePool", "InvalidRequestError",
+    "PoolClosedError", "PoolConfig", "PoolError", "PoolStats", "SamplingParams",
+]

@@ -1,0 +1,214 @@
+"""The shared inference pool: one place where every game's LLM requests are batched.
+
+Many games run as asyncio tasks; each awaits :meth:`InferencePool.generate`. A batcher task
+gathers the outstanding requests (up to ``max_batch_size``, waiting at most ``max_wait_ms``
+for more once the first arrives), groups them per policy and runs each group as one batch in
+a worker thread, so the event loop keeps collecting the next batch meanwhile. Weight updates
+are applied between batches: a batch in flight finishes on the weights it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparring.pool.transformers_backend import LoadedModel, generate_batch, load_model
+from sparring.pool.types import (
+    BackendError,
+    Generation,
+    GenerationRequest,
+    InvalidRequestError,
+    PoolClosedError,
+)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    max_batch_size: int = 64
+    """Most requests of one policy run in one batch."""
+    max_wait_ms: float = 5.0
+    """After the first request arrives, wait this long for more before running a batch."""
+    seed: int = 0
+    """Seeds the sampler of requests that carry no seed of their own."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size={self.max_batch_size} must be >= 1")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms={self.max_wait_ms} must be >= 0")
+
+
+@dataclass
+class _Pending:
+    request: GenerationRequest
+    future: asyncio.Future
+
+
+@dataclass
+class PoolStats:
+    batches: int = 0
+    requests: int = 0
+    completion_tokens: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def mean_batch_size(self) -> float:
+        return sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
+
+
+class InferencePool:
+    """In-process pool over the ``transformers`` backend (CPU or CUDA)."""
+
+    def __init__(self, config: PoolConfig | None = None):
+        self.config = config or PoolConfig()
+        self.models: dict[str, LoadedModel] = {}
+        self.stats = PoolStats()
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._updates: dict[str, Any] = {}
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batcher: asyncio.Task | None = None
+        self._closed = False
+
+    # -- policies and weights --------------------------------------------------------------
+    def add_policy(self, name: str, model: str | Path | Any, tokenizer: Any = None,
+                   device: str = "cpu", dtype: torch.dtype | None = None) -> None:
+        """Serve ``name`` from a model id, a local path or a loaded model (with tokenizer)."""
+        if name in self.models:
+            raise ValueError(f"policy {name!r} is already served by this pool")
+        self.models[name] = load_model(name, model, tokenizer, device, dtype)
+
+    @property
+    def policies(self) -> list[str]:
+        return list(self.models)
+
+    def update_weights(self, policy: str, weights: dict[str, torch.Tensor] | str | Path) -> None:
+        """Queue new weights (a state dict or a checkpoint directory) for ``policy``. They
+        apply before the next batch; requests already running finish on the old weights."""
+        if policy not in self.models:
+            raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
+        if isinstance(weights, (str, Path)):
+            weights = _read_checkpoint(Path(weights))
+        elif not isinstance(weights, dict):
+            raise TypeError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
+        _check_fits(policy, self.models[policy].model, weights)
+        self._updates[policy] = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+        if self._batcher is None or self._batcher.done():
+            self._apply_updates()
+
+    def _apply_updates(self) -> None:
+        while self._updates:
+            policy, state = self._updates.popitem()
+            loaded = self.models[policy]
+            loaded.model.load_state_dict(state, strict=False)
+            loaded.version += 1
+
+    # -- requests ----------------------------------------------------------------------------
+    async def generate(self, request: GenerationRequest) -> Generation:
+        if self._closed:
+            raise PoolClosedError("the pool is closed")
+        if request.policy not in self.models:
+            raise InvalidRequestError(f"unknown policy {request.policy!r}; served: {self.policies}")
+        self._ensure_batcher()
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(request, future))
+        return await future
+
+    def _ensure_batcher(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._batcher is None or self._batcher.done():
+            # A pool can be driven from several event loops one after another (scripts that
+            # call asyncio.run twice); each gets its own queue and batcher.
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            self._batcher = loop.create_task(self._run_batches())
+
+    async def _run_batches(self) -> None:
+        queue = self._queue
+        while True:
+            first = await queue.get()
+            batch = [first]
+            deadline = time.monotonic() + self.config.max_wait_ms / 1000
+            while len(batch) < self.config.max_batch_size * max(1, len(self.models)):
+                timeout = deadline - time.monotonic()
+                try:
+                    batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+            self._apply_updates()
+            groups: dict[str, list[_Pending]] = defaultdict(list)
+            for pending in batch:
+                if not pending.future.cancelled():
+                    groups[pending.request.policy].append(pending)
+            for policy, group in groups.items():
+                for start in range(0, len(group), self.config.max_batch_size):
+                    await self._serve(self.models[policy], group[start: start + self.config.max_batch_size])
+
+    async def _serve(self, loaded: LoadedModel, group: list[_Pending]) -> None:
+        requests = [p.request for p in group]
+        try:
+            results = await asyncio.to_thread(generate_batch, loaded, requests, self._generator)
+        except InvalidRequestError as error:
+            if len(group) == 1:
+                if not group[0].future.done():
+                    group[0].future.set_exception(error)
+                return
+            for pending in group:  # find the bad request; serve the rest
+                await self._serve(loaded, [pending])
+            return
+        except Exception as error:  # noqa: BLE001 - every waiter must hear about a backend crash
+            failure = BackendError(f"policy {loaded.name!r}: {type(error).__name__}: {error}")
+            failure.__cause__ = error
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+            return
+        self.stats.batches += 1
+        self.stats.requests += len(group)
+        self.stats.batch_sizes.append(len(group))
+        for pending, result in zip(group, results):
+            self.stats.completion_tokens += len(result.completion_ids)
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._batcher is not None and not self._batcher.done():
+            self._batcher.cancel()
+        if self._queue is not None:
+            while not self._queue.empty():
+                pending = self._queue.get_nowait()
+                if not pending.future.done():
+                    pending.future.set_exception(PoolClosedError("the pool was closed"))
+
+
+def _check_fits(policy: str, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that do not match the model (before anything is loaded). Tied weights
+    (an LM head sharing the embedding) may be absent from a checkpoint."""
+    params = dict(model.named_parameters())  # tied parameters appear once
+    missing = [k for k in params if k not in state]
+    unexpected = [k for k in state if k not in model.state_dict()]
+    wrong = [k for k, v in state.items() if k in params and tuple(v.shape) != tuple(params[k].shape)]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"weights for policy {policy!r} do not fit its model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+        )
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"no safetensors checkpoint at {path}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state

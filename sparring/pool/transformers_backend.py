@@ -1,0 +1,208 @@
+"""The ``transformers`` backend: batched generation with exact per-token logprobs.
+
+One decoding loop serves a whole batch of requests for one model: prompts are left-padded,
+position ids come from the attention mask (so a prompt's positions do not depend on its
+neighbours' lengths), and each row keeps its own sampling parameters, seed, stop strings and
+token budget. Logits are read at every step, so the logprobs are exactly those of the
+distribution each token was drawn from. Runs on CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparring.pool.types import Generation, GenerationRequest, InvalidRequestError
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    version: int = 0
+
+    @cached_property
+    def cache_arg(self) -> str:
+        """The forward() argument for the KV cache (``cache`` since transformers 5.2x)."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
+
+
+def load_model(name: str, model: str | Path | Any, tokenizer: Any = None, device: str = "cpu",
+               dtype: torch.dtype | None = None) -> LoadedModel:
+    """Load a Hugging Face causal LM (an id, a local path, or a model object)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(model, (str, Path)):
+        source = str(model)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+    elif tokenizer is None:
+        raise ValueError(f"policy {name!r}: a model object needs its tokenizer (tokenizer=...)")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    target = torch.device(device)
+    model.to(target).eval()
+    return LoadedModel(name, model, tokenizer, target)
+
+
+def render_prompt(loaded: LoadedModel, request: GenerationRequest) -> str:
+    if isinstance(request.prompt, str):
+        return request.prompt + request.prefill
+    if getattr(loaded.tokenizer, "chat_template", None) is None:
+        raise InvalidRequestError(
+            f"policy {request.policy!r}: chat messages need a tokenizer with a chat template; "
+            "send a plain-text prompt instead"
+        )
+    text = loaded.tokenizer.apply_chat_template(
+        list(request.prompt), add_generation_prompt=True, tokenize=False
+    )
+    return text + request.prefill
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask logits outside top-k / the top-p nucleus with -inf (one row)."""
+    if top_k and top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the first past p
+        logits = logits.clone()
+        logits[order[drop]] = -math.inf
+    return logits
+
+
+class _Row:
+    """Decoding state of one request in a batch."""
+
+    def __init__(self, request: GenerationRequest, prompt_ids: list[int], generator: torch.Generator):
+        self.request = request
+        self.prompt_ids = prompt_ids
+        self.generator = generator
+        self.ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.finish: str | None = None
+        self.text = ""
+
+
+@torch.no_grad()
+def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest],
+                   default_generator: torch.Generator) -> list[Generation]:
+    """Serve one batch of requests for one model. Raises InvalidRequestError only when one
+    request is bad; the caller retries the others (the pool does)."""
+    tok = loaded.tokenizer
+    rows = []
+    for request in requests:
+        prompt_ids = tok(render_prompt(loaded, request), add_special_tokens=False)["input_ids"]
+        if not prompt_ids:
+            raise InvalidRequestError(f"empty prompt for policy {request.policy!r}")
+        total = len(prompt_ids) + request.sampling.max_new_tokens
+        if total > loaded.context_length:
+            raise InvalidRequestError(
+                f"prompt of {len(prompt_ids)} tokens + max_new_tokens={request.sampling.max_new_tokens} "
+                f"exceeds the context of {loaded.context_length} tokens of policy {request.policy!r}; "
+                "shorten the prompt or lower max_new_tokens"
+            )
+        seed = request.sampling.seed
+        generator = default_generator if seed is None else torch.Generator().manual_seed(seed)
+        rows.append(_Row(request, prompt_ids, generator))
+
+    device = loaded.device
+    width = max(len(r.prompt_ids) for r in rows)
+    pad = tok.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
+    eos = _eos_ids(loaded)
+    past = None
+    step_ids = input_ids
+    max_steps = max(r.request.sampling.max_new_tokens for r in rows)
+    for step in range(max_steps):
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        if past is not None:
+            positions = positions[:, -1:]
+        out = loaded.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
+                           use_cache=True, **{loaded.cache_arg: past})
+        past = out[loaded.cache_arg] if loaded.cache_arg in out else out.past_key_values
+        logits = out.logits[:, -1, :].float()
+        next_ids = []
+        for i, row in enumerate(rows):
+            if row.finish is not None:
+                next_ids.append(pad)
+                continue
+            token, logprob = _sample(logits[i], row)
+            row.ids.append(token)
+            row.logprobs.append(logprob)
+            _check_finish(row, token, eos, tok)
+            next_ids.append(token)
+        if all(r.finish is not None for r in rows):
+            break
+        step_ids = torch.tensor(next_ids, device=device).unsqueeze(-1)
+        alive = torch.tensor([int(r.finish is None) for r in rows], device=device).unsqueeze(-1)
+        mask = torch.cat([mask, alive], dim=-1)
+
+    results = []
+    for row in rows:
+        if row.finish is None:
+            row.finish = "length"
+            row.text = tok.decode(row.ids, skip_special_tokens=True)
+        results.append(Generation(
+            text=row.text, prompt_ids=tuple(row.prompt_ids), completion_ids=tuple(row.ids),
+            logprobs=tuple(row.logprobs), finish_reason=row.finish, policy=row.request.policy,
+            weights_version=loaded.version,
+        ))
+    return results
+
+
+def _eos_ids(loaded: LoadedModel) -> set[int]:
+    ids = set()
+    for source in (loaded.tokenizer.eos_token_id, getattr(loaded.model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, (list, tuple)):
+            ids.update(source)
+    return ids
+
+
+def _sample(logits: torch.Tensor, row: _Row) -> tuple[int, float]:
+    params = row.request.sampling
+    if params.greedy:
+        token = int(torch.argmax(logits))
+        return token, float(torch.log_softmax(logits, -1)[token])
+    scaled = _filter_logits(logits / params.temperature, params.top_k, params.top_p)
+    logprobs = torch.log_softmax(scaled, -1)
+    token = int(torch.multinomial(logprobs.exp(), 1, generator=row.generator))
+    return token, float(logprobs[token])
+
+
+def _check_finish(row: _Row, token: int, eos: set[int], tok: Any) -> None:
+    params = row.request.sampling
+    if token in eos:
+        row.finish = "stop"
+        row.text = tok.decode(row.ids[:-1], skip_special_tokens=True)
+        return
+    if params.stop:
+        text = tok.decode(row.ids, skip_special_tokens=True)
+        hits = [(text.find(s) + len(s)) for s in params.stop if s in text]
+        if hits:
+            row.finish = "stop"
+            row.text = text[: min(hits)]
+            return
+    if len(row.ids) >= params.max_new_tokens:
+        row.finish = "length"
+        row.text = tok.decode(row.ids, skip_special_tokens=True)
