@@ -88,9 +88,10 @@ class InferencePool:
     def policies(self) -> list[str]:
         return list(self.models)
 
-    def update_weights(self, policy: str, weights: dict[str, torch.Tensor] | str | Path) -> None:
+    def update_weights(self, policy: str, weights: dict[str, torch.Tensor] | str | Path) -> int:
         """Queue new weights (a state dict or a checkpoint directory) for ``policy``. They
-        apply before the next batch; requests already running finish on the old weights."""
+        apply before the next batch; requests already running finish on the old weights.
+        Returns the weights version that generations from the new weights will carry."""
         if policy not in self.models:
             raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
         if isinstance(weights, (str, Path)):
@@ -99,8 +100,10 @@ class InferencePool:
             raise TypeError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
         _check_fits(policy, self.models[policy].model, weights)
         self._updates[policy] = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+        version = self.models[policy].version + 1
         if self._batcher is None or self._batcher.done():
             self._apply_updates()
+        return version
 
     def _apply_updates(self) -> None:
         while self._updates:

@@ -1,0 +1,75 @@
+"""The pool as Ray actors: two replicas, routing, weight broadcast, a replica killed."""
+
+import asyncio
+
+import pytest
+
+from lm import make_model, make_tokenizer
+from sparring.pool import BackendError, GenerationRequest, InvalidRequestError, SamplingParams
+
+ray = pytest.importorskip("ray")
+
+GREEDY = SamplingParams(temperature=0, max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def ray_pool(tmp_path_factory):
+    from sparring.pool.ray_pool import RayPool
+
+    path = tmp_path_factory.mktemp("model")
+    make_model().save_pretrained(path)
+    make_tokenizer().save_pretrained(path)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    pool = RayPool({"p": path}, replicas=2, num_cpus_per_replica=0.5)
+    yield pool
+    asyncio.run(pool.aclose())
+    ray.shutdown()
+
+
+def test_two_replicas_serve_and_keep_sessions_together(ray_pool):
+    async def main():
+        requests = [GenerationRequest("p", "how can I help", GREEDY, session=f"game-{i}") for i in range(8)]
+        first = await asyncio.gather(*(ray_pool.generate(r) for r in requests))
+        homes = dict(ray_pool.sessions)
+        again = await asyncio.gather(*(ray_pool.generate(r) for r in requests))
+        return first, homes, again
+
+    first, homes, again = asyncio.run(main())
+    assert set(homes.values()) == {0, 1}  # both replicas took games
+    assert ray_pool.sessions == homes  # later turns stayed home
+    assert len({g.text for g in first + again}) == 1  # same weights everywhere
+    with pytest.raises(InvalidRequestError):
+        asyncio.run(ray_pool.generate(GenerationRequest("nope", "hi", GREEDY)))
+
+
+def test_weights_broadcast_to_every_replica(ray_pool):
+    versions = ray_pool.update_weights("p", make_model(seed=1).state_dict())
+    assert versions == [1, 1]
+    gen = asyncio.run(ray_pool.generate(GenerationRequest("p", "how can I help", GREEDY)))
+    assert gen.weights_version == 1
+
+
+def test_a_killed_replica_fails_its_requests_and_the_rest_continue(tmp_path):
+    from sparring.pool import PoolConfig
+    from sparring.pool.ray_pool import RayPool
+
+    make_model().save_pretrained(tmp_path)
+    make_tokenizer().save_pretrained(tmp_path)
+    # Requests wait up to 3 s for company, so they are surely in flight when the kill comes.
+    pool = RayPool({"p": tmp_path}, replicas=2, config=PoolConfig(max_wait_ms=3000), num_cpus_per_replica=0.5)
+
+    async def main():
+        doomed = [asyncio.ensure_future(pool.generate(GenerationRequest("p", "sorry", GREEDY, session="d")))
+                  for _ in range(3)]
+        await asyncio.sleep(0.5)
+        pool.kill_replica(pool.sessions["d"])
+        failed = await asyncio.gather(*doomed, return_exceptions=True)
+        after = await asyncio.gather(*(pool.generate(GenerationRequest("p", "hi", GREEDY, session=f"n{i}"))
+                                       for i in range(4)))
+        return failed, after
+
+    failed, after = asyncio.run(main())
+    assert all(isinstance(f, BackendError) and "died" in str(f) for f in failed)
+    assert all(g.finish_reason == "length" for g in after)
+    assert sum(r.alive for r in pool.replicas) == 1
+    asyncio.run(pool.aclose())
