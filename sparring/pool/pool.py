@@ -62,15 +62,28 @@ class PoolStats:
         return sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
 
 
+@dataclass
+class _Served:
+    """A policy: a loaded model, optionally one LoRA adapter on it, and its weights version."""
+
+    loaded: LoadedModel
+    adapter: str | None = None
+    version: int = 0
+
+
 class InferencePool:
-    """In-process pool over the ``transformers`` backend (CPU or CUDA)."""
+    """In-process pool over the ``transformers`` backend (CPU or CUDA).
+
+    Policies are models (:meth:`add_policy`) or LoRA adapters on a served model
+    (:meth:`add_adapter`); the requests of a model and all its adapters run in one batch.
+    """
 
     def __init__(self, config: PoolConfig | None = None):
         self.config = config or PoolConfig()
-        self.models: dict[str, LoadedModel] = {}
+        self.served: dict[str, _Served] = {}
         self.stats = PoolStats()
         self._generator = torch.Generator().manual_seed(self.config.seed)
-        self._updates: dict[str, Any] = {}
+        self._updates: dict[str, dict[str, torch.Tensor]] = {}
         self._queue: asyncio.Queue[_Pending] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batcher: asyncio.Task | None = None
@@ -80,44 +93,93 @@ class InferencePool:
     def add_policy(self, name: str, model: str | Path | Any, tokenizer: Any = None,
                    device: str = "cpu", dtype: torch.dtype | None = None) -> None:
         """Serve ``name`` from a model id, a local path or a loaded model (with tokenizer)."""
-        if name in self.models:
+        self._check_new(name)
+        self.served[name] = _Served(load_model(name, model, tokenizer, device, dtype))
+
+    def add_adapter(self, name: str, base: str, adapter: str | Path | Any) -> None:
+        """Serve ``name`` as a LoRA adapter on policy ``base``'s model: a saved peft adapter
+        (directory) or a ``peft.LoraConfig`` for a fresh one (e.g. a learner's). Call it
+        before serving or between batches."""
+        from sparring.pool.adapters import attach_adapter
+
+        self._check_new(name)
+        if base not in self.served or self.served[base].adapter is not None:
+            raise ValueError(f"base={base!r} must be a policy served as a full model; served: {self.policies}")
+        loaded = self.served[base].loaded
+        attach_adapter(loaded, name, adapter)
+        self.served[name] = _Served(loaded, adapter=name)
+
+    def _check_new(self, name: str) -> None:
+        if name in self.served:
             raise ValueError(f"policy {name!r} is already served by this pool")
-        self.models[name] = load_model(name, model, tokenizer, device, dtype)
 
     @property
     def policies(self) -> list[str]:
-        return list(self.models)
+        return list(self.served)
+
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        """Each policy's loaded model (adapters share their base's)."""
+        return {name: served.loaded for name, served in self.served.items()}
+
+    def memory_bytes(self) -> int:
+        """Bytes of every distinct tensor the pool holds (shared weights counted once)."""
+        seen: dict[int, int] = {}
+        for served in self.served.values():
+            for tensor in list(served.loaded.model.parameters()) + list(served.loaded.model.buffers()):
+                seen[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
+        return sum(seen.values())
 
     def update_weights(self, policy: str, weights: dict[str, torch.Tensor] | str | Path) -> int:
         """Queue new weights (a state dict or a checkpoint directory) for ``policy``. They
         apply before the next batch; requests already running finish on the old weights.
-        Returns the weights version that generations from the new weights will carry."""
-        if policy not in self.models:
-            raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
+        For an adapter policy, the weights are the adapter's (peft state dict or saved
+        adapter). Returns the weights version that generations from the new weights carry."""
+        from sparring.pool.adapters import check_adapter_fits
+
+        served = self._served(policy)
         if isinstance(weights, (str, Path)):
             weights = _read_checkpoint(Path(weights))
         elif not isinstance(weights, dict):
             raise TypeError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
-        _check_fits(policy, self.models[policy].model, weights)
+        if served.adapter is not None:
+            check_adapter_fits(served.loaded, served.adapter, weights)
+        elif any(s.adapter for s in self.served.values() if s.loaded is served.loaded):
+            raise ValueError(
+                f"policy {policy!r} carries LoRA adapters: update the adapters, or serve the "
+                "full model under another name without adapters"
+            )
+        else:
+            _check_fits(policy, served.loaded.model, weights)
         self._updates[policy] = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
-        version = self.models[policy].version + 1
+        version = served.version + 1
         if self._batcher is None or self._batcher.done():
             self._apply_updates()
         return version
 
     def _apply_updates(self) -> None:
+        from sparring.pool.adapters import load_adapter_state
+
         while self._updates:
             policy, state = self._updates.popitem()
-            loaded = self.models[policy]
-            loaded.model.load_state_dict(state, strict=False)
-            loaded.version += 1
+            served = self.served[policy]
+            if served.adapter is None:
+                served.loaded.model.load_state_dict(state, strict=False)
+            else:
+                load_adapter_state(served.loaded, served.adapter, state)
+            served.version += 1
+
+    def _served(self, policy: str) -> _Served:
+        served = self.served.get(policy)
+        if served is None:
+            raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
+        return served
 
     # -- requests ----------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._closed:
             raise PoolClosedError("the pool is closed")
-        if request.policy not in self.models:
-            raise InvalidRequestError(f"unknown policy {request.policy!r}; served: {self.policies}")
+        self._served(request.policy)
         self._ensure_batcher()
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(request, future))
@@ -138,32 +200,37 @@ class InferencePool:
             first = await queue.get()
             batch = [first]
             deadline = time.monotonic() + self.config.max_wait_ms / 1000
-            while len(batch) < self.config.max_batch_size * max(1, len(self.models)):
+            limit = self.config.max_batch_size * len({id(s.loaded) for s in self.served.values()})
+            while len(batch) < limit:
                 timeout = deadline - time.monotonic()
                 try:
                     batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
             self._apply_updates()
-            groups: dict[str, list[_Pending]] = defaultdict(list)
-            for pending in batch:
+            groups: dict[int, list[_Pending]] = defaultdict(list)
+            for pending in batch:  # a model and its adapters batch together
                 if not pending.future.cancelled():
-                    groups[pending.request.policy].append(pending)
-            for policy, group in groups.items():
+                    groups[id(self.served[pending.request.policy].loaded)].append(pending)
+            for group in groups.values():
                 for start in range(0, len(group), self.config.max_batch_size):
-                    await self._serve(self.models[policy], group[start: start + self.config.max_batch_size])
+                    await self._serve(group[start: start + self.config.max_batch_size])
 
-    async def _serve(self, loaded: LoadedModel, group: list[_Pending]) -> None:
+    async def _serve(self, group: list[_Pending]) -> None:
         requests = [p.request for p in group]
+        served = [self.served[r.policy] for r in requests]
+        loaded = served[0].loaded
+        adapters = [s.adapter for s in served] if loaded.has_adapters else None
+        versions = [s.version for s in served]
         try:
-            results = await asyncio.to_thread(generate_batch, loaded, requests, self._generator)
+            results = await asyncio.to_thread(generate_batch, loaded, requests, self._generator, adapters, versions)
         except InvalidRequestError as error:
             if len(group) == 1:
                 if not group[0].future.done():
                     group[0].future.set_exception(error)
                 return
             for pending in group:  # find the bad request; serve the rest
-                await self._serve(loaded, [pending])
+                await self._serve([pending])
             return
         except Exception as error:  # noqa: BLE001 - every waiter must hear about a backend crash
             failure = BackendError(f"policy {loaded.name!r}: {type(error).__name__}: {error}")

@@ -26,14 +26,18 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     device: torch.device
-    version: int = 0
+
+    @property
+    def has_adapters(self) -> bool:
+        return hasattr(self.model, "peft_config")
 
     @cached_property
     def cache_arg(self) -> str:
         """The forward() argument for the KV cache (``cache`` since transformers 5.2x)."""
         import inspect
 
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        model = self.model.get_base_model() if self.has_adapters else self.model
+        return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @property
     def context_length(self) -> int:
@@ -102,10 +106,11 @@ class _Row:
 
 
 @torch.no_grad()
-def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest],
-                   default_generator: torch.Generator) -> list[Generation]:
-    """Serve one batch of requests for one model. Raises InvalidRequestError only when one
-    request is bad; the caller retries the others (the pool does)."""
+def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], default_generator: torch.Generator,
+                   adapters: list[str | None] | None = None, versions: list[int] | None = None) -> list[Generation]:
+    """Serve one batch of requests for one model. ``adapters`` names each row's LoRA adapter
+    (``None``: the base model) when the model carries adapters. Raises InvalidRequestError
+    when a request is bad; the caller retries the others one by one (the pool does)."""
     tok = loaded.tokenizer
     rows = []
     for request in requests:
@@ -129,6 +134,7 @@ def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest],
     input_ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device)
     mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
     eos = _eos_ids(loaded)
+    extra = {"adapter_names": [a or "__base__" for a in adapters]} if adapters is not None else {}
     past = None
     step_ids = input_ids
     max_steps = max(r.request.sampling.max_new_tokens for r in rows)
@@ -137,7 +143,7 @@ def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest],
         if past is not None:
             positions = positions[:, -1:]
         out = loaded.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                           use_cache=True, **{loaded.cache_arg: past})
+                           use_cache=True, **{loaded.cache_arg: past}, **extra)
         past = out[loaded.cache_arg] if loaded.cache_arg in out else out.past_key_values
         logits = out.logits[:, -1, :].float()
         next_ids = []
@@ -157,14 +163,14 @@ def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest],
         mask = torch.cat([mask, alive], dim=-1)
 
     results = []
-    for row in rows:
+    for row, version in zip(rows, versions or [0] * len(rows)):
         if row.finish is None:
             row.finish = "length"
             row.text = tok.decode(row.ids, skip_special_tokens=True)
         results.append(Generation(
             text=row.text, prompt_ids=tuple(row.prompt_ids), completion_ids=tuple(row.ids),
             logprobs=tuple(row.logprobs), finish_reason=row.finish, policy=row.request.policy,
-            weights_version=loaded.version,
+            weights_version=version,
         ))
     return results
 
