@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from sparring.pool.transformers_backend import LoadedModel, generate_batch, load_model
+from sparring.pool.transformers_backend import LoadedModel, generate_batch, load_model, score_continuations
 from sparring.pool.types import (
     BackendError,
     Generation,
@@ -84,9 +85,11 @@ class InferencePool:
         self.stats = PoolStats()
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._updates: dict[str, dict[str, torch.Tensor]] = {}
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._batcher: asyncio.Task | None = None
+        # One queue and batcher per event loop: a pool may serve an async rollout and, at the
+        # same time, a synchronous caller that runs its own loop in another thread.
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[asyncio.Queue, asyncio.Task]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._closed = False
 
     # -- policies and weights --------------------------------------------------------------
@@ -153,7 +156,7 @@ class InferencePool:
             _check_fits(policy, served.loaded.model, weights)
         self._updates[policy] = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
         version = served.version + 1
-        if self._batcher is None or self._batcher.done():
+        if not any(not task.done() for _, task in self._batchers.values()):
             self._apply_updates()
         return version
 
@@ -163,11 +166,12 @@ class InferencePool:
         while self._updates:
             policy, state = self._updates.popitem()
             served = self.served[policy]
-            if served.adapter is None:
-                served.loaded.model.load_state_dict(state, strict=False)
-            else:
-                load_adapter_state(served.loaded, served.adapter, state)
-            served.version += 1
+            with served.loaded.lock:  # never under a batch that is running
+                if served.adapter is None:
+                    served.loaded.model.load_state_dict(state, strict=False)
+                else:
+                    load_adapter_state(served.loaded, served.adapter, state)
+                served.version += 1
 
     def _served(self, policy: str) -> _Served:
         served = self.served.get(policy)
@@ -176,26 +180,30 @@ class InferencePool:
         return served
 
     # -- requests ----------------------------------------------------------------------------
+    async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
+        """Log-probabilities of ``continuations`` after a raw-text ``prompt`` under
+        ``policy`` (e.g. a guard model's "unsafe" vs "safe")."""
+        served = self._served(policy)
+        return await asyncio.to_thread(score_continuations, served.loaded, prompt, continuations, served.adapter)
+
+
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._closed:
             raise PoolClosedError("the pool is closed")
         self._served(request.policy)
-        self._ensure_batcher()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(request, future))
+        await self._queue_of_this_loop().put(_Pending(request, future))
         return await future
 
-    def _ensure_batcher(self) -> None:
+    def _queue_of_this_loop(self) -> asyncio.Queue:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._batcher is None or self._batcher.done():
-            # A pool can be driven from several event loops one after another (scripts that
-            # call asyncio.run twice); each gets its own queue and batcher.
-            self._loop = loop
-            self._queue = asyncio.Queue()
-            self._batcher = loop.create_task(self._run_batches())
+        entry = self._batchers.get(loop)
+        if entry is None or entry[1].done():
+            queue: asyncio.Queue = asyncio.Queue()
+            entry = self._batchers[loop] = (queue, loop.create_task(self._run_batches(queue)))
+        return entry[0]
 
-    async def _run_batches(self) -> None:
-        queue = self._queue
+    async def _run_batches(self, queue: asyncio.Queue) -> None:
         while True:
             first = await queue.get()
             batch = [first]
@@ -248,12 +256,12 @@ class InferencePool:
                 pending.future.set_result(result)
 
     async def aclose(self) -> None:
+        """Stop serving: requests still queued fail with PoolClosedError."""
         self._closed = True
-        if self._batcher is not None and not self._batcher.done():
-            self._batcher.cancel()
-        if self._queue is not None:
-            while not self._queue.empty():
-                pending = self._queue.get_nowait()
+        for queue, task in list(self._batchers.values()):
+            task.cancel()
+            while not queue.empty():
+                pending = queue.get_nowait()
                 if not pending.future.done():
                     pending.future.set_exception(PoolClosedError("the pool was closed"))
 

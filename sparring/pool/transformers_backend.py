@@ -10,7 +10,8 @@ distribution each token was drawn from. Runs on CPU or CUDA.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     device: torch.device
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held while the model runs: batches and scoring calls take turns (peft's adapter
+    selection is per call, not per thread)."""
 
     @property
     def has_adapters(self) -> bool:
@@ -105,12 +109,17 @@ class _Row:
         self.text = ""
 
 
-@torch.no_grad()
 def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], default_generator: torch.Generator,
                    adapters: list[str | None] | None = None, versions: list[int] | None = None) -> list[Generation]:
     """Serve one batch of requests for one model. ``adapters`` names each row's LoRA adapter
     (``None``: the base model) when the model carries adapters. Raises InvalidRequestError
     when a request is bad; the caller retries the others one by one (the pool does)."""
+    with loaded.lock, torch.no_grad():
+        return _generate_batch(loaded, requests, default_generator, adapters, versions)
+
+
+def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], default_generator: torch.Generator,
+                    adapters: list[str | None] | None, versions: list[int] | None) -> list[Generation]:
     tok = loaded.tokenizer
     rows = []
     for request in requests:
@@ -212,3 +221,25 @@ def _check_finish(row: _Row, token: int, eos: set[int], tok: Any) -> None:
     if len(row.ids) >= params.max_new_tokens:
         row.finish = "length"
         row.text = tok.decode(row.ids, skip_special_tokens=True)
+
+
+def score_continuations(loaded: LoadedModel, prompt: str, continuations: list[str],
+                        adapter: str | None = None) -> list[float]:
+    """Log-probability of each continuation after ``prompt`` (teacher-forced, summed over its
+    tokens): how a guard model's first answer token is read, or a candidate ranked."""
+    tok = loaded.tokenizer
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    scores = []
+    for text in continuations:
+        ids = tok(prompt + text, add_special_tokens=False)["input_ids"]
+        # Tokens may merge across the boundary; score from where the two encodings diverge.
+        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
+        if start >= len(ids) or start == 0:
+            raise InvalidRequestError(f"continuation {text!r} adds no token after the prompt")
+        extra = {"adapter_names": [adapter or "__base__"]} if loaded.has_adapters else {}
+        with loaded.lock, torch.no_grad():
+            logits = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), **extra).logits[0].float()
+        logprobs = torch.log_softmax(logits[start - 1: -1], -1)
+        target = torch.tensor(ids[start:], device=loaded.device)
+        scores.append(float(logprobs.gather(1, target[:, None]).sum()))
+    return scores
