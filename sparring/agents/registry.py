@@ -15,6 +15,7 @@ from sparring.agents.base import Policy
 POLICIES: dict[str, tuple[str, str]] = {
     # name: (import path, one-line description)
     "human": ("sparring.agents.human:HumanPolicy", "you, typing in the terminal"),
+    "llm": ("sparring.agents.llm:LLMPolicy", "a language model through the shared pool (model=tiny | path | hub id)"),
     "redteam.verbatim": ("sparring.agents.scripted.redteam:VerbatimAttacker", "attacker: passes the seed unchanged"),
     "redteam.roleplay": ("sparring.agents.scripted.redteam:RolePlayAttacker", "attacker: wraps the seed in a role-play frame"),
     "redteam.hypothetical": ("sparring.agents.scripted.redteam:HypotheticalAttacker", "attacker: asks for the seed as fiction"),

@@ -1,0 +1,94 @@
+"""LLM policies: agents that generate through the shared inference pool.
+
+The observation text becomes the user message of a chat; when the game asks for the
+hidden-CoT format (its instructions mention ``</think>``) the prompt is pre-filled with
+``<think>`` and the model continues with ``reasoning </think> <answer> … </answer>``. The
+returned :class:`~sparring.agents.Action` carries the pool's
+:class:`~sparring.pool.Generation` (token ids, logprobs) for learners.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparring.agents.base import Action, Policy
+from sparring.envs.parsing import THINK_CLOSE, THINK_OPEN
+from sparring.pool import GenerationRequest, InferencePool, SamplingParams
+
+DEFAULT_SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=96)
+
+_default_pool: InferencePool | None = None
+
+
+def default_pool() -> InferencePool:
+    """The process-wide pool that LLM policies share unless handed another one."""
+    global _default_pool
+    if _default_pool is None:
+        _default_pool = InferencePool()
+    return _default_pool
+
+
+def ensure_policy(pool: InferencePool, model: str | Path) -> str:
+    """Serve ``model`` (``"tiny"``, a local path or a hub id) in ``pool``; return its policy
+    name. The same model asked for twice is loaded once, so its seats share batches."""
+    name = str(model)
+    if name not in pool.policies:
+        if name == "tiny":
+            from sparring.models import TINY_MODEL
+
+            pool.add_policy(name, TINY_MODEL)
+        else:
+            pool.add_policy(name, model)
+    return name
+
+
+class LLMPolicy(Policy):
+    """A policy served by an :class:`~sparring.pool.InferencePool`.
+
+    ``model``: ``"tiny"`` (the shipped model), a local path or a Hugging Face id; it is
+    loaded into ``pool`` (the process-wide default pool if none is given) unless that pool
+    already serves it. ``sampling.seed=None`` draws a seed per request from the policy's own
+    generator, so a seeded game replays exactly however requests are batched.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = "tiny",
+        pool: InferencePool | None = None,
+        sampling: SamplingParams = DEFAULT_SAMPLING,
+        system_prompt: str | None = None,
+        prefill: str = "auto",
+        seed: int | None = None,
+        name: str | None = None,
+    ):
+        self.pool = pool or default_pool()
+        self.policy = ensure_policy(self.pool, model)
+        self.sampling = sampling
+        self.system_prompt = system_prompt
+        self.prefill = prefill
+        self.name = name or f"llm({Path(self.policy).name})"
+        self.rng = np.random.default_rng(seed)
+
+    def seed(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def request(self, observation: dict[str, Any]) -> GenerationRequest:
+        text = observation["text"]
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": text})
+        if self.prefill == "auto":
+            prefill = THINK_OPEN if THINK_CLOSE in text else ""
+        else:
+            prefill = self.prefill
+        sampling = self.sampling
+        if sampling.seed is None and not sampling.greedy:
+            sampling = dataclasses.replace(sampling, seed=int(self.rng.integers(2**31)))
+        return GenerationRequest(self.policy, tuple(messages), sampling, prefill=prefill)
+
+    async def act(self, agent: str, observation: dict[str, Any]) -> Action:
+        generation = await self.pool.generate(self.request(observation))
+        return Action(generation.text, generation)
