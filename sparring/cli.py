@@ -78,6 +78,7 @@ def play(
     seed: Annotated[int | None, typer.Option(help="seed of the game")] = None,
     human: Annotated[bool, typer.Option(help="give the first open seat to you")] = True,
     reveal: Annotated[bool, typer.Option(help="show every agent's hidden reasoning at the end")] = False,
+    model: Annotated[str, typer.Option(help="model of the 'llm' seats: tiny, a local path or a hub id")] = "tiny",
 ) -> None:
     """Play one game in the terminal: you against scripted agents, or scripted agents only.
 
@@ -104,8 +105,9 @@ def play(
     for agent in env.possible_agents:
         chosen.setdefault(agent, defaults.get(agent, "random"))
     try:
-        seats = {agent: load_policy(name) for agent, name in chosen.items()}
-    except (ValueError, TypeError) as e:
+        seats = {agent: load_policy(name, **({"model": model} if name == "llm" else {}))
+                 for agent, name in chosen.items()}
+    except (ValueError, TypeError, OSError) as e:
         raise _fail(str(e)) from e
     console.print(f"[bold]{game_id}[/bold]: " + ", ".join(f"{a} = {n}" for a, n in chosen.items()))
     episode = asyncio.run(play_game(env, seats, seed=seed))

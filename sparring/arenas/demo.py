@@ -54,43 +54,35 @@ def _env_kwargs(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return kwargs.pop("id"), kwargs
 
 
-async def redteam_pairings(cfg: DemoConfig) -> list[PairingResult]:
-    game_id, kwargs = _env_kwargs(cfg.redteam)
+async def _pairings(section: dict[str, Any], pairs: list[dict[str, str]], build, cfg: DemoConfig) -> list[PairingResult]:
+    """Play every pairing at once, so LLM seats of all pairings share the pool's batches."""
+    game_id, kwargs = _env_kwargs(section)
     make(game_id, **kwargs)  # validate the config once, before any game runs
-    results = []
-    for attacker in cfg.attackers:
-        for defender in cfg.defenders:
-            seeds = range(cfg.seed, cfg.seed + cfg.games)
-            episodes = await play_many(
-                lambda: make(game_id, **kwargs),
-                lambda i: {"attacker": load_policy(attacker), "defender": load_policy(defender)},
-                seeds,
-                cfg.concurrency,
-            )
-            results.append(PairingResult({"attacker": attacker, "defender": defender}, episodes))
-    return results
+    seeds = range(cfg.seed, cfg.seed + cfg.games)
+
+    async def one(pair: dict[str, str]) -> PairingResult:
+        episodes = await play_many(lambda: make(game_id, **kwargs),
+                                   lambda i: {seat: build(name) for seat, name in pair.items()},
+                                   seeds, cfg.concurrency)
+        return PairingResult(pair, episodes)
+
+    return list(await asyncio.gather(*(one(pair) for pair in pairs)))
+
+
+async def redteam_pairings(cfg: DemoConfig) -> list[PairingResult]:
+    pairs = [{"attacker": a, "defender": d} for a in cfg.attackers for d in cfg.defenders]
+    return await _pairings(cfg.redteam, pairs, load_policy, cfg)
 
 
 async def matrix_pairings(cfg: DemoConfig) -> list[PairingResult]:
-    game_id, kwargs = _env_kwargs(cfg.matrix)
-    make(game_id, **kwargs)
-    results = []
     players = {name: dict(entry) for name, entry in cfg.matrix_players.items()}
 
     def build(name: str):
         entry = dict(players[name])
         return load_policy(entry.pop("policy"), **entry)
 
-    for row in players:
-        for col in players:
-            episodes = await play_many(
-                lambda: make(game_id, **kwargs),
-                lambda i: {"player_0": build(row), "player_1": build(col)},
-                range(cfg.seed, cfg.seed + cfg.games),
-                cfg.concurrency,
-            )
-            results.append(PairingResult({"player_0": row, "player_1": col}, episodes))
-    return results
+    pairs = [{"player_0": row, "player_1": col} for row in players for col in players]
+    return await _pairings(cfg.matrix, pairs, build, cfg)
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, list[PairingResult]]:
