@@ -121,6 +121,37 @@ def play(
         console.print(f"{agent} ({chosen[agent]}): reward {episode.rewards[agent]:+g}  [{terms}]", markup=False)
 
 
+@app.command()
+def serve(
+    model: Annotated[list[str], typer.Option(help="NAME=MODEL to serve (MODEL: tiny, a local path or a hub id); repeatable")] = ["tiny=tiny"],  # noqa: B006
+    host: Annotated[str, typer.Option(help="address to bind (loopback unless you mean otherwise)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="SPARRING_API_KEY", help="require 'Authorization: Bearer KEY' on /v1")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    max_batch_size: Annotated[int, typer.Option(help="most requests batched together")] = 64,
+) -> None:
+    """Serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,
+    /v1/models, /v1/weights, /health) backed by one batching pool."""
+    from sparring.pool import InferencePool, PoolConfig
+    from sparring.pool.server import run_server
+
+    pool = InferencePool(PoolConfig(max_batch_size=max_batch_size))
+    try:
+        for pair in model:
+            name, sep, source = pair.partition("=")
+            if not sep or not name or not source:
+                raise ValueError(f"--model {pair!r} must look like NAME=MODEL, e.g. tiny=tiny")
+            if source == "tiny":
+                from sparring.models import TINY_MODEL
+
+                source = str(TINY_MODEL)
+            pool.add_policy(name, source, device=device)
+    except (ValueError, OSError) as e:
+        raise _fail(str(e)) from e
+    console.print(f"serving {pool.policies} on http://{host}:{port}/v1 (Ctrl-C stops)")
+    run_server(pool, host, port, api_key)
+
+
 @app.command(context_settings={"allow_extra_args": True})
 def demo(
     overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. games=4")] = None,

@@ -92,3 +92,40 @@ def test_wheel_carries_configs_and_seed_data(tmp_path):
     for expected in ("sparring/configs/demo.yaml", "sparring/configs/env/redteam.yaml",
                      "sparring/envs/redteam/data/train.jsonl", "sparring/envs/redteam/data/heldout.jsonl"):
         assert expected in names
+
+
+def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path):
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from lm import make_model, make_tokenizer
+
+    make_model().save_pretrained(tmp_path)
+    make_tokenizer().save_pretrained(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "sparring")
+    server = subprocess.Popen([exe, "serve", "--model", f"p={tmp_path}", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert json.load(r)["policies"] == ["p"]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.3)
+        body = json.dumps({"model": "p", "prompt": "how can I help", "max_tokens": 4, "temperature": 0}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body,
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert json.load(r)["choices"][0]["finish_reason"] == "length"
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0

@@ -2,6 +2,7 @@
 batches across games, agents and policies."""
 
 from sparring.pool.pool import InferencePool, PoolConfig, PoolStats
+from sparring.pool.remote import RemotePool
 from sparring.pool.types import (
     BackendError,
     Generation,
@@ -14,5 +15,5 @@ from sparring.pool.types import (
 
 __all__ = [
     "BackendError", "Generation", "GenerationRequest", "InferencePool", "InvalidRequestError",
-    "PoolClosedError", "PoolConfig", "PoolError", "PoolStats", "SamplingParams",
+    "PoolClosedError", "PoolConfig", "PoolError", "PoolStats", "RemotePool", "SamplingParams",
 ]

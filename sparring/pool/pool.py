@@ -142,7 +142,7 @@ class InferencePool:
 
         served = self._served(policy)
         if isinstance(weights, (str, Path)):
-            weights = _read_checkpoint(Path(weights))
+            weights = read_checkpoint(Path(weights))
         elif not isinstance(weights, dict):
             raise TypeError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
         if served.adapter is not None:
@@ -280,7 +280,7 @@ def _check_fits(policy: str, model: torch.nn.Module, state: dict[str, torch.Tens
         )
 
 
-def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]

@@ -1,0 +1,282 @@
+"""The pool's contract over HTTP: :class:`RemotePool` sends each :class:`GenerationRequest` to
+an OpenAI-compatible server (ours, ``sparring.pool.server``, or ``vllm serve``) and returns a
+:class:`Generation`, so games run unchanged against a pool in another process or machine.
+
+Mapping: chat prompts go to ``/v1/chat/completions`` and text prompts to ``/v1/completions``
+(with the prefill appended to the text). A chat prefill goes in the ``prefill`` extension of
+our server, or, with ``chat_prefill="continue_final_message"``, as a final assistant message
+that vLLM continues. Every request asks for the sampled tokens' logprobs, the token ids
+(``return_token_ids``, vLLM >= 0.10.2 and ours) and the stop string in the text
+(``include_stop_str_in_output``, as the in-process pool returns it). A server that sends no
+token ids yields ``prompt_ids == completion_ids == ()``; one that sends no logprobs yields
+``logprobs == ()``; ``weights_version`` is 0 unless the server is ours. vLLM reports logprobs of the raw model distribution unless started with
+``--logprobs-mode processed_logprobs``; ours reports those of the sampling distribution.
+
+Failures: connection errors, 5xx and 429 are retried with exponential backoff (``retries``
+times); other 4xx raise :class:`InvalidRequestError` with the server's message at once;
+running out of retries raises :class:`BackendError`, and so does a request that gets no
+answer within ``timeout_s`` (not retried: a server too slow once is likely slow again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+
+from sparring.pool.types import BackendError, Generation, GenerationRequest, InvalidRequestError
+
+T = TypeVar("T")
+CHAT_PREFILL_MODES = ("extension", "continue_final_message")
+
+
+class Retryable(Exception):
+    """A failure worth another attempt; ``delay_s`` is the server's Retry-After, if any."""
+
+    def __init__(self, message: str, delay_s: float | None = None):
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+async def retry(attempt: Callable[[], Awaitable[T]], *, retries: int, backoff_s: float,
+                max_backoff_s: float, what: str) -> T:
+    """Run ``attempt`` until it succeeds, retrying on :class:`Retryable` up to ``retries``
+    times with exponential backoff (jittered, so many clients do not retry in lockstep).
+    Any other exception passes straight through."""
+    for n in range(retries + 1):
+        try:
+            return await attempt()
+        except Retryable as error:
+            last = error
+            if n == retries:
+                break
+            delay = min(backoff_s * 2 ** n, max_backoff_s) * (0.5 + random.random() / 2)
+            await asyncio.sleep(max(delay, min(error.delay_s or 0.0, max_backoff_s)))
+    raise BackendError(f"{what}: gave up after {retries + 1} attempts; last error: {last}") from last
+
+
+def _server_message(text: str) -> str:
+    """The error message in OpenAI's, vLLM's or FastAPI's error shape, else the raw text."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()[:500] or "(empty body)"
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])
+    return text[:500]
+
+
+def _run_sync(coro: Awaitable[T]) -> T:
+    """Run ``coro`` to completion from synchronous code, even inside a running event loop
+    (on a fresh loop in a worker thread)."""
+    with ThreadPoolExecutor(1) as executor:
+        return executor.submit(asyncio.run, coro).result()
+
+
+class RemotePool:
+    """A client with the pool's contract for an OpenAI-compatible server at ``base_url``
+    (``http://host:port`` or ``http://host:port/v1``).
+
+    ``timeout_s`` bounds each HTTP attempt (override per call: ``generate(r, timeout_s=...)``);
+    ``retries`` extra attempts follow connection errors, 5xx and 429, waiting ``backoff_s``,
+    then twice as long each time, at most ``max_backoff_s``. Safe to use from several
+    ``asyncio.run`` calls in turn: each event loop gets its own HTTP session, closed when that
+    loop shuts down. Call ``await aclose()`` when done with it inside a loop you keep running.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout_s: float = 300.0,
+                 retries: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 10.0,
+                 chat_prefill: Literal["extension", "continue_final_message"] = "extension"):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url={base_url!r} must start with http:// or https://")
+        if not (isinstance(timeout_s, int | float) and timeout_s > 0):
+            raise ValueError(f"timeout_s={timeout_s!r} must be a number of seconds > 0")
+        if not (isinstance(retries, int) and retries >= 0):
+            raise ValueError(f"retries={retries!r} must be an integer >= 0 (0: no retries)")
+        if backoff_s < 0 or max_backoff_s < 0:
+            raise ValueError(f"backoff_s={backoff_s!r} and max_backoff_s={max_backoff_s!r} must be >= 0")
+        if chat_prefill not in CHAT_PREFILL_MODES:
+            raise ValueError(f"chat_prefill={chat_prefill!r} must be one of {CHAT_PREFILL_MODES}")
+        base = base_url.rstrip("/")
+        self.base_url = base if base.endswith("/v1") else base + "/v1"
+        self.timeout_s, self.retries = float(timeout_s), retries
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.chat_prefill = chat_prefill
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        self._policies: list[str] | None = None
+
+    # -- the pool's contract -------------------------------------------------------------------
+    async def generate(self, request: GenerationRequest, *, timeout_s: float | None = None) -> Generation:
+        chat = not isinstance(request.prompt, str)
+        path, payload = ("/chat/completions" if chat else "/completions"), self._payload(request)
+        body = await self._call("POST", path, payload, timeout_s)
+        try:
+            return self._generation(request, body, chat)
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise BackendError(f"POST {self.base_url}{path}: unexpected reply ({type(error).__name__}: "
+                               f"{error}); it starts {json.dumps(body)[:300]}") from None
+
+    @property
+    def policies(self) -> list[str]:
+        """The server's models (fetched once; blocking)."""
+        if self._policies is None:
+            self._policies = _run_sync(self.list_policies())
+        return list(self._policies)
+
+    async def list_policies(self) -> list[str]:
+        body = await self._call("GET", "/models")
+        self._policies = [model["id"] for model in body.get("data", [])]
+        return list(self._policies)
+
+    def update_weights(self, policy: str, checkpoint_path: str | Path) -> int:
+        """Load a checkpoint (a path on the server's machine) into ``policy``; returns the
+        weights version that the server's next requests use. Needs a sparring server."""
+        return _run_sync(self.aupdate_weights(policy, checkpoint_path))
+
+    async def aupdate_weights(self, policy: str, checkpoint_path: str | Path) -> int:
+        payload = {"policy": policy, "checkpoint": str(checkpoint_path)}
+        try:
+            body = await self._call("POST", "/weights", payload)
+        except InvalidRequestError as error:
+            if getattr(error, "status", None) in (404, 405):
+                raise InvalidRequestError(
+                    f"{self.base_url} has no /v1/weights route: weight updates need a sparring server "
+                    "(sparring.pool.server); for vLLM use its own weight-loading API") from None
+            raise
+        return int(body["version"])
+
+    async def aclose(self) -> None:
+        """Close this event loop's HTTP session (others close with their loops)."""
+        closer = self._closers.get(asyncio.get_running_loop())
+        if closer is not None:
+            await closer.aclose()
+        self._forget_closed_loops()
+
+    # -- requests ------------------------------------------------------------------------------
+    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+        s = request.sampling
+        payload: dict[str, Any] = {
+            "model": request.policy, "max_tokens": s.max_new_tokens, "temperature": s.temperature,
+            "top_p": s.top_p, "n": 1, "return_token_ids": True, "include_stop_str_in_output": True,
+        }
+        if s.top_k:
+            payload["top_k"] = s.top_k
+        if s.stop:
+            payload["stop"] = list(s.stop)
+        if s.seed is not None:
+            payload["seed"] = s.seed
+        if isinstance(request.prompt, str):
+            payload.update(prompt=request.prompt + request.prefill, logprobs=0)
+            return payload
+        messages = [dict(m) for m in request.prompt]
+        payload["logprobs"] = True
+        if request.prefill and self.chat_prefill == "extension":
+            payload["prefill"] = request.prefill
+        elif request.prefill:
+            messages.append({"role": "assistant", "content": request.prefill})
+            payload.update(add_generation_prompt=False, continue_final_message=True)
+        payload["messages"] = messages
+        return payload
+
+    @staticmethod
+    def _generation(request: GenerationRequest, body: dict[str, Any], chat: bool) -> Generation:
+        choice = body["choices"][0]
+        logprobs = choice.get("logprobs") or {}
+        if chat:
+            text = choice["message"].get("content") or ""
+            values = [entry["logprob"] for entry in logprobs.get("content") or []]
+        else:
+            text = choice["text"]
+            values = list(logprobs.get("token_logprobs") or [])
+        finish = choice.get("finish_reason")
+        return Generation(
+            text=text,
+            prompt_ids=tuple(choice.get("prompt_token_ids") or body.get("prompt_token_ids") or ()),
+            completion_ids=tuple(choice.get("token_ids") or ()),
+            logprobs=tuple(float(v) for v in values),
+            finish_reason=finish if finish in ("stop", "length") else "error",
+            policy=request.policy,
+            weights_version=int(body.get("weights_version") or 0),
+            extra={"id": body.get("id"), "usage": body.get("usage"), "server_finish_reason": finish},
+        )
+
+    async def _call(self, method: str, path: str, payload: dict[str, Any] | None = None,
+                    timeout_s: float | None = None) -> dict[str, Any]:
+        url = self.base_url + path
+        timeout = timeout_s or self.timeout_s
+
+        async def attempt() -> dict[str, Any]:
+            session = await self._session()
+            try:
+                async with session.request(method, url, json=payload,
+                                           timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                    status, text = response.status, await response.text()
+                    retry_after = response.headers.get("Retry-After", "")
+            except TimeoutError:  # before ClientError: aiohttp's timeouts are both
+                raise BackendError(f"{method} {url}: no answer within timeout_s={timeout:g} s; raise "
+                                   "timeout_s for long generations or check the server's load") from None
+            except aiohttp.ClientError as error:
+                raise Retryable(f"cannot reach {url}: {type(error).__name__}: {error}") from error
+            if status == 429 or status >= 500:
+                delay = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
+                raise Retryable(f"HTTP {status} from {url}: {_server_message(text)}", delay)
+            if status >= 400:
+                error = InvalidRequestError(f"HTTP {status} from {url}: {_server_message(text)}")
+                error.status = status
+                raise error
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise BackendError(f"{method} {url}: the reply is not JSON: {text[:300]!r}") from None
+
+        return await retry(attempt, retries=self.retries, backoff_s=self.backoff_s,
+                           max_backoff_s=self.max_backoff_s, what=f"{method} {url}")
+
+    # -- one HTTP session per event loop -------------------------------------------------------
+    async def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is not None and not session.closed:
+            return session
+        self._forget_closed_loops()
+        session = aiohttp.ClientSession(headers=self._headers)
+        self._sessions[loop] = session
+        # An async generator started on this loop is finalised by the loop's shutdown
+        # (asyncio.run calls shutdown_asyncgens), while the loop still runs: the one moment
+        # the session can be closed cleanly when its user never calls aclose().
+        closer = self._close_with_loop(loop, session)
+        self._closers[loop] = closer
+        await anext(closer)
+        return session
+
+    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop,
+                               session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self._sessions.get(loop) is session:
+                del self._sessions[loop]
+                self._closers.pop(loop, None)
+            await session.close()
+
+    def _forget_closed_loops(self) -> None:
+        """Drop sessions whose loop ended without closing them (a loop closed by hand)."""
+        for loop in [loop for loop in self._sessions if loop.is_closed()]:
+            self._sessions.pop(loop).detach()  # nothing can be awaited on a closed loop
+            self._closers.pop(loop, None)
+
+    def __repr__(self) -> str:
+        return f"RemotePool({self.base_url!r}, retries={self.retries}, timeout_s={self.timeout_s:g})"
