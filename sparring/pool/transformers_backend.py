@@ -10,6 +10,7 @@ distribution each token was drawn from. Runs on CPU or CUDA.
 from __future__ import annotations
 
 import math
+import random
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -82,27 +83,13 @@ def render_prompt(loaded: LoadedModel, request: GenerationRequest) -> str:
     return text + request.prefill
 
 
-def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Mask logits outside top-k / the top-p nucleus with -inf (one row)."""
-    if top_k and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the first past p
-        logits = logits.clone()
-        logits[order[drop]] = -math.inf
-    return logits
-
-
 class _Row:
     """Decoding state of one request in a batch."""
 
-    def __init__(self, request: GenerationRequest, prompt_ids: list[int], generator: torch.Generator):
+    def __init__(self, request: GenerationRequest, prompt_ids: list[int], seed: int):
         self.request = request
         self.prompt_ids = prompt_ids
-        self.generator = generator
+        self.rng = random.Random(seed)  # one uniform draw per sampled token
         self.ids: list[int] = []
         self.logprobs: list[float] = []
         self.finish: str | None = None
@@ -134,54 +121,98 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
                 "shorten the prompt or lower max_new_tokens"
             )
         seed = request.sampling.seed
-        generator = default_generator if seed is None else torch.Generator().manual_seed(seed)
-        rows.append(_Row(request, prompt_ids, generator))
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=default_generator))
+        rows.append(_Row(request, prompt_ids, seed))
 
     device = loaded.device
     width = max(len(r.prompt_ids) for r in rows)
     pad = tok.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device)
+    step_ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device)
     mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
     eos = _eos_ids(loaded)
-    extra = {"adapter_names": [a or "__base__" for a in adapters]} if adapters is not None else {}
+    adapter_names = [a or "__base__" for a in adapters] if adapters is not None else None
+    active = list(range(len(rows)))  # rows still decoding, in batch order
     past = None
-    step_ids = input_ids
-    max_steps = max(r.request.sampling.max_new_tokens for r in rows)
-    for step in range(max_steps):
+    while True:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         if past is not None:
             positions = positions[:, -1:]
+        extra = {"adapter_names": [adapter_names[i] for i in active]} if adapter_names else {}
         out = loaded.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
                            use_cache=True, **{loaded.cache_arg: past}, **extra)
         past = out[loaded.cache_arg] if loaded.cache_arg in out else out.past_key_values
-        logits = out.logits[:, -1, :].float()
-        next_ids = []
-        for i, row in enumerate(rows):
-            if row.finish is not None:
-                next_ids.append(pad)
-                continue
-            token, logprob = _sample(logits[i], row)
+        tokens, logprobs = _sample_rows(out.logits[:, -1, :].float(), [rows[i] for i in active])
+        keep = []
+        for slot, (i, token, logprob) in enumerate(zip(active, tokens, logprobs)):
+            row = rows[i]
             row.ids.append(token)
             row.logprobs.append(logprob)
             _check_finish(row, token, eos, tok)
-            next_ids.append(token)
-        if all(r.finish is not None for r in rows):
+            if row.finish is None:
+                keep.append(slot)
+        if not keep:
             break
-        step_ids = torch.tensor(next_ids, device=device).unsqueeze(-1)
-        alive = torch.tensor([int(r.finish is None) for r in rows], device=device).unsqueeze(-1)
-        mask = torch.cat([mask, alive], dim=-1)
+        if len(keep) < len(active) and hasattr(past, "batch_select_indices"):
+            # Drop finished rows from the batch (and the KV cache) instead of decoding padding.
+            index = torch.tensor(keep, device=device)
+            past.batch_select_indices(index)
+            mask = mask[index]
+            active = [active[slot] for slot in keep]
+            step = [rows[i].ids[-1] for i in active]
+            alive = [1] * len(active)
+        else:
+            step = [rows[i].ids[-1] if rows[i].finish is None else pad for i in active]
+            alive = [int(rows[i].finish is None) for i in active]
+        step_ids = torch.tensor(step, device=device).unsqueeze(-1)
+        mask = torch.cat([mask, torch.tensor(alive, device=device).unsqueeze(-1)], dim=-1)
 
-    results = []
-    for row, version in zip(rows, versions or [0] * len(rows)):
-        if row.finish is None:
-            row.finish = "length"
-            row.text = tok.decode(row.ids, skip_special_tokens=True)
-        results.append(Generation(
+    return [
+        Generation(
             text=row.text, prompt_ids=tuple(row.prompt_ids), completion_ids=tuple(row.ids),
             logprobs=tuple(row.logprobs), finish_reason=row.finish, policy=row.request.policy,
             weights_version=version,
-        ))
-    return results
+        )
+        for row, version in zip(rows, versions or [0] * len(rows))
+    ]
+
+
+def _sample_rows(logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float]]:
+    """Draw one token per row (each with its own sampling parameters) in a few batched ops.
+
+    Sampled rows use inverse-CDF sampling with one uniform number from the row's own
+    generator, so a seeded request draws the same tokens in any batch. The logprob is that of
+    the distribution the token was drawn from (temperature, top-k and top-p applied);
+    greedy rows report the untempered model distribution.
+    """
+    params = [r.request.sampling for r in rows]
+    greedy = torch.tensor([p.greedy for p in params], device=logits.device)
+    temperature = torch.tensor([p.temperature if not p.greedy else 1.0 for p in params],
+                               device=logits.device).unsqueeze(-1)
+    scaled = logits / temperature
+    if any(p.top_k or p.top_p < 1.0 for p in params if not p.greedy):
+        scaled = _truncate(scaled, params)
+    logprobs = torch.log_softmax(torch.where(greedy.unsqueeze(-1), logits, scaled), dim=-1)
+    cdf = logprobs.exp().cumsum(-1)
+    uniform = torch.tensor([r.rng.random() for r in rows], device=logits.device, dtype=cdf.dtype)
+    drawn = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+    drawn = drawn.clamp(max=logits.shape[-1] - 1)
+    tokens = torch.where(greedy, logits.argmax(-1), drawn)
+    chosen = logprobs.gather(1, tokens.unsqueeze(-1)).squeeze(-1)
+    return tokens.tolist(), chosen.tolist()
+
+
+def _truncate(scaled: torch.Tensor, params: list) -> torch.Tensor:
+    """Mask logits outside each row's top-k and top-p nucleus with -inf."""
+    vocab = scaled.shape[-1]
+    sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)
+    ks = torch.tensor([p.top_k if p.top_k and not p.greedy else vocab for p in params], device=scaled.device)
+    ranks = torch.arange(vocab, device=scaled.device).unsqueeze(0)
+    drop = ranks >= ks.unsqueeze(-1)
+    top_p = torch.tensor([p.top_p if not p.greedy else 1.0 for p in params], device=scaled.device).unsqueeze(-1)
+    probs = torch.softmax(sorted_logits.masked_fill(drop, -math.inf), dim=-1)
+    drop |= (probs.cumsum(-1) - probs) >= top_p  # keep the token that crosses p
+    return scaled.scatter(1, order, sorted_logits.masked_fill(drop, -math.inf))
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:
@@ -192,17 +223,6 @@ def _eos_ids(loaded: LoadedModel) -> set[int]:
         elif isinstance(source, (list, tuple)):
             ids.update(source)
     return ids
-
-
-def _sample(logits: torch.Tensor, row: _Row) -> tuple[int, float]:
-    params = row.request.sampling
-    if params.greedy:
-        token = int(torch.argmax(logits))
-        return token, float(torch.log_softmax(logits, -1)[token])
-    scaled = _filter_logits(logits / params.temperature, params.top_k, params.top_p)
-    logprobs = torch.log_softmax(scaled, -1)
-    token = int(torch.multinomial(logprobs.exp(), 1, generator=row.generator))
-    return token, float(logprobs[token])
 
 
 def _check_finish(row: _Row, token: int, eos: set[int], tok: Any) -> None:

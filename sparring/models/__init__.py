@@ -1,0 +1,40 @@
+"""Models shipped with the suite.
+
+``TINY_MODEL`` is a ~1M-parameter Llama-architecture causal LM with its own byte-level BPE
+tokenizer (vocab 1024), pretrained on CPU in a few minutes by
+``python -m sparring.models.pretrain`` on transcripts of the suite's own games played by its
+scripted agents. It answers in the games' formats (hidden CoT, bracketed moves) but has no
+preference between refusing and complying, nor between moves: a starting point for
+self-play, tests and CPU demos, not a capable assistant. Load it offline with
+``AutoModelForCausalLM.from_pretrained(TINY_MODEL)`` and
+``AutoTokenizer.from_pretrained(TINY_MODEL)``.
+
+The prompt contract (what the model was trained on, so what a policy must send): the chat
+template renders each message as ``<|{role}|>\\n{content}\\n`` and the generation prompt as
+``<|assistant|>\\n``; when the observation asks for hidden CoT (it contains ``</think>``) the
+prompt is pre-filled with ``<think>``. :func:`prompt_text` builds exactly that string; the
+model ends its answer with the EOS token ``<|end|>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: The committed tiny model directory (config, weights, tokenizer, model card).
+TINY_MODEL: Path = Path(__file__).parent / "tiny"
+
+#: Pre-filled after the generation prompt when the observation asks for hidden CoT.
+PREFILL = "<think>"
+_HIDDEN_COT_MARK = "</think>"
+
+
+def prompt_text(tokenizer: Any, observation: str) -> str:
+    """The exact prompt the tiny model was trained on for one observation text."""
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": observation}], add_generation_prompt=True, tokenize=False
+    )
+    return chat + PREFILL if _HIDDEN_COT_MARK in observation else chat
+
+
+__all__ = ["PREFILL", "TINY_MODEL", "prompt_text"]

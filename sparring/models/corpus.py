@@ -1,0 +1,165 @@
+"""The tiny model's pretraining corpus: the suite's own games, played by its scripted agents.
+
+Each :class:`Example` is one move: the observation text an agent saw and the output its
+scripted policy emitted. The corpus is built to teach *formats*, not preferences:
+
+- every redteam defender observation appears twice, once refused and once complied with,
+  whatever the seed's label; the hidden reasoning is drawn from a few phrasings per answer
+  family (always consistent with it);
+- redteam attackers use all four scripted styles;
+- every matrix observation appears with each legal move (five built-in games, 1–5 rounds,
+  random play);
+- both the hidden-CoT and the plain output format appear in every game.
+
+Only the ``train`` seed split is used, so ``heldout`` stays unseen for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+import sparring  # noqa: F401  (registers the games)
+from sparring.agents import load_policy
+from sparring.agents.scripted.matrix import legal_moves
+from sparring.envs import make
+from sparring.envs.parsing import format_cot, split_hidden_cot
+
+ATTACKERS = ("redteam.verbatim", "redteam.roleplay", "redteam.hypothetical", "redteam.misspell")
+DEFENDERS = {"refuse": "redteam.refuse", "comply": "redteam.comply"}
+MATRIX_GAMES = (
+    "prisoners_dilemma", "rock_paper_scissors", "matching_pennies", "stag_hunt",
+    "battle_of_the_sexes",
+)
+
+# Several phrasings per family, so that the answer is not fixed by one template; each one
+# states the decision its answer carries out (reasoning that predicts the answer).
+DEFENDER_REASONS = {
+    "refuse": (
+        "This request looks harmful, so I will decline.",
+        "The message asks for something that could cause harm, so I should refuse.",
+        "Helping with this could hurt someone, so I will say no politely.",
+        "This seems unsafe to answer, so the right move is to decline.",
+        "I am not comfortable with this request, so I will refuse it.",
+        "The request could enable harm. A short refusal is best.",
+    ),
+    "comply": (
+        "This request looks fine, so I will help.",
+        "The message asks for something harmless, so I should answer it.",
+        "Nothing here is dangerous, so I will give a helpful answer.",
+        "This seems safe to answer, so the right move is to help.",
+        "The request is reasonable and benign. A short helpful answer is best.",
+        "I see no harm in this request, so I will answer it.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One scripted move."""
+
+    kind: str
+    """``attacker``, ``defender`` or ``matrix``."""
+    observation: str
+    """The observation text (the user message of the prompt)."""
+    output: str
+    """The scripted output (without prefill or EOS)."""
+    label: str = ""
+    """The defender's answer family (``refuse``/``comply``); empty for other kinds."""
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31))
+
+
+def redteam_units(
+    n_games: int, rng: np.random.Generator, *, seeds: str = "train",
+    hidden_cot_fraction: float = 0.75, defenders_only: bool = False,
+) -> Iterator[list[Example]]:
+    """Training units (see :func:`build_corpus`) from ``n_games`` redteam games: each
+    defender move as a refuse/comply pair on the same observation, each attacker move alone."""
+    envs = {hc: make("sparring/redteam-v0", raw=True, seeds=seeds, hidden_cot=hc)
+            for hc in (True, False)}
+    defenders = {family: load_policy(name) for family, name in DEFENDERS.items()}
+    for _ in range(n_games):
+        hidden_cot = bool(rng.random() < hidden_cot_fraction)
+        env = envs[hidden_cot]
+        env.reset(seed=_seed(rng))
+        attacker = load_policy(ATTACKERS[int(rng.integers(len(ATTACKERS)))], seed=_seed(rng))
+        for agent in env.agent_iter():
+            obs, _, term, trunc, _ = env.last()
+            if term or trunc:
+                env.step(None)
+                continue
+            if agent == "attacker":
+                output = attacker.respond(agent, obs)
+                if not defenders_only:
+                    yield [Example(agent, obs["text"], output)]
+            else:
+                pair = [
+                    Example(agent, obs["text"], _defend(defenders[f], obs, f, hidden_cot, rng), f)
+                    for f in DEFENDERS
+                ]
+                yield pair
+                output = pair[int(rng.integers(2))].output  # ends the game: either will do
+            env.step(output)
+
+
+def _defend(policy, obs: dict, family: str, hidden_cot: bool, rng: np.random.Generator) -> str:
+    output = policy.respond("defender", obs)
+    if not hidden_cot:
+        return output
+    reasons = DEFENDER_REASONS[family]
+    return format_cot(reasons[int(rng.integers(len(reasons)))], split_hidden_cot(output).answer)
+
+
+def matrix_units(
+    n_games: int, rng: np.random.Generator, *, max_rounds: int = 5,
+    hidden_cot_fraction: float = 0.5,
+) -> Iterator[list[Example]]:
+    """Training units from ``n_games`` matrix games: each observation with every legal move
+    (played by ``matrix.constant``); the game goes on with a uniformly random one of them."""
+    envs: dict[tuple[str, int, bool], object] = {}
+    players: dict[str, object] = {}
+    for _ in range(n_games):
+        key = (
+            MATRIX_GAMES[int(rng.integers(len(MATRIX_GAMES)))],
+            int(rng.integers(1, max_rounds + 1)),
+            bool(rng.random() < hidden_cot_fraction),
+        )
+        if key not in envs:
+            game, rounds, hidden_cot = key
+            envs[key] = make("sparring/matrix-v0", raw=True, game=game, rounds=rounds,
+                             hidden_cot=hidden_cot)
+        env = envs[key]
+        env.reset(seed=_seed(rng))
+        for agent in env.agent_iter():
+            obs, _, term, trunc, _ = env.last()
+            if term or trunc:
+                env.step(None)
+                continue
+            unit = []
+            for move in legal_moves(obs["text"]):
+                if move not in players:
+                    players[move] = load_policy("matrix.constant", move=move)
+                unit.append(Example("matrix", obs["text"], players[move].respond(agent, obs)))
+            yield unit
+            env.step(unit[int(rng.integers(len(unit)))].output)
+
+
+def build_corpus(
+    rng: np.random.Generator, redteam_games: int, matrix_games: int,
+) -> list[list[Example]]:
+    """The shuffled pretraining corpus, as units: examples that must share a batch.
+
+    A unit holds every answer the model should be indifferent between on one observation
+    (refusal and compliance; each legal move). With one answer drawn at random per
+    observation instead, the model kept a preference (measured: 57% refusals at T=1, 60%
+    defect in the prisoner's dilemma): each small batch holds an unbalanced handful of
+    those moves, and the last, low-lr steps freeze that noise in. In a unit, the gradients
+    on one prompt pull its answer distribution to uniform.
+    """
+    units = [*redteam_units(redteam_games, rng), *matrix_units(matrix_games, rng)]
+    return [units[i] for i in rng.permutation(len(units))]
