@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sparring.agents.base import Action, Policy
-from sparring.envs.parsing import THINK_CLOSE, THINK_OPEN
+from sparring.envs.parsing import cot_prefill
 from sparring.pool import GenerationRequest, InferencePool, SamplingParams
 
 DEFAULT_SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=96)
@@ -80,10 +80,7 @@ class LLMPolicy(Policy):
         text = observation["text"]
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": text})
-        if self.prefill == "auto":
-            prefill = THINK_OPEN if THINK_CLOSE in text else ""
-        else:
-            prefill = self.prefill
+        prefill = cot_prefill(text) if self.prefill == "auto" else self.prefill
         sampling = self.sampling
         if sampling.seed is None and not sampling.greedy:
             sampling = dataclasses.replace(sampling, seed=int(self.rng.integers(2**31)))

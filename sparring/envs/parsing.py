@@ -82,6 +82,12 @@ def _recover_answer(output: str, think_end: int) -> str:
     return output.strip()
 
 
+def cot_prefill(observation_text: str) -> str:
+    """What an LLM's prompt is pre-filled with for this observation: ``<think>`` when the
+    game asks for the hidden-CoT format (its instructions mention ``</think>``), else nothing."""
+    return THINK_OPEN if THINK_CLOSE in observation_text else ""
+
+
 def format_cot(reasoning: str, answer: str) -> str:
     """Write an output in the hidden-CoT format (what a well-behaved agent emits)."""
     return f"{reasoning} {THINK_CLOSE} {ANSWER_OPEN} {answer} {ANSWER_CLOSE}"

@@ -24,9 +24,8 @@ from typing import Any
 #: The committed tiny model directory (config, weights, tokenizer, model card).
 TINY_MODEL: Path = Path(__file__).parent / "tiny"
 
-#: Pre-filled after the generation prompt when the observation asks for hidden CoT.
-PREFILL = "<think>"
-_HIDDEN_COT_MARK = "</think>"
+from sparring.envs.parsing import THINK_OPEN as PREFILL
+from sparring.envs.parsing import cot_prefill
 
 
 def prompt_text(tokenizer: Any, observation: str) -> str:
@@ -34,7 +33,7 @@ def prompt_text(tokenizer: Any, observation: str) -> str:
     chat = tokenizer.apply_chat_template(
         [{"role": "user", "content": observation}], add_generation_prompt=True, tokenize=False
     )
-    return chat + PREFILL if _HIDDEN_COT_MARK in observation else chat
+    return chat + cot_prefill(observation)
 
 
 __all__ = ["PREFILL", "TINY_MODEL", "prompt_text"]
