@@ -1,17 +1,19 @@
 """Pool throughput: what one shared, batching pool buys over per-agent generation.
 
-Three measurements in one process, on the same model and the same redteam prompts:
+Three measurements in one process, on the same model and the very same requests:
 
-(a) raw: the limit — the backend's batched generation called directly on batches of B
-    prompts (no pool, no games);
 (b) pool: N concurrent redteam games (attacker and defender are the same model, self-play)
     played by the rollout code, every turn a request to one InferencePool that batches them;
-(c) naive: per-request generation (batch of one), as when each agent calls its own model.
+    the requests it served are recorded (with their seeds);
+(a) raw: the limit — those recorded requests replayed through the backend's batched
+    generation directly, B = N at a time (no pool, no games, no waiting between turns);
+(c) naive: the recorded requests replayed one at a time (batch of one), as when each agent
+    calls its own model (time-boxed by --naive-seconds).
 
 Each prints completion tokens per second; the ratios (b)/(a) and (b)/(c) are the point.
-Sampling is temperature 1 with a per-request seed, the same budget of new tokens for all.
-Also printed: the pool's memory for k policies as LoRA adapters on one base vs k full
-copies (tensor bytes held by the pool).
+Sampling is temperature 1 with a per-request seed, so a replayed request generates exactly
+the tokens it generated in the pool. Also printed: the pool's memory for k policies as LoRA
+adapters on one base vs k full copies (tensor bytes held by the pool).
 
     python benchmarks/pool_throughput.py                 # tiny model, N = 64
     python benchmarks/pool_throughput.py --json          # last line: one JSON object
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -29,48 +32,45 @@ import time
 import torch
 
 from sparring.agents import play_many
-from sparring.agents.llm import LLMPolicy
+from sparring.agents.llm import LLMPolicy, ensure_policy
 from sparring.envs import make
 from sparring.pool import GenerationRequest, InferencePool, PoolConfig, SamplingParams
 from sparring.pool.transformers_backend import generate_batch
 
 
-def redteam_prompts(count: int, seed: int) -> list[dict]:
-    """Observations that the games' LLM seats see: attacker and defender turns."""
-    env = make("sparring/redteam-v0", raw=True, revise_fraction=1.0)
-    observations = []
-    for i in range(count):
-        env.reset(seed=seed + i)
-        observations.append(env.observe(env.agent_selection))
-    return observations
+class RecordingPolicy(LLMPolicy):
+    """An LLM policy that keeps every request it sends (to replay them for (a) and (c))."""
+
+    def __init__(self, *args, log: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = log
+
+    def request(self, observation):
+        request = super().request(observation)
+        self.log.append(request)
+        return request
 
 
-def raw_tokens_per_s(pool: InferencePool, policy: LLMPolicy, prompts: list[dict], batch: int) -> float:
-    loaded = pool.models[policy.policy]
-    requests = [policy.request(obs) for obs in prompts]
+def pool_tokens_per_s(pool: InferencePool, model: str, games: int, concurrency: int, sampling,
+                      log: list) -> tuple[float, float]:
+    """Tokens/s of the pool over the games, and the fraction of that time the backend ran."""
+    def seats(index: int):
+        return {seat: RecordingPolicy(model, pool, sampling, seed=index * 2 + i, log=log)
+                for i, seat in enumerate(("attacker", "defender"))}
+
+    before, busy = pool.stats.completion_tokens, pool.stats.busy_s
+    start = time.perf_counter()
+    asyncio.run(play_many(lambda: make("sparring/redteam-v0"), seats, range(games), concurrency))
+    wall = time.perf_counter() - start
+    return (pool.stats.completion_tokens - before) / wall, (pool.stats.busy_s - busy) / wall
+
+
+def replay_tokens_per_s(pool: InferencePool, requests: list, batch: int, budget_s: float = float("inf")) -> float:
+    loaded = pool.models[requests[0].policy]
     generator = torch.Generator().manual_seed(0)
     tokens, start = 0, time.perf_counter()
     for i in range(0, len(requests), batch):
         tokens += sum(len(g.completion_ids) for g in generate_batch(loaded, requests[i: i + batch], generator))
-    return tokens / (time.perf_counter() - start)
-
-
-def pool_tokens_per_s(pool: InferencePool, model: str, games: int, concurrency: int, sampling) -> float:
-    def seats(index: int):
-        return {"attacker": LLMPolicy(model, pool, sampling), "defender": LLMPolicy(model, pool, sampling)}
-
-    before = pool.stats.completion_tokens
-    start = time.perf_counter()
-    asyncio.run(play_many(lambda: make("sparring/redteam-v0"), seats, range(games), concurrency))
-    return (pool.stats.completion_tokens - before) / (time.perf_counter() - start)
-
-
-def naive_tokens_per_s(pool: InferencePool, policy: LLMPolicy, prompts: list[dict], budget_s: float) -> float:
-    loaded = pool.models[policy.policy]
-    generator = torch.Generator().manual_seed(0)
-    tokens, start = 0, time.perf_counter()
-    for obs in prompts:
-        tokens += len(generate_batch(loaded, [policy.request(obs)], generator)[0].completion_ids)
         if time.perf_counter() - start > budget_s:
             break
     return tokens / (time.perf_counter() - start)
@@ -78,8 +78,6 @@ def naive_tokens_per_s(pool: InferencePool, policy: LLMPolicy, prompts: list[dic
 
 def adapter_memory(model: str, k: int, device: str) -> tuple[float, float]:
     from peft import LoraConfig
-
-    from sparring.agents.llm import ensure_policy
 
     with_adapters = InferencePool()
     base = ensure_policy(with_adapters, model)
@@ -102,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny", help="'tiny', a local path or a hub id")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--games", type=int, default=64, help="N: concurrent redteam games")
-    parser.add_argument("--rounds", type=int, default=2, help="batches of N games played for (b)")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="games played = rounds x N (more rounds: less of the run is the tail)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--naive-seconds", type=float, default=20.0, help="time budget of (c)")
     parser.add_argument("--adapters", type=int, default=4, help="k policies for the memory figures")
@@ -112,22 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     sampling = SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens)
     pool = InferencePool(PoolConfig(max_batch_size=args.games, max_wait_ms=5))
-    policy = LLMPolicy(args.model, pool, sampling, seed=0)
+    policy = ensure_policy(pool, args.model)
     if args.device != "cpu":
-        pool.models[policy.policy].model.to(args.device)
-        pool.models[policy.policy].device = torch.device(args.device)
-    prompts = redteam_prompts(args.games * args.rounds, seed=1000)
-    asyncio.run(pool.generate(GenerationRequest(policy.policy, "warm up", sampling)))
+        pool.models[policy].model.to(args.device)
+        pool.models[policy].device = torch.device(args.device)
+    warm = [GenerationRequest(policy, "warm up", dataclasses.replace(sampling, seed=i)) for i in range(args.games)]
+    replay_tokens_per_s(pool, warm, args.games)
 
-    raw = raw_tokens_per_s(pool, policy, prompts, args.games)
-    pooled = pool_tokens_per_s(pool, args.model, args.games * args.rounds, args.games, sampling)
-    naive = naive_tokens_per_s(pool, policy, prompts, args.naive_seconds)
+    served: list[GenerationRequest] = []
+    pooled, busy = pool_tokens_per_s(pool, args.model, args.games * args.rounds, args.games, sampling, served)
+    raw = replay_tokens_per_s(pool, served, args.games)
+    naive = replay_tokens_per_s(pool, served, 1, budget_s=args.naive_seconds)
     lora_mb, copies_mb = adapter_memory(args.model, args.adapters, args.device)
     summary = {
         "raw_tok_s": round(raw, 1), "pool_tok_s": round(pooled, 1), "naive_tok_s": round(naive, 1),
         "pool_vs_raw": round(pooled / raw, 3), "pool_vs_naive": round(pooled / naive, 2),
         "lora_mem_mb": round(lora_mb, 2), "copies_mem_mb": round(copies_mb, 2), "n_games": args.games,
         "adapters": args.adapters, "mean_batch_size": round(pool.stats.mean_batch_size, 1),
+        "backend_busy_fraction": round(busy, 3),
         "max_new_tokens": args.max_new_tokens, "model": args.model, "device": args.device,
         "threads": torch.get_num_threads(),
     }

@@ -21,3 +21,17 @@ def test_env_overhead_prints_one_json_object_last():
         assert summary[key] > 0
     assert summary["ratio"] == pytest.approx(
         summary["sparring_steps_per_s"] / summary["textarena_steps_per_s"], rel=0.01)
+
+
+def test_pool_throughput_prints_its_figures_as_json():
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pool_throughput.py"), "--json", "--games", "4", "--rounds", "1", "--max-new-tokens", "8",
+         "--naive-seconds", "1", "--adapters", "2"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("raw_tok_s", "pool_tok_s", "naive_tok_s", "pool_vs_raw", "pool_vs_naive",
+                "lora_mem_mb", "copies_mem_mb", "n_games"):
+        assert key in summary
+    assert summary["n_games"] == 4 and summary["pool_tok_s"] > 0
+    assert summary["lora_mem_mb"] < summary["copies_mem_mb"]

@@ -9,6 +9,8 @@ letters) so random agents exercise the parsers.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,19 @@ class Utterance(spaces.Text):
         return isinstance(other, Utterance) and other.max_length == self.max_length
 
 
+@functools.lru_cache(maxsize=8)
+def _prototype(max_length: int) -> Utterance:
+    return Utterance(max_length)
+
+
+def utterance(max_length: int) -> Utterance:
+    """A fresh ``Utterance`` (own generator) without rebuilding its character tables: every
+    env gets its own spaces, and games are made by the thousand in rollouts."""
+    space = copy.copy(_prototype(max_length))
+    space._np_random = None
+    return space
+
+
 def observation_space(max_turns: int) -> spaces.Dict:
     """The observation space shared by every language game.
 
@@ -60,7 +75,7 @@ def observation_space(max_turns: int) -> spaces.Dict:
     """
     return spaces.Dict(
         {
-            "text": Utterance(),
+            "text": utterance(1 << 20),
             "to_act": spaces.Discrete(2),
             "turn": spaces.Discrete(max_turns + 1),
         }
@@ -68,4 +83,4 @@ def observation_space(max_turns: int) -> spaces.Dict:
 
 
 def action_space(max_length: int = 1 << 16) -> Utterance:
-    return Utterance(max_length)
+    return utterance(max_length)

@@ -34,7 +34,8 @@ class PoolConfig:
     max_batch_size: int = 64
     """Most requests of one policy run in one batch."""
     max_wait_ms: float = 5.0
-    """After the first request arrives, wait this long for more before running a batch."""
+    """Run the batch once no new request has arrived for this long (at most 20 times this
+    after the first request)."""
     seed: int = 0
     """Seeds the sampler of requests that carry no seed of their own."""
 
@@ -57,6 +58,8 @@ class PoolStats:
     requests: int = 0
     completion_tokens: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    busy_s: float = 0.0
+    """Seconds the backend spent generating (batches served)."""
 
     @property
     def mean_batch_size(self) -> float:
@@ -205,12 +208,14 @@ class InferencePool:
 
     async def _run_batches(self, queue: asyncio.Queue) -> None:
         while True:
-            first = await queue.get()
-            batch = [first]
-            deadline = time.monotonic() + self.config.max_wait_ms / 1000
+            batch = [await queue.get()]
+            wait = self.config.max_wait_ms / 1000
+            # Linger while requests keep coming (games resumed by the last batch submit their
+            # next turns one after another), but never more than 20 waits in all.
+            cap = time.monotonic() + 20 * wait
             limit = self.config.max_batch_size * len({id(s.loaded) for s in self.served.values()})
             while len(batch) < limit:
-                timeout = deadline - time.monotonic()
+                timeout = min(wait, cap - time.monotonic())
                 try:
                     batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
@@ -230,6 +235,7 @@ class InferencePool:
         loaded = served[0].loaded
         adapters = [s.adapter for s in served] if loaded.has_adapters else None
         versions = [s.version for s in served]
+        started = time.perf_counter()
         try:
             results = await asyncio.to_thread(generate_batch, loaded, requests, self._generator, adapters, versions)
         except InvalidRequestError as error:
@@ -247,6 +253,7 @@ class InferencePool:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
             return
+        self.stats.busy_s += time.perf_counter() - started
         self.stats.batches += 1
         self.stats.requests += len(group)
         self.stats.batch_sizes.append(len(group))

@@ -146,6 +146,8 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
         keep = []
         for slot, (i, token, logprob) in enumerate(zip(active, tokens, logprobs)):
             row = rows[i]
+            if row.finish is not None:  # finished earlier, still in the batch as padding
+                continue
             row.ids.append(token)
             row.logprobs.append(logprob)
             _check_finish(row, token, eos, tok)
@@ -153,8 +155,10 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
                 keep.append(slot)
         if not keep:
             break
-        if len(keep) < len(active) and hasattr(past, "batch_select_indices"):
-            # Drop finished rows from the batch (and the KV cache) instead of decoding padding.
+        finished = len(active) - len(keep)
+        if finished >= max(2, len(active) // 4) and hasattr(past, "batch_select_indices"):
+            # Drop finished rows from the batch (and the KV cache) rather than decode padding;
+            # in bulk, since each drop copies the whole cache.
             index = torch.tensor(keep, device=device)
             past.batch_select_indices(index)
             mask = mask[index]

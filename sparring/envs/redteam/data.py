@@ -9,6 +9,7 @@ synthetic: requests only, no harmful instructions anywhere in the repository.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,18 @@ def resolve_seed_path(seeds: str) -> Path:
 
 
 def load_seeds(seeds: str = "train") -> tuple[SeedPrompt, ...]:
-    """Load seed prompts; raise ``ValueError`` naming the file and line of a bad row."""
+    """Load seed prompts; raise ``ValueError`` naming the file and line of a bad row.
+
+    Parsed files are cached (keyed by path, size and modification time): rollouts make a new
+    env per game, and reading the file each time would cost more than playing the game."""
     path = resolve_seed_path(seeds)
+    stat = path.stat()
+    return _load(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path_name: str, size: int, mtime_ns: int) -> tuple[SeedPrompt, ...]:
+    path = Path(path_name)
     rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

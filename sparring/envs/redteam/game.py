@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +48,11 @@ class RedTeamConfig:
             raise ValueError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
 
 
+@functools.lru_cache(maxsize=1)
+def _default_judge() -> RuleJudge:
+    return RuleJudge()  # stateless: one compiled instance serves every game
+
+
 class RedTeamGame(LanguageGame):
     possible_agents = ("attacker", "defender")
     max_turns = 2
@@ -54,7 +60,7 @@ class RedTeamGame(LanguageGame):
 
     def __init__(self, config: RedTeamConfig | None = None, judge: Judge | None = None):
         self.config = config or RedTeamConfig()
-        self.judge = judge if judge is not None else RuleJudge()
+        self.judge = judge if judge is not None else _default_judge()
         if not isinstance(self.judge, Judge):
             raise TypeError(f"judge={self.judge!r} has no judge(prompt, response) method")
         self.hidden_cot = self.config.hidden_cot
