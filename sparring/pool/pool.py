@@ -10,6 +10,7 @@ are applied between batches: a batch in flight finishes on the weights it starte
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import weakref
 from collections import defaultdict
@@ -94,6 +95,9 @@ class InferencePool:
             weakref.WeakKeyDictionary()
         )
         self._closed = False
+        # One worker thread runs every batch: torch's CPU thread pool is per calling thread,
+        # and several idle pools spinning beside the busy one would fight over the cores.
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparring-pool")
 
     # -- policies and weights --------------------------------------------------------------
     def add_policy(self, name: str, model: str | Path | Any, tokenizer: Any = None,
@@ -182,12 +186,18 @@ class InferencePool:
             raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
         return served
 
+    def run_on_backend_thread(self, fn, *args):
+        """Run ``fn(*args)`` on the thread that runs this pool's batches and return its
+        result (benchmarks compare direct backend calls on the same torch thread pool)."""
+        return self._worker.submit(fn, *args).result()
+
     # -- requests ----------------------------------------------------------------------------
     async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
         """Log-probabilities of ``continuations`` after a raw-text ``prompt`` under
         ``policy`` (e.g. a guard model's "unsafe" vs "safe")."""
         served = self._served(policy)
-        return await asyncio.to_thread(score_continuations, served.loaded, prompt, continuations, served.adapter)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._worker, score_continuations, served.loaded, prompt, continuations, served.adapter)
 
 
     async def generate(self, request: GenerationRequest) -> Generation:
@@ -237,7 +247,8 @@ class InferencePool:
         versions = [s.version for s in served]
         started = time.perf_counter()
         try:
-            results = await asyncio.to_thread(generate_batch, loaded, requests, self._generator, adapters, versions)
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._worker, generate_batch, loaded, requests, self._generator, adapters, versions)
         except InvalidRequestError as error:
             if len(group) == 1:
                 if not group[0].future.done():
@@ -265,6 +276,7 @@ class InferencePool:
     async def aclose(self) -> None:
         """Stop serving: requests still queued fail with PoolClosedError."""
         self._closed = True
+        self._worker.shutdown(wait=False, cancel_futures=True)
         for queue, task in list(self._batchers.values()):
             task.cancel()
             while not queue.empty():
