@@ -50,3 +50,16 @@ def test_games_replay_exactly_however_they_are_batched(pool):
 
     assert run(1) == run(6)
     assert max(pool.stats.batch_sizes) > 1
+
+
+def test_llm_policy_plays_through_a_remote_server(pool):
+    from sparring.pool import RemotePool
+    from sparring.pool.server import ServerThread
+
+    with ServerThread(pool) as server:
+        remote = RemotePool(server.url)
+        seats = {a: LLMPolicy("p", remote, SAMPLING) for a in ("player_0", "player_1")}
+        episode = asyncio.run(play(make("sparring/matrix-v0", rounds=2), seats, seed=1))
+        assert len(episode.turns) == 4 and all(t.generation.completion_ids for t in episode.turns)
+        with pytest.raises(ValueError, match="not served by RemotePool"):
+            LLMPolicy("other-model", remote)

@@ -17,7 +17,7 @@ import numpy as np
 
 from sparring.agents.base import Action, Policy
 from sparring.envs.parsing import cot_prefill
-from sparring.pool import GenerationRequest, InferencePool, SamplingParams
+from sparring.pool import GenerationRequest, InferencePool, Pool, SamplingParams
 
 DEFAULT_SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=96)
 
@@ -32,11 +32,15 @@ def default_pool() -> InferencePool:
     return _default_pool
 
 
-def ensure_policy(pool: InferencePool, model: str | Path) -> str:
+def ensure_policy(pool: Pool, model: str | Path) -> str:
     """Serve ``model`` (``"tiny"``, a local path or a hub id) in ``pool``; return its policy
-    name. The same model asked for twice is loaded once, so its seats share batches."""
+    name. The same model asked for twice is loaded once, so its seats share batches. A pool
+    that cannot load models (Ray, remote) must already serve it under that name."""
     name = str(model)
     if name not in pool.policies:
+        if not isinstance(pool, InferencePool):
+            raise ValueError(f"policy {name!r} is not served by {type(pool).__name__}; serve it there first "
+                             f"(served: {pool.policies})")
         if name == "tiny":
             from sparring.models import TINY_MODEL
 
@@ -58,7 +62,7 @@ class LLMPolicy(Policy):
     def __init__(
         self,
         model: str | Path = "tiny",
-        pool: InferencePool | None = None,
+        pool: Pool | None = None,
         sampling: SamplingParams = DEFAULT_SAMPLING,
         system_prompt: str | None = None,
         prefill: str = "auto",

@@ -8,6 +8,7 @@ from sparring.pool.types import (
     Generation,
     GenerationRequest,
     InvalidRequestError,
+    Pool,
     PoolClosedError,
     PoolError,
     SamplingParams,
@@ -15,5 +16,5 @@ from sparring.pool.types import (
 
 __all__ = [
     "BackendError", "Generation", "GenerationRequest", "InferencePool", "InvalidRequestError",
-    "PoolClosedError", "PoolConfig", "PoolError", "PoolStats", "RemotePool", "SamplingParams",
+    "Pool", "PoolClosedError", "PoolConfig", "PoolError", "PoolStats", "RemotePool", "SamplingParams",
 ]

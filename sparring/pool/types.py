@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 
 class PoolError(Exception):
@@ -110,3 +110,16 @@ class Generation:
     weights_version: int = 0
     """Which weights produced it (bumped by every weight update of the policy)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """What every deployment of the pool offers (``InferencePool``, ``RayPool``,
+    ``RemotePool``): policies and LLM judges depend on this, not on a backend."""
+
+    @property
+    def policies(self) -> list[str]: ...
+
+    async def generate(self, request: GenerationRequest) -> Generation: ...
+
+    def update_weights(self, policy: str, weights: Any) -> Any: ...
