@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from sparring.pool.transformers_backend import LoadedModel
+from sparring.pool.transformers_backend import LoadedModel, check_state_fits
 
 
 def attach_adapter(loaded: LoadedModel, name: str, adapter: str | Path | Any) -> None:
@@ -47,14 +47,7 @@ def adapter_state(loaded: LoadedModel, name: str) -> dict[str, torch.Tensor]:
 
 def check_adapter_fits(loaded: LoadedModel, name: str, state: dict[str, torch.Tensor]) -> None:
     current = adapter_state(loaded, name)
-    missing = [k for k in current if k not in state]
-    unexpected = [k for k in state if k not in current]
-    wrong = [k for k, v in state.items() if k in current and tuple(v.shape) != tuple(current[k].shape)]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"weights for adapter {name!r} do not fit: missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}, wrong shape {wrong[:3]} (expected peft's adapter state dict)"
-        )
+    check_state_fits(f"adapter {name!r} (a peft adapter state dict)", current, current, state)
 
 
 def load_adapter_state(loaded: LoadedModel, name: str, state: dict[str, torch.Tensor]) -> None:

@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-from sparring.pool.transformers_backend import LoadedModel, generate_batch, load_model, score_continuations
+from sparring.pool.transformers_backend import (
+    LoadedModel,
+    check_state_fits,
+    generate_batch,
+    load_model,
+    score_continuations,
+)
 from sparring.pool.types import (
     BackendError,
     Generation,
@@ -286,17 +292,9 @@ class InferencePool:
 
 
 def _check_fits(policy: str, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Refuse weights that do not match the model (before anything is loaded). Tied weights
-    (an LM head sharing the embedding) may be absent from a checkpoint."""
-    params = dict(model.named_parameters())  # tied parameters appear once
-    missing = [k for k in params if k not in state]
-    unexpected = [k for k in state if k not in model.state_dict()]
-    wrong = [k for k, v in state.items() if k in params and tuple(v.shape) != tuple(params[k].shape)]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"weights for policy {policy!r} do not fit its model: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
-        )
+    # Tied weights (an LM head sharing the embedding) appear once among the parameters, so a
+    # checkpoint may leave them out.
+    check_state_fits(f"policy {policy!r}", dict(model.named_parameters()), model.state_dict(), state)
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:

@@ -267,3 +267,17 @@ def score_continuations(loaded: LoadedModel, prompt: str, continuations: list[st
         target = torch.tensor(ids[start:], device=loaded.device)
         scores.append(float(logprobs.gather(1, target[:, None]).sum()))
     return scores
+
+
+def check_state_fits(what: str, required: dict[str, torch.Tensor], allowed: set[str] | dict,
+                     state: dict[str, torch.Tensor]) -> None:
+    """Refuse a state dict before anything is loaded: every ``required`` key present with its
+    shape, and no key outside ``allowed``."""
+    missing = [k for k in required if k not in state]
+    unexpected = [k for k in state if k not in allowed]
+    wrong = [k for k, v in state.items() if k in required and tuple(v.shape) != tuple(required[k].shape)]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"weights for {what} do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"wrong shape {wrong[:5]}"
+        )
