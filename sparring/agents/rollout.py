@@ -52,14 +52,19 @@ async def play(
     seats: Mapping[str, Policy],
     seed: int | None = None,
     options: dict[str, Any] | None = None,
+    policy_seed: int | None = None,
 ) -> Episode:
-    """Play one game of an AEC env to the end. ``seats`` maps every agent to a policy."""
+    """Play one game of an AEC env to the end. ``seats`` maps every agent to a policy.
+
+    The policies are reseeded from ``policy_seed`` (default: ``seed``): games of one seed and
+    different policy seeds share their setup (e.g. a prompt) and differ in the moves."""
     missing = set(env.possible_agents) - set(seats)
     if missing:
         raise ValueError(f"no policy for seat(s) {sorted(missing)}; seats given: {sorted(seats)}")
     env.reset(seed=seed, options=options)
+    base = seed if policy_seed is None else policy_seed
     for i, agent in enumerate(env.possible_agents):
-        seats[agent].seed(None if seed is None else seed * 1000 + i)
+        seats[agent].seed(None if base is None else base * 1000 + i)
     episode = Episode(seed, {a: seats[a].name for a in env.possible_agents})
     totals = {a: 0.0 for a in env.possible_agents}
     terms: dict[str, dict[str, float]] = {a: {} for a in env.possible_agents}
@@ -89,18 +94,23 @@ async def play_many(
     seats: Callable[[int], Mapping[str, Policy]] | Mapping[str, Policy],
     seeds: Iterable[int],
     concurrency: int = 64,
+    policy_seeds: Iterable[int] | None = None,
 ) -> list[Episode]:
     """Play one game per seed, up to ``concurrency`` at a time; results in seed order.
 
     ``seats`` is a mapping (policies shared by all games: they must not keep per-game state)
-    or a function of the game's index returning one.
+    or a function of the game's index returning one. ``policy_seeds`` (one per game) reseed
+    the policies apart from the game seeds (see :func:`play`).
     """
     seeds = list(seeds)
+    policy_seeds = list(policy_seeds) if policy_seeds is not None else [None] * len(seeds)
+    if len(policy_seeds) != len(seeds):
+        raise ValueError(f"{len(policy_seeds)} policy seeds for {len(seeds)} games")
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int, seed: int) -> Episode:
         async with limit:
             game_seats = seats(index) if callable(seats) else seats
-            return await play(make_env(), game_seats, seed)
+            return await play(make_env(), game_seats, seed, policy_seed=policy_seeds[index])
 
     return await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds)))
