@@ -152,28 +152,125 @@ def serve(
     run_server(pool, host, port, api_key)
 
 
-@app.command(context_settings={"allow_extra_args": True})
-def demo(
-    overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. games=4")] = None,
-) -> None:
-    """The main CPU job: scripted agents play short batches of every game; results as tables."""
+def _quiet_transformers() -> None:
+    """No per-file "Loading weights" bars in the middle of our own progress display."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+_CONFIG_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+
+
+def _compose(config_name: str, overrides: list[str] | None) -> dict[str, Any]:
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides into a plain dict."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from sparring.arenas.demo import DemoConfig, run_demo, tables
     from sparring.paths import config_dir
 
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name="demo", overrides=list(overrides or []))
-        demo_cfg = DemoConfig(**OmegaConf.to_container(cfg, resolve=True))
+            cfg = compose(config_name=config_name, overrides=list(overrides or []))
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise _fail(str(e)) from e
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def demo(
+    overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. games=4")] = None,
+) -> None:
+    """The main CPU job: scripted agents play short batches of every game; results as tables."""
+    from sparring.arenas.demo import DemoConfig, run_demo, tables
+
+    values = _compose("demo", overrides)
+    try:
+        demo_cfg = DemoConfig(**values)
         results = run_demo(demo_cfg)
-    except (HydraException, OmegaConfBaseException, ValueError, TypeError, FileNotFoundError) as e:
+    except _CONFIG_ERRORS as e:
         raise _fail(str(e)) from e
     for table in tables(results, demo_cfg):
         console.print(table)
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def train(
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Hydra overrides of configs/train.yaml, e.g. updates=20 learner=grpo group_size=4")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in run_dir from its last checkpoint")] = False,
+) -> None:
+    """Train LLM policies by self-play (REINFORCE++ or GRPO); checkpoints, metrics.jsonl,
+    TensorBoard events and a learning curve go to run_dir."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sparring.agents.learners import SelfPlayTrainer, TrainConfig
+
+    _quiet_transformers()
+    values = _compose("train", overrides)
+    try:
+        trainer = SelfPlayTrainer(TrainConfig.from_dict(values), resume=resume)
+    except _CONFIG_ERRORS as e:
+        raise _fail(str(e)) from e
+    cfg = trainer.cfg
+    columns = (TextColumn("[bold]update"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("", total=cfg.updates, completed=trainer.update)
+
+            def show(row: dict) -> None:
+                rewards = "  ".join(f"{k.removeprefix('reward/')} {v:+.2f}" for k, v in row.items()
+                                    if k.startswith("reward/"))
+                progress.update(task, completed=row["update"],
+                                description=f"{rewards}  kl {row.get('kl_per_sequence', 0):.3f}")
+
+            trainer.on_update = show
+            metrics = trainer.run()
+    finally:
+        trainer.close()
+    last = metrics[-1]["update"] if metrics else 0
+    console.print(f"trained {last} updates; checkpoints, metrics.jsonl and learning_curve.png in {cfg.run_dir}")
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="tiny, a model directory, a checkpoint or a run directory")] = "tiny",
+    games: Annotated[int, typer.Option(help="games per opponent and evaluation seed")] = 64,
+    eval_seeds: Annotated[str, typer.Option("--eval-seeds", help="comma-separated evaluation seeds")] = "0,1,2",
+    seeds: Annotated[str, typer.Option(help="seed split (heldout | train) or a JSONL path")] = "heldout",
+    embed: Annotated[bool, typer.Option(help="embedding diversity with all-MiniLM-L6-v2")] = True,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Evaluate a red-teaming model on held-out seeds against the scripted attackers and
+    defenders: defender safety and compliance, attacker success, diversity (mean ± std over
+    evaluation seeds)."""
+    import json
+
+    from rich.table import Table
+
+    from sparring.arenas.evaluate import EvalConfig, evaluate
+
+    _quiet_transformers()
+    try:
+        parsed_seeds = tuple(int(s) for s in eval_seeds.split(",") if s.strip())
+        cfg = EvalConfig(model=model, games=games, eval_seeds=parsed_seeds, seeds=seeds,
+                         embedder="minilm" if embed else None, device=device)
+        report = evaluate(cfg)
+    except _CONFIG_ERRORS + (ImportError,) as e:
+        raise _fail(str(e)) from e
+    if as_json:
+        print(json.dumps(report.to_dict()))
+        return
+    table = Table(title=f"{report.model}: {games} games per opponent x {len(parsed_seeds)} seeds ({seeds} seeds)")
+    table.add_column("metric")
+    table.add_column("mean ± std", justify="right")
+    for name, (mean, std) in report.summary().items():
+        table.add_row(name, f"{mean:+.3f} ± {std:.3f}")
+    console.print(table)
 
 
 def main() -> None:

@@ -1,0 +1,131 @@
+"""The learner's side of a model: trainable weights, the frozen reference, the optimizer, and
+turning samples into padded batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sparring.agents.learners.config import LoraSettings
+from sparring.agents.learners.losses import token_logprobs
+from sparring.agents.trajectories import Sample
+
+
+@dataclass
+class Batch:
+    """Samples right-padded into tensors. Per-token tensors are aligned with the predicted
+    token (``T - 1`` columns): ``mask[b, t]`` is the loss mask of ``input_ids[b, t + 1]``."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def collate(cls, samples: Sequence[Sample], pad_id: int) -> Batch:
+        width = max(len(s.input_ids) for s in samples)
+        ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(samples), width), dtype=torch.long)
+        loss_mask = torch.zeros((len(samples), width), dtype=torch.float32)
+        for row, sample in enumerate(samples):
+            n = len(sample.input_ids)
+            ids[row, :n] = torch.tensor(sample.input_ids)
+            attention[row, :n] = 1
+            loss_mask[row, :n] = torch.tensor(sample.loss_mask, dtype=torch.float32)
+        return cls(ids, attention, loss_mask[:, 1:])
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows ``start:stop``, cut to their own longest sequence."""
+        attention = self.attention_mask[start:stop]
+        width = int(attention.sum(-1).max())
+        return Batch(self.input_ids[start:stop, :width], attention[:, :width], self.mask[start:stop, : width - 1])
+
+
+def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Each predicted token's logprob under ``model`` (``[B, T - 1]``). Position ids come from
+    the attention mask, as in the pool, so the values match generation-time logprobs."""
+    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions).logits
+    return token_logprobs(logits, batch.input_ids)
+
+
+class LearnerModel:
+    """Trainable weights (all of them, or a LoRA adapter on a frozen base), the frozen
+    reference (a copy, or the base with the adapter switched off), and the optimizer."""
+
+    def __init__(self, source: str | Path, lr: float, lora: LoraSettings | None = None, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.source = str(source)
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        model = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32)
+        self.lora = lora
+        if lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            self.lora_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                          target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+            model = get_peft_model(model, self.lora_config)
+            self.reference = None
+        else:
+            self.reference = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32)
+            self.reference.to(self.device).eval().requires_grad_(False)
+        self.model = model.to(self.device)
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+
+    def logprobs(self, batch: Batch) -> torch.Tensor:
+        return sequence_logprobs(self.model, self._on_device(batch))
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        batch = self._on_device(batch)
+        if self.reference is not None:
+            return sequence_logprobs(self.reference, batch)
+        with self.model.disable_adapter():
+            return sequence_logprobs(self.model, batch)
+
+    def _on_device(self, batch: Batch) -> Batch:
+        if self.device.type == "cpu":
+            return batch
+        return Batch(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), batch.mask.to(self.device))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """What the pool needs to serve the current policy: the adapter's or every weight."""
+        if self.lora is not None:
+            from peft import get_peft_model_state_dict
+
+            return get_peft_model_state_dict(self.model)
+        return self.model.state_dict()
+
+    def save(self, directory: Path) -> None:
+        """A directory that ``from_pretrained`` loads: the model (or the peft adapter) and the
+        tokenizer."""
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+
+    def load(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        if self.lora is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, load_file(str(directory / "adapter_model.safetensors")))
+            return
+        state: dict[str, torch.Tensor] = {}
+        for file in sorted(directory.glob("*.safetensors")):
+            state.update(load_file(str(file)))
+        if not state:
+            raise FileNotFoundError(f"no model weights (*.safetensors) in {directory}")
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = {k for k in missing if "lm_head" in k}
+        if unexpected or set(missing) - tied:
+            raise ValueError(f"checkpoint {directory} does not fit the model: missing {sorted(set(missing) - tied)}, "
+                             f"unexpected {sorted(unexpected)}")
+        self.model.tie_weights()

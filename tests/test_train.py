@@ -1,0 +1,166 @@
+"""The real `sparring train` on the tiny model with tiny budgets: checkpoints, metrics, resume
+after a kill, and the learner's options."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sparring.agents.learners import TrainConfig, train
+from sparring.agents.learners.runlog import read_metrics
+from sparring.cli import app
+
+TINY_BUDGET = ["games_per_update=4", "env.revise_fraction=1.0", "agent.max_new_tokens=24", "concurrency=8"]
+SPARRING = os.path.join(os.path.dirname(sys.executable), "sparring")
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([SPARRING, "train", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def flat(text: str) -> str:
+    """Output without the console's line wrapping."""
+    return " ".join(text.split())
+
+
+def updates(run_dir: Path) -> list[int]:
+    return [row["update"] for row in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def test_train_writes_checkpoints_metrics_curve_and_events(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli(*TINY_BUDGET, "updates=3", "checkpoint_every=2", f"run_dir={run}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert updates(run) == [1, 2, 3]
+    rows = read_metrics(run / "metrics.jsonl")
+    for key in ("reward/attacker", "reward/defender", "loss", "kl_per_sequence", "clip_frac", "grad_norm"):
+        assert all(key in row for row in rows), key
+    # the pool served exactly the learner's weights: sampling logprobs match the learner's
+    assert all(row["behaviour_gap"] < 1e-3 for row in rows)
+    assert (run / "latest").read_text().strip() == "update-000003"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["update-000002", "update-000003"]
+    model_dir = run / "checkpoints" / "update-000003" / "model"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(model_dir)  # a checkpoint is a loadable model
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert json.loads((run / "config.json").read_text())["updates"] == 3
+
+
+def test_a_killed_run_resumes_without_losing_or_repeating_updates(tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY_BUDGET, "checkpoint_every=2", "keep_checkpoints=3", f"run_dir={run}"]
+    proc = subprocess.Popen([SPARRING, "train", *args, "updates=1000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "update-000004").is_dir():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no checkpoint within the time limit"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    checkpointed = int((run / "latest").read_text().strip().removeprefix("update-"))
+    before = {row["update"]: row for row in read_metrics(run / "metrics.jsonl")}
+    assert checkpointed >= 4 and sorted(before)[: checkpointed] == list(range(1, checkpointed + 1))
+
+    fresh = run_cli(*args, "updates=8")
+    assert fresh.returncode == 2 and "already holds a run" in flat(fresh.stdout)
+
+    result = run_cli(*args, "updates=8", "--resume")
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = read_metrics(run / "metrics.jsonl")
+    assert [row["update"] for row in after] == list(range(1, 9))  # none lost, none twice
+    for row in after[:checkpointed]:
+        assert row == before[row["update"]]  # the checkpointed history is kept as it was
+    state = json.loads((run / "checkpoints" / "update-000008" / "trainer_state.json").read_text())
+    assert state["update"] == 8 and state["elapsed_s"] > before[checkpointed]["elapsed_min"] * 60
+
+
+def test_resume_refuses_a_changed_recipe_and_an_empty_directory(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", f"run_dir={tmp_path / 'none'}", "--resume"])
+    assert result.exit_code == 2 and "nothing to resume" in flat(result.output)
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", *TINY_BUDGET, "updates=1", f"run_dir={run}"]).exit_code == 0
+    result = runner.invoke(app, ["train", *TINY_BUDGET, "updates=2", "learner.lr=0.5", f"run_dir={run}", "--resume"])
+    assert result.exit_code == 2 and "different ['learner']" in flat(result.output)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("learner.algorithm=ppo", "learner.algorithm='ppo'"), ("learner=grpo", "group_size >= 2"),
+     ("+seats.attacker=nobody", "unknown policy"), ("+seats.judge=learner", "not seats of"),
+     ("learn_roles=[attacker]", "not played by the learner"), ("games_per_update=0", "games_per_update=0"),
+     ("learner.lora={rank: 4}", "unknown field")],
+)
+def test_bad_training_config_gets_a_clear_error(override, message, tmp_path):
+    extra = ["+seats.attacker=redteam.roleplay"] if override.startswith("learn_roles") else []
+    result = CliRunner().invoke(app, ["train", override, *extra, f"run_dir={tmp_path / 'r'}"])
+    assert result.exit_code == 2, result.output
+    assert message in flat(result.output)
+
+
+def config(tmp_path, **overrides):
+    values = {"env": {"id": "sparring/redteam-v0"}, "agent": {"max_new_tokens": 24}, "games_per_update": 4,
+              "updates": 2, "run_dir": str(tmp_path / "run"), "tensorboard": False, "plot": False}
+    return TrainConfig.from_dict(values | overrides)
+
+
+def test_lora_training_pushes_the_adapter_and_saves_a_loadable_one(tmp_path):
+    from sparring.arenas.evaluate import resolve_model, serve_model
+    from sparring.pool import InferencePool
+
+    metrics = train(config(tmp_path, learner={"lr": 1e-2, "lora": {"r": 4}}))
+    assert [m["update"] for m in metrics] == [1, 2]
+    assert all(m["behaviour_gap"] < 1e-3 for m in metrics)  # the pool's adapter is the learner's
+    model = resolve_model(tmp_path / "run")
+    assert (model / "adapter_config.json").is_file()
+    pool = InferencePool()
+    serve_model(pool, "trained", model)
+    assert "trained" in pool.policies and pool.models["trained"].has_adapters
+
+
+def test_grpo_with_a_frozen_league_opponent_trains_only_the_learners_moves(tmp_path):
+    cfg = config(tmp_path, learner={"algorithm": "grpo"}, group_size=2, save_trajectories=True,
+                 seats={"attacker": ["reference", "redteam.roleplay"]}, env={"id": "sparring/redteam-v0",
+                                                                             "revise_fraction": 1.0})
+    metrics = train(cfg)
+    assert len(metrics) == 2
+    from sparring.agents.trajectories import read_samples
+
+    samples = read_samples(tmp_path / "run" / "trajectories" / "update-000001.jsonl")
+    assert samples and {s.role for s in samples} == {"defender"} and {s.policy for s in samples} == {"learner"}
+    assert len(samples) + metrics[0]["ties"] == 4  # one defender move per game; ties are dropped
+    seed_of = {int(s.game_id.rsplit("g", 1)[1]): s.seed for s in samples}
+    for game, seed in seed_of.items():  # games 0-1 and 2-3 share a seed: GRPO's groups
+        partner = game ^ 1
+        if partner in seed_of:
+            assert seed_of[partner] == seed
+    assert len(set(seed_of.values())) <= 2
+
+
+def test_an_update_moves_the_weights_and_the_pool_serves_them(tmp_path):
+    from sparring.agents.learners import SelfPlayTrainer
+
+    trainer = SelfPlayTrainer(config(tmp_path, learner={"lr": 1e-3}))
+    try:
+        before = {k: v.clone() for k, v in trainer.learner.weights().items()}
+        trainer.step(1)
+        after = trainer.learner.weights()
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+        served = dict(trainer.pool.models["learner"].model.named_parameters())
+        trainer.pool._apply_updates()
+        for name, value in trainer.learner.model.named_parameters():
+            assert torch.equal(served[name], value.detach())
+    finally:
+        trainer.close()
