@@ -35,3 +35,17 @@ def test_pool_throughput_prints_its_figures_as_json():
         assert key in summary
     assert summary["n_games"] == 4 and summary["pool_tok_s"] > 0
     assert summary["lora_mem_mb"] < summary["copies_mem_mb"]
+
+
+def test_selfplay_learning_prints_before_and_after_as_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "selfplay_learning.py"), "--json", "--minutes", "0.05", "--games", "2",
+         "--games-per-update", "4", "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("before_mean", "before_std", "after_mean", "after_std", "minutes"):
+        assert isinstance(summary[key], float), key
+    assert summary["updates"] >= 1
+    assert (tmp_path / "run" / "learning_curve.png").is_file()
+    assert "defender_reward" in out.stdout
