@@ -70,14 +70,21 @@ def load_model(name: str, model: str | Path | Any, tokenizer: Any = None, device
 
 
 def render_prompt(loaded: LoadedModel, request: GenerationRequest) -> str:
+    return render_request(loaded.tokenizer, request)
+
+
+def render_request(tokenizer: Any, request: GenerationRequest) -> str:
+    """The text the model continues: a raw prompt as is, or chat messages rendered with the
+    tokenizer's chat template (generation prompt added); then the request's prefill. Every
+    backend renders through here, so a prompt means the same tokens on each of them."""
     if isinstance(request.prompt, str):
         return request.prompt + request.prefill
-    if getattr(loaded.tokenizer, "chat_template", None) is None:
+    if getattr(tokenizer, "chat_template", None) is None:
         raise InvalidRequestError(
             f"policy {request.policy!r}: chat messages need a tokenizer with a chat template; "
             "send a plain-text prompt instead"
         )
-    text = loaded.tokenizer.apply_chat_template(
+    text = tokenizer.apply_chat_template(
         list(request.prompt), add_generation_prompt=True, tokenize=False
     )
     return text + request.prefill
