@@ -164,3 +164,10 @@ def test_an_update_moves_the_weights_and_the_pool_serves_them(tmp_path):
             assert torch.equal(served[name], value.detach())
     finally:
         trainer.close()
+
+
+@pytest.mark.slow
+def test_training_through_ray_replicas(tmp_path):
+    result = run_cli(*TINY_BUDGET, "pool=ray", "pool.replicas=2", "updates=2", f"run_dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert updates(tmp_path / "run") == [1, 2]

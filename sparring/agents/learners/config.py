@@ -11,7 +11,7 @@ from typing import Any
 from sparring.agents.learners.losses import KL_ESTIMATORS
 
 ALGORITHMS = ("reinforce_pp", "grpo")
-POOL_BACKENDS = ("transformers", "ray")
+POOL_BACKENDS = ("transformers", "ray", "vllm")
 LEARNER = "learner"
 """The seat value (and pool policy name) of the model being trained."""
 REFERENCE = "reference"
@@ -35,12 +35,15 @@ class AgentConfig:
 @dataclass(frozen=True)
 class PoolSettings:
     backend: str = "transformers"
-    """``transformers`` (in-process) or ``ray`` (replicas as Ray actors)."""
+    """``transformers`` (in-process), ``ray`` (replicas as Ray actors) or ``vllm`` (vLLM's
+    engine on a CUDA GPU; the ``vllm`` extra)."""
     device: str = "cpu"
     max_batch_size: int = 64
     max_wait_ms: float = 5.0
     replicas: int = 2
     """Ray replicas (``backend=ray`` only)."""
+    gpu_memory_utilization: float = 0.3
+    """Share of the GPU the engine of each served model takes (``backend=vllm`` only)."""
 
     def __post_init__(self) -> None:
         if self.backend not in POOL_BACKENDS:

@@ -133,10 +133,18 @@ class SelfPlayTrainer:
         cfg = self.cfg
         source = model_source(cfg.agent.model)
         uses_reference = any(REFERENCE in options for options in self.seat_choices.values())
+        if cfg.pool.backend != "transformers" and cfg.learner.lora is not None:
+            raise ValueError(f"pool.backend={cfg.pool.backend} receives full weights from the learner: train "
+                             "without learner.lora, or use pool=transformers")
+        if cfg.pool.backend == "vllm":
+            from sparring.pool.vllm_pool import VLLMPool
+
+            pool = VLLMPool()
+            for name in (LEARNER, REFERENCE) if uses_reference else (LEARNER,):
+                pool.add_policy(name, source, gpu_memory_utilization=cfg.pool.gpu_memory_utilization,
+                                seed=cfg.seed)
+            return pool, {LEARNER: LEARNER, REFERENCE: REFERENCE}
         if cfg.pool.backend == "ray":
-            if cfg.learner.lora is not None:
-                raise ValueError("pool.backend=ray serves full models: train without learner.lora, or use "
-                                 "pool=transformers")
             from sparring.pool import PoolConfig
             from sparring.pool.ray_pool import RayPool
 
