@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
 
 from sparring.pool.types import Generation, GenerationRequest, InvalidRequestError
 
@@ -140,11 +141,13 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
     eos = _eos_ids(loaded)
     adapter_names = [a or "__base__" for a in adapters] if adapters is not None else None
     active = list(range(len(rows)))  # rows still decoding, in batch order
-    past = None
+    past = preallocated_cache(loaded, width + max(r.request.sampling.max_new_tokens for r in rows))
+    prefill = True
     while True:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        if past is not None:
+        if not prefill:
             positions = positions[:, -1:]
+        prefill = False
         extra = {"adapter_names": [adapter_names[i] for i in active]} if adapter_names else {}
         out = loaded.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
                            use_cache=True, **{loaded.cache_arg: past}, **extra)
@@ -186,6 +189,53 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
         )
         for row, version in zip(rows, versions or [0] * len(rows))
     ]
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A KV-cache layer that writes into a buffer sized for the whole generation, where the
+    default layer concatenates (copying the whole cache) at every step. ``keys``/``values`` are
+    views of the filled part, so attention sees exactly what it would otherwise."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        shape = (*key_states.shape[:-2], self.capacity, key_states.shape[-1])
+        self.key_buffer = key_states.new_empty(shape)
+        self.value_buffer = value_states.new_empty((*shape[:-1], value_states.shape[-1]))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache of {self.capacity} positions is full")
+        self.key_buffer[:, :, self.length:end] = key_states
+        self.value_buffer[:, :, self.length:end] = value_states
+        self.length = end
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self.keys, self.values = self.key_buffer[:, :, :self.length], self.value_buffer[:, :, :self.length]
+
+
+def preallocated_cache(loaded: LoadedModel, capacity: int):
+    """A cache of :class:`PreallocatedLayer` s for plain decoder models (every layer full
+    attention); ``None`` (the model's default cache) for anything else."""
+    config = loaded.model.config
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"]
+    if getattr(config, "sliding_window", None) or set(layer_types) != {"full_attention"}:
+        return None
+    layers = getattr(config, "num_hidden_layers", None)
+    if not isinstance(layers, int):
+        return None
+    return Cache(layers=[PreallocatedLayer(capacity) for _ in range(layers)])
 
 
 def _sample_rows(logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float]]:
