@@ -5,7 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sparring.arenas.evaluate import EvalConfig, evaluate, resolve_model, seed_metrics
+from sparring.agents.llm import resolve_model
+from sparring.arenas.evaluate import EvalConfig, evaluate, seed_metrics
 from sparring.cli import app
 
 

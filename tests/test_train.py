@@ -117,7 +117,7 @@ def config(tmp_path, **overrides):
 
 
 def test_lora_training_pushes_the_adapter_and_saves_a_loadable_one(tmp_path):
-    from sparring.arenas.evaluate import resolve_model, serve_model
+    from sparring.agents.llm import ensure_policy, resolve_model
     from sparring.pool import InferencePool
 
     metrics = train(config(tmp_path, learner={"lr": 1e-2, "lora": {"r": 4}}))
@@ -126,7 +126,7 @@ def test_lora_training_pushes_the_adapter_and_saves_a_loadable_one(tmp_path):
     model = resolve_model(tmp_path / "run")
     assert (model / "adapter_config.json").is_file()
     pool = InferencePool()
-    serve_model(pool, "trained", model)
+    ensure_policy(pool, tmp_path / "run", name="trained")
     assert "trained" in pool.policies and pool.models["trained"].has_adapters
 
 
@@ -171,3 +171,25 @@ def test_training_through_ray_replicas(tmp_path):
     result = run_cli(*TINY_BUDGET, "pool=ray", "pool.replicas=2", "updates=2", f"run_dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert updates(tmp_path / "run") == [1, 2]
+
+
+def test_an_earlier_run_joins_the_league_as_a_frozen_opponent(tmp_path):
+    from sparring.agents.learners import SelfPlayTrainer
+
+    train(config(tmp_path, updates=1))
+    earlier = str(tmp_path / "run")
+    cfg = config(tmp_path, run_dir=str(tmp_path / "next"), seats={"attacker": [earlier, "learner"]},
+                 env={"id": "sparring/redteam-v0", "revise_fraction": 1.0}, games_per_update=8)
+    trainer = SelfPlayTrainer(cfg)
+    try:
+        assert f"frozen:{earlier}" in trainer.pool.policies
+        frozen = trainer.pool.models[f"frozen:{earlier}"].model
+        before = {k: v.clone() for k, v in frozen.state_dict().items()}
+        episodes, _ = trainer.rollout(1)
+        attackers = [e.policies["attacker"] for e in episodes]
+        assert set(attackers) <= {"learner", earlier} and earlier in attackers  # seed 0 draws both
+        trainer.step(1)
+        trainer.pool._apply_updates()
+        assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())  # never updated
+    finally:
+        trainer.close()

@@ -10,6 +10,7 @@ returned :class:`~sparring.agents.Action` carries the pool's
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +33,41 @@ def default_pool() -> InferencePool:
     return _default_pool
 
 
-def ensure_policy(pool: Pool, model: str | Path) -> str:
-    """Serve ``model`` (``"tiny"``, a local path or a hub id) in ``pool``; return its policy
-    name. The same model asked for twice is loaded once, so its seats share batches. A pool
-    that cannot load models (Ray, remote) must already serve it under that name."""
-    name = str(model)
+def resolve_model(model: str | Path) -> Path | str:
+    """Where a model lives: ``tiny`` (the shipped model), a model directory, a saved LoRA
+    adapter, a training checkpoint (its ``model/``) or a training run (its latest checkpoint);
+    anything else is taken for a Hugging Face id."""
+    if str(model) == "tiny":
+        from sparring.models import TINY_MODEL
+
+        return TINY_MODEL
+    path = Path(model)
+    if (path / "latest").is_file():
+        path = path / "checkpoints" / (path / "latest").read_text(encoding="utf-8").strip()
+    if (path / "model").is_dir():
+        path = path / "model"
+    if path.exists() and not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
+        raise FileNotFoundError(f"{model}: no model here (expected config.json or adapter_config.json)")
+    return path if path.exists() else str(model)
+
+
+def ensure_policy(pool: Pool, model: str | Path, name: str | None = None, device: str = "cpu") -> str:
+    """Serve ``model`` (anything :func:`resolve_model` takes) in ``pool`` as policy ``name``
+    (default: the model as written); return the name. The same model asked for twice is
+    loaded once, so its seats share batches. A saved LoRA adapter is served on its base model.
+    A pool that cannot load models (Ray, remote) must already serve it under that name."""
+    name = name or str(model)
     if name not in pool.policies:
         if not isinstance(pool, InferencePool):
             raise ValueError(f"policy {name!r} is not served by {type(pool).__name__}; serve it there first "
                              f"(served: {pool.policies})")
-        if name == "tiny":
-            from sparring.models import TINY_MODEL
-
-            pool.add_policy(name, TINY_MODEL)
+        source = resolve_model(model)
+        if isinstance(source, Path) and (source / "adapter_config.json").is_file():
+            config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
+            base = ensure_policy(pool, config["base_model_name_or_path"], device=device)
+            pool.add_adapter(name, base, source)
         else:
-            pool.add_policy(name, model)
+            pool.add_policy(name, source, device=device)
     return name
 
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sparring.agents import Episode, load_policy, play_many
-from sparring.agents.llm import LLMPolicy
+from sparring.agents.llm import LLMPolicy, ensure_policy, resolve_model
 from sparring.envs import make
 from sparring.envs.redteam.diversity import embedding_diversity, self_bleu_diversity
 from sparring.pool import InferencePool, SamplingParams
@@ -78,39 +77,9 @@ class EvalReport:
                 "per_seed": self.per_seed}
 
 
-def resolve_model(model: str | Path) -> Path | str:
-    """A model directory from ``tiny``, a model directory, a checkpoint or a run directory."""
-    if str(model) == "tiny":
-        from sparring.models import TINY_MODEL
-
-        return TINY_MODEL
-    path = Path(model)
-    if (path / "latest").is_file():
-        path = path / "checkpoints" / (path / "latest").read_text(encoding="utf-8").strip()
-    if (path / "model").is_dir():
-        path = path / "model"
-    if path.exists() and not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
-        raise FileNotFoundError(f"{model}: no model here (expected config.json or adapter_config.json)")
-    return path if path.exists() else str(model)  # otherwise a hub id
-
-
-def serve_model(pool: InferencePool, name: str, model: Path | str, device: str = "cpu") -> None:
-    """Serve a full model, or a saved LoRA adapter on its base, as policy ``name``."""
-    if isinstance(model, Path) and (model / "adapter_config.json").is_file():
-        import json
-
-        base = json.loads((model / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-        pool.add_policy(f"{name}-base", base, device=device)
-        pool.add_adapter(name, f"{name}-base", model)
-    else:
-        pool.add_policy(name, model, device=device)
-
-
 def evaluate(cfg: EvalConfig, pool: InferencePool | None = None) -> EvalReport:
-    model = resolve_model(cfg.model)
     pool = pool or InferencePool()
-    if MODEL not in pool.policies:
-        serve_model(pool, MODEL, model, cfg.device)
+    ensure_policy(pool, cfg.model, name=MODEL, device=cfg.device)
     sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens)
 
     def llm() -> LLMPolicy:
@@ -132,7 +101,7 @@ def evaluate(cfg: EvalConfig, pool: InferencePool | None = None) -> EvalReport:
         return await asyncio.gather(*(matches(s) for s in cfg.eval_seeds))
 
     embed = _embedder(cfg.embedder, cfg.device)
-    report = EvalReport(str(model))
+    report = EvalReport(str(resolve_model(cfg.model)))
     for defended, attacked in asyncio.run(all_seeds()):
         for name, value in seed_metrics(defended, attacked, embed).items():
             report.per_seed.setdefault(name, []).append(value)

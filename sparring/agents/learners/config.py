@@ -113,8 +113,9 @@ class TrainConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     seats: dict[str, Any] = field(default_factory=dict)
     """Seat → ``learner`` (the model being trained), ``reference`` (its frozen start), a
-    scripted policy name, or a list of these (a league: one drawn per game). Seats left out
-    are the learner: the default is self-play, one model in every role."""
+    scripted policy name, a model path (a directory, checkpoint or earlier run, served frozen),
+    or a list of these (a league: one drawn per game). Seats left out are the learner: the
+    default is self-play, one model in every role."""
     learn_roles: tuple[str, ...] | None = None
     """Roles whose moves are trained on (default: every seat the learner plays)."""
     updates: int = 100

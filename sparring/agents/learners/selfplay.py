@@ -33,7 +33,7 @@ from sparring.agents.learners.losses import (
 )
 from sparring.agents.learners.model import Batch, LearnerModel
 from sparring.agents.learners.runlog import Checkpoints, MetricsLog, plot_learning_curve, read_metrics
-from sparring.agents.llm import LLMPolicy
+from sparring.agents.llm import LLMPolicy, ensure_policy, resolve_model
 from sparring.agents.registry import load_policy
 from sparring.agents.rollout import Episode, play_many
 from sparring.agents.trajectories import Sample, samples_from_episode, write_samples
@@ -43,6 +43,11 @@ from sparring.pool import SamplingParams
 # Changing these between a run and its resumption is fine; anything else must match.
 RESUMABLE_CHANGES = {"updates", "max_minutes", "checkpoint_every", "keep_checkpoints", "save_trajectories",
                      "tensorboard", "plot", "concurrency", "pool"}
+
+
+def is_model_path(name: str) -> bool:
+    """A seat given as a model directory, checkpoint or run: a frozen opponent."""
+    return name not in (LEARNER, REFERENCE) and ("/" in name or Path(name).exists())
 
 
 def model_source(model: str) -> str:
@@ -90,7 +95,7 @@ class SelfPlayTrainer:
             if not options:
                 raise ValueError(f"seats.{agent} is an empty list; give a policy name or a list of them")
             for name in options:
-                if name not in (LEARNER, REFERENCE):
+                if name not in (LEARNER, REFERENCE) and not is_model_path(name):
                     load_policy(name)  # fail now on an unknown name, not in the middle of a run
             choices[agent] = options
         return choices
@@ -133,6 +138,8 @@ class SelfPlayTrainer:
         cfg = self.cfg
         source = model_source(cfg.agent.model)
         uses_reference = any(REFERENCE in options for options in self.seat_choices.values())
+        frozen = sorted({name for options in self.seat_choices.values() for name in options if is_model_path(name)})
+        names = {LEARNER: LEARNER, REFERENCE: REFERENCE} | {path: f"frozen:{path}" for path in frozen}
         if cfg.pool.backend != "transformers" and cfg.learner.lora is not None:
             raise ValueError(f"pool.backend={cfg.pool.backend} receives full weights from the learner: train "
                              "without learner.lora, or use pool=transformers")
@@ -140,18 +147,20 @@ class SelfPlayTrainer:
             from sparring.pool.vllm_pool import VLLMPool
 
             pool = VLLMPool()
-            for name in (LEARNER, REFERENCE) if uses_reference else (LEARNER,):
-                pool.add_policy(name, source, gpu_memory_utilization=cfg.pool.gpu_memory_utilization,
-                                seed=cfg.seed)
-            return pool, {LEARNER: LEARNER, REFERENCE: REFERENCE}
+            served = {LEARNER: source} | ({REFERENCE: source} if uses_reference else {})
+            served |= {names[path]: str(resolve_model(path)) for path in frozen}
+            for name, model in served.items():
+                pool.add_policy(name, model, gpu_memory_utilization=cfg.pool.gpu_memory_utilization, seed=cfg.seed)
+            return pool, names
         if cfg.pool.backend == "ray":
             from sparring.pool import PoolConfig
             from sparring.pool.ray_pool import RayPool
 
             models = {LEARNER: source} | ({REFERENCE: source} if uses_reference else {})
+            models |= {names[path]: str(resolve_model(path)) for path in frozen}
             pool = RayPool(models, replicas=cfg.pool.replicas, device=cfg.pool.device,
                            config=PoolConfig(cfg.pool.max_batch_size, cfg.pool.max_wait_ms))
-            return pool, {LEARNER: LEARNER, REFERENCE: REFERENCE}
+            return pool, names
         from sparring.pool import InferencePool, PoolConfig
 
         pool = InferencePool(PoolConfig(cfg.pool.max_batch_size, cfg.pool.max_wait_ms, seed=cfg.seed))
@@ -163,7 +172,9 @@ class SelfPlayTrainer:
             pool.add_policy(LEARNER, source, device=cfg.pool.device)
             if uses_reference:
                 pool.add_policy(REFERENCE, source, device=cfg.pool.device)
-        return pool, {LEARNER: LEARNER, REFERENCE: REFERENCE}
+        for path in frozen:  # earlier checkpoints or other models, served but never updated
+            ensure_policy(pool, path, name=names[path], device=cfg.pool.device)
+        return pool, names
 
     def _restore(self, checkpoint: Path) -> None:
         state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
@@ -244,7 +255,7 @@ class SelfPlayTrainer:
         return episodes, [f"u{update}-g{i}" for i in range(len(episodes))]
 
     def _policy(self, name: str) -> Policy:
-        if name in (LEARNER, REFERENCE):
+        if name in self.pool_names:
             return LLMPolicy(self.pool_names[name], pool=self.pool, sampling=self.sampling,
                              system_prompt=self.cfg.agent.system_prompt, name=name)
         return load_policy(name)
