@@ -1,5 +1,6 @@
 """The OpenAI-compatible server and RemotePool: plain HTTP, the openai client, equality with
-the in-process pool, API keys, bad requests, weight updates, retries. Loopback only."""
+the in-process pool, API keys, bad requests, weight updates, retries, scoring by echo.
+Loopback only."""
 
 import asyncio
 import gc
@@ -7,12 +8,14 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from itertools import accumulate
 
 import openai
 import pytest
 from aiohttp import web
 from lm import make_model, make_tokenizer
 
+from sparring.judges.lm import GuardScorer
 from sparring.pool import (
     BackendError,
     GenerationRequest,
@@ -291,3 +294,130 @@ def test_remote_pool_refuses_bad_settings():
         RemotePool("http://127.0.0.1:1", retries=-1)
     with pytest.raises(ValueError, match="base_url='127.0.0.1:8000'"):
         RemotePool("127.0.0.1:8000")
+
+
+# -- scoring over HTTP: echo with prompt logprobs ------------------------------------------------
+GUARD = "user {prompt} answer {response} answer"
+
+
+def test_echo_returns_the_prompt_and_its_teacher_forced_logprobs(server):
+    url = f"{server.url}/v1/completions"
+    status, body = http(url, {"model": "p", "prompt": "how can I help", "echo": True, "logprobs": 0,
+                              "max_tokens": 0, "return_token_ids": True})
+    assert status == 200
+    choice = body["choices"][0]
+    assert choice["text"] == "how can I help" and choice["finish_reason"] == "length"
+    echoed = choice["logprobs"]
+    assert echoed["tokens"] == ["how", " can", " I", " help"]  # cut from the prompt: they join to it
+    assert echoed["text_offset"] == [0, 3, 7, 9]
+    assert echoed["token_logprobs"][0] is None and len(echoed["token_logprobs"]) == 4
+    # The logprobs after the first token are those the in-process pool scores "can I help" by.
+    rest = asyncio.run(server.pool.score("p", "how", [" can I help"]))[0]
+    assert sum(echoed["token_logprobs"][1:]) == pytest.approx(rest, abs=1e-5)
+    assert choice["prompt_token_ids"] == make_tokenizer()("how can I help", add_special_tokens=False)["input_ids"]
+    assert choice["token_ids"] == [] and body["usage"]["completion_tokens"] == 0
+    assert body["usage"]["prompt_tokens"] == 4
+
+    # With a completion: the prompt's part, then the completion's as without echo.
+    plain = {"model": "p", "prompt": "how can I help", "max_tokens": 4, "temperature": 0, "logprobs": 0}
+    _, alone = http(url, plain)
+    _, both = http(url, {**plain, "echo": True})
+    alone, both = alone["choices"][0], both["choices"][0]
+    assert both["text"] == "how can I help" + alone["text"]
+    assert both["logprobs"]["tokens"] == echoed["tokens"] + alone["logprobs"]["tokens"]
+    assert both["logprobs"]["token_logprobs"] == pytest.approx(
+        echoed["token_logprobs"] + alone["logprobs"]["token_logprobs"], abs=1e-5)
+    assert both["logprobs"]["text_offset"] == [0, 3, 7, 9] + [14 + o for o in alone["logprobs"]["text_offset"]]
+    _, no_logprobs = http(url, {**plain, "echo": True, "logprobs": None})
+    assert no_logprobs["choices"][0]["text"] == both["text"] and no_logprobs["choices"][0]["logprobs"] is None
+
+    # The openai client reads the same shape.
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    completion = client.completions.create(model="p", prompt="how can I help", echo=True, logprobs=0, max_tokens=0)
+    assert completion.choices[0].logprobs.token_logprobs == pytest.approx(echoed["token_logprobs"])
+
+
+@pytest.mark.parametrize(("prompt", "continuations"), [
+    ("user how can I help answer", [" sorry", " sure", " sure thing"]),
+    ("user how can I help answer su", ["re"]),  # "su" is unknown; "sure" straddles the boundary
+    ("the game is rock paper scissors and you move ", ["rock", "paper"]),  # the space goes with the prompt
+])
+def test_remote_score_equals_the_in_process_score(server, prompt, continuations):
+    got = asyncio.run(RemotePool(server.url).score("p", prompt, continuations))
+    want = asyncio.run(server.pool.score("p", prompt, continuations))
+    assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_guard_scorer_over_a_remote_pool(server):
+    kwargs = {"template": GUARD, "unsafe": " sorry", "safe": " sure"}
+    remote = GuardScorer(RemotePool(server.url), "p", **kwargs).score("how can I help", "sure")
+    local = GuardScorer(server.pool, "p", **kwargs).score("how can I help", "sure")
+    assert 0.0 < remote < 1.0 and remote == pytest.approx(local, abs=1e-4)
+
+
+def test_remote_score_refuses_what_scores_nothing(server):
+    remote = RemotePool(server.url)
+    with pytest.raises(InvalidRequestError, match="continuation '' adds no token"):
+        asyncio.run(remote.score("p", "how can I help", [""]))
+    with pytest.raises(InvalidRequestError, match="give a non-empty prompt"):
+        asyncio.run(remote.score("p", "", ["how can I help"]))
+    with pytest.raises(InvalidRequestError, match="unknown model 'q'"):
+        asyncio.run(remote.score("q", "how", [" can"]))
+
+
+@pytest.mark.parametrize(("route", "body", "param", "match"), [
+    ("completions", {"prompt": "hi", "max_tokens": 0, "logprobs": 0}, "max_tokens", "or echo=true"),
+    ("completions", {"prompt": "hi", "echo": True, "max_tokens": 0, "logprobs": -1}, "logprobs", "logprobs=-1"),
+    ("completions", {"prompt": "hi", "echo": True, "max_tokens": 0, "logprobs": 2}, "logprobs", "logprobs=0"),
+    ("completions", {"prompt": "hi", "echo": "yes", "max_tokens": 0}, "echo", "echo='yes' must be true or false"),
+    ("completions", {"prompt": [5, 6], "echo": True, "max_tokens": 0}, "prompt", "prompt must be one string"),
+    ("completions", {"prompt": "hi", "echo": True, "max_tokens": 0, "temperature": -1}, "temperature",
+     "temperature=-1"),
+    ("completions", {"prompt": "how " * 300, "echo": True, "max_tokens": 0}, None, "exceeds the context"),
+    ("chat/completions", {"messages": list(MESSAGES), "echo": True}, "echo", "send its text to /v1/completions"),
+    ("completions", {"prompt": "hi", "echo": True, "max_tokens": 0, "add_special_tokens": True},
+     "add_special_tokens", "adds no BOS"),
+])
+def test_bad_echo_requests_get_a_400_and_scoring_goes_on(server, route, body, param, match):
+    status, reply = http(f"{server.url}/v1/{route}", {"model": "p", **body})
+    assert status == 400 and reply["error"]["type"] == "invalid_request_error"
+    assert match in reply["error"]["message"] and reply["error"]["param"] == param
+    assert len(asyncio.run(RemotePool(server.url).score("p", "how can", [" I", " help"]))) == 2
+
+
+def test_remote_score_against_a_vllm_style_server():
+    """vLLM decodes the echoed tokens (here with a BOS the prompt text lacks) and retries
+    through 503s like any request; the continuation is still cut at the right token."""
+    bodies, script = [], []
+
+    async def completions(request):
+        bodies.append(await request.json())
+        if script.pop(0) == 503:
+            return web.json_response({"error": {"message": "busy"}}, status=503)
+        tokens = ["<s>", "how", " can", " I", " help", " sure"]
+        offsets = [0, *accumulate(map(len, tokens[:-1]))]
+        return web.json_response({"choices": [{"text": "how can I help sure", "finish_reason": "length", "logprobs": {
+            "tokens": tokens, "text_offset": offsets, "token_logprobs": [None, -1.0, -2.0, -3.0, -4.0, -0.5],
+            "top_logprobs": None}}]})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/v1/completions", completions)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        remote = RemotePool(f"http://127.0.0.1:{runner.addresses[0][1]}", retries=2, backoff_s=0.01)
+        try:
+            script[:] = [503, "ok"]
+            assert await remote.score("p", "how can I help", [" sure"]) == [-0.5]
+            assert len(bodies) == 2 and bodies[-1] == {
+                "model": "p", "prompt": "how can I help sure", "echo": True, "logprobs": 0, "max_tokens": 0,
+                "temperature": 0, "add_special_tokens": False}
+            script[:] = ["ok"]  # the same reply read as " help sure" after "how can I"
+            assert await remote.score("p", "how can I", [" help sure"]) == [-4.5]
+        finally:
+            await remote.aclose()
+            await runner.cleanup()
+
+    asyncio.run(main())

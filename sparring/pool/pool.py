@@ -25,6 +25,7 @@ from sparring.pool.transformers_backend import (
     check_state_fits,
     generate_batch,
     load_model,
+    prompt_token_logprobs,
     score_continuations,
 )
 from sparring.pool.types import (
@@ -202,9 +203,21 @@ class InferencePool:
         """Log-probabilities of ``continuations`` after a raw-text ``prompt`` under
         ``policy`` (e.g. a guard model's "unsafe" vs "safe")."""
         served = self._served(policy)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._worker, score_continuations, served.loaded, prompt, continuations, served.adapter)
+        return await self._on_worker(score_continuations, served.loaded, prompt, continuations, served.adapter)
 
+    async def prompt_logprobs(self, policy: str, text: str) -> tuple[list[int], list[float]]:
+        """The token ids of a raw-text prompt and each token's logprob given those before it
+        (none for the first: one fewer than ids), under ``policy``'s model distribution. The
+        server echoes these, so that clients over HTTP can score continuations."""
+        served = self._served(policy)
+        return await self._on_worker(prompt_token_logprobs, served.loaded, text, served.adapter)
+
+    async def _on_worker(self, fn, *args):
+        """Run a forward pass outside the batches on the worker thread, which they share:
+        one torch thread pool, and the event loop stays free."""
+        if self._closed:
+            raise PoolClosedError("the pool is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._closed:

@@ -12,6 +12,12 @@ token ids yields ``prompt_ids == completion_ids == ()``; one that sends no logpr
 ``logprobs == ()``; ``weights_version`` is 0 unless the server is ours. vLLM reports logprobs of the raw model distribution unless started with
 ``--logprobs-mode processed_logprobs``; ours reports those of the sampling distribution.
 
+Scoring (:meth:`RemotePool.score`, for LM judges that read logprobs) sends each prompt +
+continuation to ``/v1/completions`` with ``echo=true, logprobs=0, max_tokens=0`` (OpenAI's
+legacy way, which ours and vLLM serve) and sums the echoed logprobs of the continuation's
+tokens, with ``add_special_tokens=false`` so that vLLM tokenizes the raw text as the
+in-process pool does (no BOS).
+
 Failures: connection errors, 5xx and 429 are retried with exponential backoff (``retries``
 times); other 4xx raise :class:`InvalidRequestError` with the server's message at once;
 running out of retries raises :class:`BackendError`, and so does a request that gets no
@@ -126,8 +132,46 @@ class RemotePool:
         try:
             return self._generation(request, body, chat)
         except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise BackendError(f"POST {self.base_url}{path}: unexpected reply ({type(error).__name__}: "
-                               f"{error}); it starts {json.dumps(body)[:300]}") from None
+            raise self._unexpected(path, body, error) from None
+
+    async def score(self, policy: str, prompt: str, continuations: list[str], *,
+                    timeout_s: float | None = None) -> list[float]:
+        """Log-probabilities of ``continuations`` after a raw-text ``prompt`` under ``policy``,
+        summed over each continuation's tokens, as :meth:`InferencePool.score` gives them (e.g.
+        a guard model's "unsafe" vs "safe"). One echo request per continuation, concurrently."""
+        return list(await asyncio.gather(*(self._score_one(policy, prompt, text, timeout_s)
+                                           for text in continuations)))
+
+    async def _score_one(self, policy: str, prompt: str, continuation: str, timeout_s: float | None) -> float:
+        payload = {"model": policy, "prompt": prompt + continuation, "echo": True, "logprobs": 0,
+                   "max_tokens": 0, "temperature": 0, "add_special_tokens": False}
+        body = await self._call("POST", "/completions", payload, timeout_s)
+        try:
+            echoed = body["choices"][0]["logprobs"]
+            ends = [offset + len(token)
+                    for offset, token in zip(echoed["text_offset"], echoed["tokens"], strict=True)]
+            # Only the text's first token has no logprob (nothing comes before it).
+            values = [None, *map(float, echoed["token_logprobs"][1:])]
+            if len(echoed["token_logprobs"]) != len(ends):
+                raise ValueError(f"{len(echoed['token_logprobs'])} token_logprobs for {len(ends)} tokens")
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise self._unexpected("/completions", body, error) from None
+        # The continuation's tokens are those that end inside it. A token that straddles the
+        # boundary (the prompt's last characters merged with the continuation's first) counts
+        # as the continuation's, as in InferencePool.score, which scores from where the
+        # tokenizations of prompt and prompt + continuation part; the two differ only for a
+        # tokenizer that re-splits the prompt further back than that token. The boundary is
+        # measured from the end of the echoed tokens, so a server whose tokens carry a prefix
+        # the prompt lacks (a BOS) or decode the prompt a little differently (vLLM decodes
+        # them; ours cuts them from the text) still cuts in the right place.
+        boundary = (ends[-1] if ends else 0) - len(continuation)
+        first = next((i for i, end in enumerate(ends) if end > boundary), len(ends))
+        if first == len(ends):
+            raise InvalidRequestError(f"continuation {continuation!r} adds no token after the prompt")
+        if first == 0:
+            raise InvalidRequestError(f"prompt {prompt!r} gives no token before continuation {continuation!r}, "
+                                      "so nothing predicts its first token; give a non-empty prompt")
+        return sum(values[first:])
 
     @property
     def policies(self) -> list[str]:
@@ -190,6 +234,10 @@ class RemotePool:
             payload.update(add_generation_prompt=False, continue_final_message=True)
         payload["messages"] = messages
         return payload
+
+    def _unexpected(self, path: str, body: Any, error: Exception) -> BackendError:
+        return BackendError(f"POST {self.base_url}{path}: unexpected reply ({type(error).__name__}: "
+                            f"{error}); it starts {json.dumps(body)[:300]}")
 
     @staticmethod
     def _generation(request: GenerationRequest, body: dict[str, Any], chat: bool) -> Generation:

@@ -5,7 +5,12 @@ Routes (a subset of OpenAI's API, with vLLM's extensions where they exist):
 
 * ``POST /v1/completions``: ``prompt`` (a string), ``model`` (the policy), ``max_tokens``,
   ``temperature``, ``top_p``, ``top_k`` (extension), ``stop``, ``seed``, ``logprobs=0`` (the
-  sampled tokens' logprobs in OpenAI's ``tokens`` / ``token_logprobs`` / ``text_offset`` form).
+  sampled tokens' logprobs in OpenAI's ``tokens`` / ``token_logprobs`` / ``text_offset`` form),
+  ``echo=true`` (the text starts with the prompt, and with ``logprobs=0`` so do the logprobs:
+  the first prompt token's is null, the others' are teacher-forced under the model's own
+  distribution, with no temperature). ``echo`` with ``max_tokens=0`` generates nothing: it
+  reads a prompt's logprobs, which is how clients score continuations over HTTP. The echoed
+  prompt tokens are cut from the prompt itself, so ``text_offset`` counts its characters.
 * ``POST /v1/chat/completions``: ``messages``, the same parameters, ``logprobs=true``
   (``choices[0].logprobs.content``), extension ``prefill`` (text after the rendered chat prompt
   that the model continues; the reply holds only what the model wrote after it).
@@ -16,10 +21,12 @@ Routes (a subset of OpenAI's API, with vLLM's extensions where they exist):
 * ``GET /v1/models``, ``GET /health``, ``POST /v1/weights`` (``{"policy", "checkpoint"}``: load
   a safetensors file or directory into a policy; the reply holds the version it will serve).
 
-Not supported, and refused with a 400 that says so: ``n > 1``, ``stream``, ``echo``,
+Not supported, and refused with a 400 that says so: ``n > 1``, ``stream``, ``echo`` on chat,
 ``best_of``, ``suffix``, penalties, ``logit_bias``, tools, JSON modes, alternatives
-(``logprobs > 0`` on completions, ``top_logprobs > 0`` on chat), token-id prompts. Logprobs
-are those of the sampling distribution (temperature applied), as the pool reports them.
+(``logprobs > 0`` on completions, ``top_logprobs > 0`` on chat), token-id prompts,
+``add_special_tokens=true`` (vLLM's extension: prompts are tokenized as they are, with no BOS
+added, as in the in-process pool; ``false`` is accepted). Logprobs are those of the sampling
+distribution (temperature applied), as the pool reports them.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param"}}``: bad requests 400, a
 wrong or missing API key 401, backend failures 500; tracebacks stay in the server's log.
@@ -95,14 +102,23 @@ def _policy(pool: InferencePool, body: dict[str, Any]) -> str:
     return name
 
 
-def _refuse_unsupported(body: dict[str, Any]) -> None:
+def _refuse_unsupported(body: dict[str, Any], *, chat: bool) -> None:
     """Refuse what the pool cannot do rather than silently sample something else."""
+    if chat and body.get("echo") not in (None, False):
+        raise _bad(f"echo={body['echo']!r} is not supported on /v1/chat/completions; to read a prompt's "
+                   "logprobs, send its text to /v1/completions with echo=true, logprobs=0, max_tokens=0",
+                   "echo")
+    if body.get("echo") not in (None, False, True):
+        raise _bad(f"echo={body['echo']!r} must be true or false", "echo")
+    if body.get("add_special_tokens") not in (None, False):
+        raise _bad(f"add_special_tokens={body['add_special_tokens']!r}: this server tokenizes prompts as they "
+                   "are and adds no BOS; leave it out, or write the special tokens into the prompt",
+                   "add_special_tokens")
     if body.get("n") not in (None, 1):
         raise _bad(f"n={body['n']!r}: this server returns one completion per request; send n=1 "
                    "and several requests instead (the pool batches them)", "n")
     unsupported = {
         "stream": body.get("stream") not in (None, False),
-        "echo": body.get("echo") not in (None, False),
         "best_of": body.get("best_of") not in (None, 1),
         "suffix": bool(body.get("suffix")),
         "presence_penalty": body.get("presence_penalty") not in (None, 0, 0.0),
@@ -178,6 +194,24 @@ def _token_pieces(tokenizer: Any, ids: tuple[int, ...], context: int = 6) -> lis
     return pieces
 
 
+def _prompt_pieces(tokenizer: Any, prompt: str, ids: list[int]) -> tuple[list[str], list[int]]:
+    """Each prompt token's piece of ``prompt`` and where it starts. The pieces are cut from the
+    prompt at the token ends the tokenizer reports, so they join to exactly the prompt (the
+    space before a word goes with the word, as in OpenAI's tokens) and ``text_offset`` counts
+    the prompt's own characters: a client that cuts a prompt from its continuation by offset
+    needs that, and decoding would not give it (skipped specials, unknown words, normalised
+    spaces). A tokenizer without offsets (a slow one) gets decoded pieces instead."""
+    if getattr(tokenizer, "is_fast", False):
+        encoding = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        if list(encoding["input_ids"]) == list(ids):
+            ends = list(accumulate((end for _, end in encoding["offset_mapping"]), max))
+            ends[-1] = len(prompt)  # trailing spaces that no token covers stay in the text
+            starts = [0, *ends[:-1]]
+            return [prompt[a:b] for a, b in zip(starts, ends)], starts
+    pieces = _token_pieces(tokenizer, tuple(ids))
+    return pieces, [0, *accumulate(map(len, pieces[:-1]))]
+
+
 def _visible_text(gen: Generation, sampling: SamplingParams, body: dict[str, Any]) -> str:
     if gen.finish_reason == "stop" and not body.get("include_stop_str_in_output"):
         for stop in sampling.stop:
@@ -209,7 +243,7 @@ async def completions(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     body = await _body(request)
     policy = _policy(pool, body)
-    _refuse_unsupported(body)
+    _refuse_unsupported(body, chat=False)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
@@ -222,13 +256,34 @@ async def completions(request: web.Request) -> web.Response:
     if logprobs:
         raise _bad(f"logprobs={logprobs} asks for {logprobs} alternatives per token, which this server "
                    "does not compute; send logprobs=0 for the sampled tokens' logprobs", "logprobs")
-    sampling = _sampling(body)
-    gen = await pool.generate(GenerationRequest(policy, prompt, sampling))
-    choice: dict[str, Any] = {"index": 0, "text": _visible_text(gen, sampling, body), "logprobs": None}
+    echo, max_tokens = bool(body.get("echo")), body.get("max_tokens")
+    prompt_only = max_tokens == 0 and not isinstance(max_tokens, bool)
+    if prompt_only and not echo:
+        raise _bad(f"max_tokens={max_tokens!r} generates nothing; send max_tokens >= 1, or echo=true with "
+                   "logprobs=0 to read the prompt's logprobs", "max_tokens")
+    # With nothing to sample, the other sampling parameters are still checked, then unused.
+    sampling = _sampling({**body, "max_tokens": None} if prompt_only else body)
+    tokenizer = pool.served[policy].loaded.tokenizer
+    if prompt_only:
+        ids, prompt_logprobs = await pool.prompt_logprobs(policy, prompt)
+        gen = Generation(text="", prompt_ids=tuple(ids), completion_ids=(), logprobs=(), finish_reason="length",
+                         policy=policy, weights_version=pool.served[policy].version)
+    else:
+        gen = await pool.generate(GenerationRequest(policy, prompt, sampling))
+        if echo and logprobs is not None:
+            ids, prompt_logprobs = await pool.prompt_logprobs(policy, prompt)
+    completion = _visible_text(gen, sampling, body)
+    choice: dict[str, Any] = {"index": 0, "text": prompt + completion if echo else completion, "logprobs": None}
     if logprobs is not None:
-        pieces = _token_pieces(pool.served[policy].loaded.tokenizer, gen.completion_ids)
+        pieces = _token_pieces(tokenizer, gen.completion_ids)
         offsets = [0, *accumulate(map(len, pieces[:-1]))] if pieces else []
-        choice["logprobs"] = {"tokens": pieces, "token_logprobs": list(gen.logprobs),
+        values: list[float | None] = list(gen.logprobs)
+        if echo:
+            prompt_pieces, prompt_offsets = _prompt_pieces(tokenizer, prompt, ids)
+            pieces = prompt_pieces + pieces
+            offsets = prompt_offsets + [len(prompt) + offset for offset in offsets]
+            values = [None, *prompt_logprobs, *values]
+        choice["logprobs"] = {"tokens": pieces, "token_logprobs": values,
                               "text_offset": offsets, "top_logprobs": None}
     return _reply(gen, body, "text_completion", choice)
 
@@ -237,7 +292,7 @@ async def chat_completions(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     body = await _body(request)
     policy = _policy(pool, body)
-    _refuse_unsupported(body)
+    _refuse_unsupported(body, chat=True)
     messages = _messages(body)
     prefill = body.get("prefill") or ""
     if not isinstance(prefill, str):

@@ -317,13 +317,36 @@ def score_continuations(loaded: LoadedModel, prompt: str, continuations: list[st
         start = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
         if start >= len(ids) or start == 0:
             raise InvalidRequestError(f"continuation {text!r} adds no token after the prompt")
-        extra = {"adapter_names": [adapter or "__base__"]} if loaded.has_adapters else {}
-        with loaded.lock, torch.no_grad():
-            logits = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), **extra).logits[0].float()
-        logprobs = torch.log_softmax(logits[start - 1: -1], -1)
-        target = torch.tensor(ids[start:], device=loaded.device)
-        scores.append(float(logprobs.gather(1, target[:, None]).sum()))
+        scores.append(float(_teacher_forced(loaded, ids, adapter, start).sum()))
     return scores
+
+
+def prompt_token_logprobs(loaded: LoadedModel, text: str,
+                          adapter: str | None = None) -> tuple[list[int], list[float]]:
+    """The token ids of a raw ``text`` and the log-probability of each token after the first
+    given those before it (teacher-forced, the model's own distribution: no temperature).
+    This is what an echoed prompt reports, so that a client on the other side of HTTP can
+    score continuations as :func:`score_continuations` does. The first token has nothing
+    to be predicted from, so there is one logprob fewer than ids."""
+    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise InvalidRequestError(f"empty prompt for policy {loaded.name!r}; send at least one token of text")
+    if len(ids) > loaded.context_length:
+        raise InvalidRequestError(
+            f"prompt of {len(ids)} tokens exceeds the context of {loaded.context_length} tokens of "
+            f"policy {loaded.name!r}; shorten the prompt"
+        )
+    return ids, _teacher_forced(loaded, ids, adapter, 1).tolist()
+
+
+def _teacher_forced(loaded: LoadedModel, ids: list[int], adapter: str | None, start: int) -> torch.Tensor:
+    """Log-probabilities of ``ids[start:]``, each given the ids before it, in one forward pass."""
+    extra = {"adapter_names": [adapter or "__base__"]} if loaded.has_adapters else {}
+    with loaded.lock, torch.no_grad():
+        logits = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), **extra).logits[0].float()
+    logprobs = torch.log_softmax(logits[start - 1: -1], -1)
+    target = torch.tensor(ids[start:], device=loaded.device)
+    return logprobs.gather(1, target[:, None]).squeeze(1)
 
 
 def check_state_fits(what: str, required: dict[str, torch.Tensor], allowed: set[str] | dict,
