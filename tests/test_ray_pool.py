@@ -42,6 +42,17 @@ def test_two_replicas_serve_and_keep_sessions_together(ray_pool):
         asyncio.run(ray_pool.generate(GenerationRequest("nope", "hi", GREEDY)))
 
 
+def test_scores_match_an_in_process_pool(ray_pool):
+    from sparring.pool import InferencePool
+
+    local = InferencePool()
+    local.add_policy("p", make_model(), make_tokenizer())
+    expected = asyncio.run(local.score("p", "how can I", ["help", "go"]))
+    assert asyncio.run(ray_pool.score("p", "how can I", ["help", "go"])) == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(InvalidRequestError):
+        asyncio.run(ray_pool.score("nope", "hi", ["x"]))
+
+
 def test_weights_broadcast_to_every_replica(ray_pool):
     versions = ray_pool.update_weights("p", make_model(seed=1).state_dict())
     assert versions == [1, 1]

@@ -32,6 +32,9 @@ class _Replica:
     def update_weights(self, policy: str, weights: Any) -> int:
         return self.pool.update_weights(policy, weights)
 
+    async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
+        return await self.pool.score(policy, prompt, continuations)
+
     def ping(self) -> str:
         return "ok"
 
@@ -76,21 +79,29 @@ class RayPool:
         return index
 
     async def generate(self, request: GenerationRequest) -> Generation:
+        return await self._call(request.policy, request.session, "generate", request)
+
+    async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
+        """Log-probabilities of ``continuations`` after ``prompt`` (see InferencePool.score),
+        on the least-loaded replica."""
+        return await self._call(policy, None, "score", policy, prompt, continuations)
+
+    async def _call(self, policy: str, session: str | None, method: str, *args: Any) -> Any:
         import ray
 
-        if request.policy not in self.policies:
-            raise InvalidRequestError(f"unknown policy {request.policy!r}; served: {self.policies}")
-        index = self._route(request.session)
+        if policy not in self.policies:
+            raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
+        index = self._route(session)
         replica = self.replicas[index]
         replica.in_flight += 1
         try:
-            return await replica.actor.generate.remote(request)
+            return await getattr(replica.actor, method).remote(*args)
         except ray.exceptions.RayTaskError as error:
             cause = error.as_instanceof_cause()
             raise (cause if isinstance(cause, PoolError) else BackendError(str(error))) from None
         except ray.exceptions.RayActorError as error:
             replica.alive = False
-            raise BackendError(f"replica {index} died while serving policy {request.policy!r}: {error}") from None
+            raise BackendError(f"replica {index} died while serving policy {policy!r}: {error}") from None
         finally:
             replica.in_flight -= 1
 
