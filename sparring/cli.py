@@ -159,7 +159,8 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-_CONFIG_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+# KeyError: an unknown game id (UnknownGameError) or policy name reached through a config.
+_CONFIG_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError)
 
 
 def _compose(config_name: str, overrides: list[str] | None) -> dict[str, Any]:
@@ -270,6 +271,152 @@ def eval_(
     table.add_column("mean ± std", justify="right")
     for name, (mean, std) in report.summary().items():
         table.add_row(name, f"{mean:+.3f} ± {std:.3f}")
+    console.print(table)
+
+
+arena_app = typer.Typer(help="Tournaments: schedules, ratings, meta-game analysis and reports.",
+                        no_args_is_help=True)
+app.add_typer(arena_app, name="arena")
+_OUT_DIR = typer.Option("--out-dir", help="where tournaments live")
+
+
+def _arena_config(config: str, overrides: list[str] | None) -> dict[str, Any]:
+    """A tournament config: a name in configs/arena/ or a YAML file, plus Hydra overrides."""
+    from pathlib import Path
+
+    if config.endswith((".yaml", ".yml")):
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        path = Path(config)
+        if not path.is_file():
+            raise _fail(f"no tournament config at {path}")
+        try:
+            merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides or [])))
+            return OmegaConf.to_container(merged, resolve=True)
+        except OmegaConfBaseException as e:
+            raise _fail(str(e)) from e
+    from sparring.paths import config_dir
+
+    known = sorted(p.stem for p in (config_dir() / "arena").glob("*.yaml"))
+    if config not in known:
+        raise _fail(f"no tournament config {config!r}; the shipped ones: {known} (or give a .yaml path)")
+    return _compose("arena", [f"arena={config}", *(overrides or [])])
+
+
+def _finish(tournament, progress_done: int = 0) -> None:
+    from sparring.arenas.report import analyse, rating_rows, terminal_table, write_reports
+    from sparring.arenas.runner import directory
+
+    analysis = analyse(tournament.cfg, tournament.store.matches())
+    tournament.store.save_ratings(rating_rows(analysis))
+    paths = write_reports(analysis, directory(tournament.cfg.out_dir, tournament.cfg.name))
+    console.print(terminal_table(analysis))
+    console.print(f"report: {paths['html']}  (also report.json, leaderboard.csv, matches.csv)")
+
+
+def _play(tournament, use_ray: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sparring.arenas.ratings import games_from_matches
+
+    stored = tournament.store.matches()
+    points = {a: 0.0 for a in tournament.cfg.roster}
+
+    def tally(records) -> None:
+        for g in games_from_matches(records):
+            points[g.a] += g.score
+            points[g.b] += 1 - g.score
+
+    tally(stored)
+    columns = (TextColumn("[bold]matches"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
+               TextColumn("{task.description}"))
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=tournament.total_matches, completed=len(stored))
+
+        def on_match(record) -> None:
+            tally([record])
+            leader = max(points, key=points.get)
+            progress.update(task, advance=1, description=f"leader: {leader} ({points[leader]:g} pts)")
+
+        tournament.run(on_match=on_match, use_ray=use_ray)
+
+
+@arena_app.command("run", context_settings={"allow_extra_args": True})
+def arena_run(
+    config: Annotated[str, typer.Argument(help="a config in configs/arena/ (demo, rps, ...) or a .yaml file")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="overrides, e.g. games_per_pairing=16")] = None,
+    use_ray: Annotated[bool, typer.Option("--ray", help="play matches as Ray tasks")] = False,
+) -> None:
+    """Start a tournament; results go to OUT_DIR/NAME/ (SQLite store, report.html, exports)."""
+    from sparring.arenas.runner import Tournament
+    from sparring.arenas.store import StoreError
+    from sparring.arenas.tournament import TournamentConfig
+
+    _quiet_transformers()
+    values = _arena_config(config, overrides)
+    try:
+        tournament = Tournament.create(TournamentConfig(**values))
+    except _CONFIG_ERRORS + (StoreError,) as e:
+        raise _fail(str(e)) from e
+    _play(tournament, use_ray)
+    _finish(tournament)
+
+
+def _open(name: str, out_dir: str):
+    from sparring.arenas.runner import Tournament
+    from sparring.arenas.store import StoreError
+
+    try:
+        return Tournament.open(name, out_dir)
+    except (StoreError, ValueError, TypeError) as e:
+        raise _fail(str(e)) from e
+
+
+@arena_app.command("resume")
+def arena_resume(
+    name: Annotated[str, typer.Argument(help="the tournament's name")],
+    out_dir: Annotated[str, _OUT_DIR] = "runs/arena",
+    use_ray: Annotated[bool, typer.Option("--ray", help="play matches as Ray tasks")] = False,
+) -> None:
+    """Finish a stopped or killed tournament: plays exactly the matches not yet stored."""
+    _quiet_transformers()
+    tournament = _open(name, out_dir)
+    _play(tournament, use_ray)
+    _finish(tournament)
+
+
+@arena_app.command("report")
+def arena_report(
+    name: Annotated[str, typer.Argument(help="the tournament's name")],
+    out_dir: Annotated[str, _OUT_DIR] = "runs/arena",
+    as_json: Annotated[bool, typer.Option("--json", help="print the analysis as JSON")] = False,
+) -> None:
+    """Leaderboard, meta-game analysis and reports of the matches played so far."""
+    import json
+
+    from sparring.arenas.report import analyse, to_json
+
+    tournament = _open(name, out_dir)
+    if as_json:
+        print(json.dumps(to_json(analyse(tournament.cfg, tournament.store.matches()))))
+        return
+    _finish(tournament)
+
+
+@arena_app.command("ls")
+def arena_ls(out_dir: Annotated[str, _OUT_DIR] = "runs/arena") -> None:
+    """The tournaments under OUT_DIR and how far each got."""
+    from rich.table import Table
+
+    from sparring.arenas.runner import list_tournaments
+
+    table = Table(title=f"tournaments in {out_dir}")
+    for column in ("name", "matches", "status"):
+        table.add_column(column)
+    for name, done, total in list_tournaments(out_dir):
+        status = "unreadable" if done < 0 else "finished" if done == total else "stopped (resume it)"
+        table.add_row(name, "-" if done < 0 else f"{done}/{total}", status)
     console.print(table)
 
 

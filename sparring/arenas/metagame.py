@@ -1,0 +1,95 @@
+"""The meta-game of a tournament: agents are the strategies, match results the payoffs.
+
+- ``payoffs[i, j]``: agent i's mean reward against agent j (over both seats and all seeds;
+  forfeits left out); NaN for pairs that never met.
+- ``advantage = payoffs - payoffs.T``: the symmetric zero-sum game "who out-scores whom".
+- Nash equilibrium of the advantage game by linear programming (open_spiel's LP solver), and
+  Nash averaging (Balduzzi et al., 2018: the maximum-entropy Nash, open_spiel) with each
+  agent's Nash-averaged skill.
+- α-Rank (Omidshafiei et al., 2019; open_spiel) of the single-population game ``payoffs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparring.arenas.store import MatchRecord
+
+
+@dataclass
+class MetaGame:
+    agents: list[str]
+    payoffs: np.ndarray
+    counts: np.ndarray
+    """Matches behind each payoff entry."""
+
+    @property
+    def advantage(self) -> np.ndarray:
+        filled = np.nan_to_num(self.payoffs)
+        adv = filled - filled.T
+        adv[np.isnan(self.payoffs) | np.isnan(self.payoffs.T)] = 0.0  # unplayed pairs: no information
+        return adv
+
+
+def payoff_matrix(agents: Sequence[str], matches: Sequence[MatchRecord]) -> MetaGame:
+    index = {a: i for i, a in enumerate(agents)}
+    n = len(agents)
+    total = np.zeros((n, n))
+    counts = np.zeros((n, n), dtype=int)
+    for m in matches:
+        if m.status != "done":
+            continue
+        present = list(dict.fromkeys(m.seats.values()))
+        if len(present) == 1:
+            a = present[0]
+            total[index[a], index[a]] += float(np.mean(list(m.rewards.values())))
+            counts[index[a], index[a]] += 1
+            continue
+        a, b = present
+        total[index[a], index[b]] += m.agent_reward(a)
+        total[index[b], index[a]] += m.agent_reward(b)
+        counts[index[a], index[b]] += 1
+        counts[index[b], index[a]] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        payoffs = np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+    return MetaGame(list(agents), payoffs, counts)
+
+
+def nash_lp(advantage: np.ndarray) -> np.ndarray:
+    """A Nash equilibrium (the row player's mixture) of the zero-sum game ``advantage``."""
+    import pyspiel
+    from open_spiel.python.algorithms.lp_solver import solve_zero_sum_matrix_game
+
+    game = pyspiel.create_matrix_game(advantage.tolist(), (-advantage).tolist())
+    row, _, _, _ = solve_zero_sum_matrix_game(game)
+    return _distribution(np.asarray(row, dtype=float).reshape(-1))
+
+
+def nash_averaging(advantage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The maximum-entropy Nash of the antisymmetric ``advantage`` and each agent's
+    Nash-averaged skill (its expected advantage against that mixture)."""
+    import pyspiel
+    from open_spiel.python.algorithms.nash_averaging import nash_averaging as maxent
+
+    antisymmetric = (advantage - advantage.T) / 2  # exact antisymmetry, as open_spiel demands
+    game = pyspiel.create_matrix_game(antisymmetric.tolist(), (-antisymmetric).tolist())
+    mixture, skill = maxent(game)
+    return _distribution(np.asarray(mixture, dtype=float).reshape(-1)), np.asarray(skill, dtype=float).reshape(-1)
+
+
+def alpharank(payoffs: np.ndarray, alpha: float = 10.0, population: int = 50) -> np.ndarray:
+    """α-Rank's stationary distribution over agents (single population, local selection)."""
+    from open_spiel.python.egt import alpharank as ar
+
+    table = np.nan_to_num(payoffs)
+    with np.errstate(over="ignore"):  # fixation probabilities saturate to 0 or 1 at large alpha
+        _, _, pi, _, _ = ar.compute([table], m=population, alpha=alpha)
+    return _distribution(np.asarray(pi, dtype=float).reshape(-1))
+
+
+def _distribution(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 0.0, None)
+    return p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))

@@ -1,0 +1,233 @@
+"""Playing a tournament: schedule, play matches concurrently through the rollout engine (LLM
+agents share one pool), write each finished match to the store, resume after a kill.
+
+A move that raises or exceeds ``move_timeout_s`` forfeits the match for its agent: the match is
+recorded with the reason and the tournament goes on. With ``ray=True`` matches run as Ray tasks
+(a local cluster unless one is running) and this process stays the store's only writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sparring.agents.base import Action, Policy
+from sparring.agents.registry import load_policy
+from sparring.agents.rollout import play
+from sparring.arenas.ratings import games_from_matches
+from sparring.arenas.store import MatchRecord, Store
+from sparring.arenas.tournament import MatchSpec, TournamentConfig, pairing_matches, round_robin, swiss_pairs
+from sparring.envs import make
+from sparring.pool import SamplingParams
+
+
+class Forfeit(Exception):
+    def __init__(self, agent: str, reason: str):
+        super().__init__(f"{agent}: {reason}")
+        self.agent = agent
+        self.reason = reason
+
+
+class Guarded(Policy):
+    """A roster agent's policy in one seat: a move that raises or runs out of time forfeits."""
+
+    def __init__(self, inner: Policy, agent: str, timeout_s: float):
+        self.inner = inner
+        self.agent = agent
+        self.timeout_s = timeout_s
+        self.name = agent
+
+    def seed(self, seed: int | None) -> None:
+        self.inner.seed(seed)
+
+    async def act(self, seat: str, observation: dict[str, Any]) -> Action:
+        try:
+            return await asyncio.wait_for(self.inner.act(seat, observation), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise Forfeit(self.agent, f"no move within {self.timeout_s:g} s") from None
+        except Exception as e:  # noqa: BLE001 - any failure of a user's agent is its forfeit
+            raise Forfeit(self.agent, f"{type(e).__name__}: {e}") from e
+
+
+class Roster:
+    """Builds each agent's policy for a seat from its spec. LLM agents on local models share
+    one in-process pool; ``base_url`` agents talk to an OpenAI-compatible server."""
+
+    def __init__(self, specs: dict[str, dict[str, Any]]):
+        self.specs = specs
+        self._pools: dict[str | None, Any] = {}
+
+    def spec(self, agent: str, seat: str) -> dict[str, Any]:
+        spec = self.specs[agent]
+        if "seats" in spec:
+            if seat not in spec["seats"]:
+                raise ValueError(f"roster.{agent} has no policy for seat {seat!r} (its seats: {sorted(spec['seats'])})")
+            return dict(spec["seats"][seat])
+        return dict(spec)
+
+    def policy(self, agent: str, seat: str) -> Policy:
+        kwargs = self.spec(agent, seat)
+        name = kwargs.pop("policy")
+        if name == "llm":
+            return self._llm(agent, kwargs)
+        return load_policy(name, **kwargs)
+
+    def _llm(self, agent: str, kwargs: dict[str, Any]) -> Policy:
+        from sparring.agents.llm import LLMPolicy
+
+        base_url = kwargs.pop("base_url", None)
+        api_key = kwargs.pop("api_key", None)
+        sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "top_k", "max_new_tokens") if k in kwargs}
+        model = kwargs.pop("model", "tiny")
+        if base_url not in self._pools:
+            if base_url is None:
+                from sparring.pool import InferencePool
+
+                self._pools[base_url] = InferencePool()
+            else:
+                from sparring.pool import RemotePool
+
+                self._pools[base_url] = RemotePool(base_url, api_key=api_key)
+        return LLMPolicy(model, pool=self._pools[base_url], sampling=SamplingParams(**sampling),
+                         name=agent, **kwargs)
+
+    def check(self, seats: Sequence[str]) -> None:
+        """Build every agent for every seat once: an unknown policy fails before any match."""
+        for agent in self.specs:
+            for seat in seats:
+                if "seats" in self.specs[agent] or seat == seats[0]:
+                    self.policy(agent, seat)
+
+
+async def play_match(spec: MatchSpec, cfg: TournamentConfig, roster: Roster) -> MatchRecord:
+    game_id, kwargs = cfg.game["id"], {k: v for k, v in cfg.game.items() if k != "id"}
+    env = make(game_id, **kwargs)
+    seats = {seat: Guarded(roster.policy(agent, seat), agent, cfg.move_timeout_s) for seat, agent in spec.seats.items()}
+    base = dict(key=spec.key, index=spec.index, round=spec.round, seed=spec.seed, seats=spec.seats)
+    started = time.perf_counter()
+    try:
+        episode = await play(env, seats, seed=spec.seed)
+    except Forfeit as f:
+        return MatchRecord(**base, status="forfeit", forfeit_by=f.agent, reason=f.reason,
+                           transcript=env.unwrapped.game.render_transcript(), seconds=time.perf_counter() - started)
+    return MatchRecord(**base, status="done", rewards=episode.rewards, reward_terms=episode.reward_terms,
+                       transcript=episode.transcript, seconds=time.perf_counter() - started)
+
+
+class Tournament:
+    def __init__(self, cfg: TournamentConfig, store: Store | None):
+        self.cfg = cfg
+        self.store = store
+        self.roster = Roster(cfg.roster)
+        game_id, kwargs = cfg.game["id"], {k: v for k, v in cfg.game.items() if k != "id"}
+        self.seats = list(make(game_id, **kwargs).possible_agents)
+
+    @classmethod
+    def create(cls, cfg: TournamentConfig) -> Tournament:
+        tournament = cls(cfg, None)  # the game and the roster are checked before any file is written
+        tournament.roster.check(tournament.seats)
+        tournament.store = Store.create(directory(cfg.out_dir, cfg.name), cfg.to_dict(), cfg.roster)
+        return tournament
+
+    @classmethod
+    def open(cls, name: str, out_dir: str = "runs/arena") -> Tournament:
+        store = Store.open(directory(out_dir, name))
+        return cls(TournamentConfig(**store.config), store)
+
+    @property
+    def total_matches(self) -> int:
+        if self.cfg.schedule == "round_robin":
+            return len(round_robin(self.cfg, self.seats))
+        per_round = len(pairing_matches(self.cfg, self.seats, [("a", "b")] * (len(self.cfg.roster) // 2), 0, 0))
+        return per_round * self.cfg.rounds
+
+    def schedule(self, round_: int, stored: list[MatchRecord]) -> list[MatchSpec]:
+        """The matches of one round (round robin: everything is round 0)."""
+        if self.cfg.schedule == "round_robin":
+            return round_robin(self.cfg, self.seats)
+        earlier = [m for m in stored if m.round < round_]
+        points: dict[str, float] = {}
+        for g in games_from_matches(earlier):
+            points[g.a] = points.get(g.a, 0.0) + g.score
+            points[g.b] = points.get(g.b, 0.0) + 1.0 - g.score
+        played = {frozenset(m.seats.values()) for m in earlier}
+        start = sum(1 for m in stored if m.round < round_)
+        return pairing_matches(self.cfg, self.seats, swiss_pairs(self.cfg, round_, points, played), round_, start)
+
+    def run(self, on_match: Callable[[MatchRecord], None] | None = None, use_ray: bool = False) -> list[MatchRecord]:
+        """Play every scheduled match not yet stored; returns all stored matches."""
+        for round_ in range(self.cfg.rounds):
+            stored = self.store.matches()
+            done = {m.key for m in stored}
+            pending = [s for s in self.schedule(round_, stored) if s.key not in done]
+            if not pending:
+                continue
+            if use_ray:
+                self._run_on_ray(pending, on_match)
+            else:
+                asyncio.run(self._play_all(pending, on_match))
+        return self.store.matches()
+
+    async def _play_all(self, pending: list[MatchSpec], on_match) -> None:
+        limit = asyncio.Semaphore(self.cfg.concurrency)
+
+        async def one(spec: MatchSpec) -> None:
+            async with limit:
+                record = await play_match(spec, self.cfg, self.roster)
+            self.store.add(record)  # written once, as soon as the match ends
+            if on_match:
+                on_match(record)
+
+        await asyncio.gather(*(one(s) for s in pending))
+
+    def _run_on_ray(self, pending: list[MatchSpec], on_match) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        remote = ray.remote(_play_chunk)
+        size = max(1, min(self.cfg.concurrency, len(pending) // max(1, int(ray.available_resources().get("CPU", 1)))))
+        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        running = [remote.remote(self.cfg.to_dict(), [asdict(s) for s in chunk]) for chunk in chunks]
+        while running:
+            finished, running = ray.wait(running, num_returns=1)
+            for values in ray.get(finished[0]):
+                record = MatchRecord(**values)
+                self.store.add(record)
+                if on_match:
+                    on_match(record)
+
+
+def _play_chunk(cfg_values: dict[str, Any], specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A Ray task: play some matches in a worker and return their records."""
+    cfg = TournamentConfig(**cfg_values)
+    roster = Roster(cfg.roster)
+
+    async def all_of_them():
+        return await asyncio.gather(*(play_match(MatchSpec(**s), cfg, roster) for s in specs))
+
+    return [asdict(r) for r in asyncio.run(all_of_them())]
+
+
+def directory(out_dir: str | Path, name: str) -> Path:
+    return Path(out_dir) / name
+
+
+def list_tournaments(out_dir: str | Path) -> list[tuple[str, int, int | None]]:
+    """(name, matches stored, matches scheduled) of every tournament under ``out_dir``."""
+    from sparring.arenas.store import DB_NAME, StoreError
+
+    rows = []
+    for db in sorted(Path(out_dir).glob(f"*/{DB_NAME}")):
+        try:
+            t = Tournament.open(db.parent.name, out_dir)
+        except (StoreError, ValueError, TypeError):
+            rows.append((db.parent.name, -1, None))
+            continue
+        rows.append((db.parent.name, len(t.store.done_keys()), t.total_matches))
+        t.store.close()
+    return rows

@@ -1,0 +1,145 @@
+"""A tournament: a roster of agents × one game × a schedule × seeds (``configs/arena/*.yaml``).
+
+An agent is a policy spec: ``{policy: NAME, ...kwargs}`` (a registered policy, ``llm`` with
+``model:`` a model, checkpoint or run directory, or a user's ``module:Class``), optionally
+``base_url:`` (and ``api_key:``) for a model behind an OpenAI-compatible server; or, for
+asymmetric games whose roles need different policies, ``{seats: {SEAT: spec, ...}}``.
+
+Matches are scheduled deterministically from the config: every pairing plays the same game
+seeds (common random numbers), each pair in both seat orders when ``role_swap`` is on. A
+Swiss schedule pairs agents of similar score round by round from the results so far.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+SCHEDULES = ("round_robin", "swiss")
+
+
+@dataclass(frozen=True)
+class TournamentConfig:
+    name: str
+    game: dict[str, Any]
+    """The game: ``id`` plus its constructor arguments (``configs/env/*.yaml``)."""
+    roster: dict[str, dict[str, Any]]
+    schedule: str = "round_robin"
+    swiss_rounds: int | None = None
+    """Rounds of a Swiss schedule (default: ceil(log2(agents)) + 1)."""
+    games_per_pairing: int = 4
+    """Game seeds each pairing plays (in each seat order when ``role_swap``)."""
+    role_swap: bool = True
+    self_play: bool = False
+    """Also schedule every agent against itself."""
+    seed: int = 0
+    concurrency: int = 64
+    move_timeout_s: float = 120.0
+    """A move that takes longer forfeits the match."""
+    out_dir: str = "runs/arena"
+    bootstrap: int = 200
+    """Bootstrap resamples for rating intervals."""
+    alpharank_alpha: float = 10.0
+    transcripts_per_pairing: int = 2
+    """Transcripts per pairing shown in the HTML report."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            problems.append(f"name={self.name!r} must be a plain directory name")
+        if "id" not in self.game:
+            problems.append("game needs an 'id' (e.g. game=matrix)")
+        if len(self.roster) < 2:
+            problems.append(f"roster has {len(self.roster)} agent(s); a tournament needs at least 2")
+        for agent, spec in self.roster.items():
+            if not isinstance(spec, dict) or not ("policy" in spec or "seats" in spec):
+                problems.append(f"roster.{agent} needs 'policy: NAME' or 'seats: {{SEAT: {{policy: NAME}}}}'")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule={self.schedule!r} is unknown; use one of {SCHEDULES}")
+        for name in ("games_per_pairing", "concurrency", "bootstrap"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be >= 1")
+        if self.swiss_rounds is not None and self.swiss_rounds < 1:
+            problems.append(f"swiss_rounds={self.swiss_rounds} must be >= 1")
+        if self.move_timeout_s <= 0:
+            problems.append(f"move_timeout_s={self.move_timeout_s} must be > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def rounds(self) -> int:
+        if self.schedule == "round_robin":
+            return 1
+        return self.swiss_rounds or math.ceil(math.log2(len(self.roster))) + 1
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """One scheduled game. ``index`` orders matches canonically (ratings replay them in it)."""
+
+    index: int
+    round: int
+    seats: dict[str, str]
+    """Seat → agent."""
+    seed: int
+    key: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            order = ",".join(f"{s}={a}" for s, a in self.seats.items())
+            object.__setattr__(self, "key", f"r{self.round}|{order}|s{self.seed}")
+
+    @property
+    def agents(self) -> list[str]:
+        return list(dict.fromkeys(self.seats.values()))
+
+
+def game_seeds(cfg: TournamentConfig) -> list[int]:
+    return [cfg.seed * 1_000_003 + k for k in range(cfg.games_per_pairing)]
+
+
+def pairing_matches(cfg: TournamentConfig, seats: list[str], pairs: list[tuple[str, str]], round_: int,
+                    start: int) -> list[MatchSpec]:
+    """Matches of the given pairs: every seed, both seat orders when ``role_swap``."""
+    if len(seats) != 2:
+        raise ValueError(f"tournaments are between two agents; {cfg.game['id']} has seats {seats}")
+    matches = []
+    for a, b in pairs:
+        orders = [(a, b), (b, a)] if cfg.role_swap and a != b else [(a, b)]
+        for seed in game_seeds(cfg):
+            for first, second in orders:
+                matches.append(MatchSpec(start + len(matches), round_, {seats[0]: first, seats[1]: second}, seed))
+    return matches
+
+
+def round_robin(cfg: TournamentConfig, seats: list[str]) -> list[MatchSpec]:
+    agents = list(cfg.roster)
+    pairs = [(a, b) for i, a in enumerate(agents) for b in agents[i + 1:]]
+    if cfg.self_play:
+        pairs += [(a, a) for a in agents]
+    return pairing_matches(cfg, seats, pairs, 0, 0)
+
+
+def swiss_pairs(cfg: TournamentConfig, round_: int, points: dict[str, float],
+                played: set[frozenset[str]]) -> list[tuple[str, str]]:
+    """Pair agents of similar points, never the same pair twice when avoidable. Round 0 pairs a
+    seeded shuffle; with an odd roster the lowest-ranked agent sits the round out."""
+    agents = list(cfg.roster)
+    if round_ == 0:
+        order = list(np.random.default_rng([cfg.seed, 7]).permutation(agents))
+    else:
+        order = sorted(agents, key=lambda a: (-points.get(a, 0.0), agents.index(a)))
+    pairs = []
+    waiting = list(order)
+    while len(waiting) >= 2:
+        a = waiting.pop(0)
+        partner = next((b for b in waiting if frozenset((a, b)) not in played), waiting[0])
+        waiting.remove(partner)
+        pairs.append((a, partner))
+    return pairs

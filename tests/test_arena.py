@@ -1,0 +1,272 @@
+"""Tournaments: known meta-game answers, resumption after a kill, forfeits, bad input, reports."""
+
+import json
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sparring.arenas import metagame
+from sparring.arenas.report import analyse, write_reports
+from sparring.arenas.runner import Tournament
+from sparring.arenas.store import DB_NAME
+from sparring.arenas.tournament import TournamentConfig
+from sparring.cli import app
+
+TESTS = Path(__file__).resolve().parent
+SPARRING = os.path.join(os.path.dirname(sys.executable), "sparring")
+RPS = {"id": "sparring/matrix-v0", "game": "rock_paper_scissors", "rounds": 1}
+PURE = {m: {"policy": "matrix.constant", "move": m} for m in ("rock", "paper", "scissors")}
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_tournament(tmp_path, **overrides):
+    values = {"name": "t", "game": RPS, "roster": PURE, "games_per_pairing": 3, "out_dir": str(tmp_path),
+              "bootstrap": 100} | overrides
+    tournament = Tournament.create(TournamentConfig(**values))
+    analysis = analyse(tournament.cfg, tournament.run())
+    write_reports(analysis, tmp_path / values["name"])
+    return tournament, analysis
+
+
+def test_pure_rock_paper_scissors_has_the_uniform_nash_and_equal_ratings(tmp_path):
+    tournament, analysis = run_tournament(tmp_path)
+    assert len(analysis.matches) == 3 * 3 * 2  # pairs x seeds x seat orders
+    for mass in (analysis.nash, analysis.nash_average, analysis.alpharank):
+        assert mass == pytest.approx([1 / 3] * 3, abs=1e-4)
+    for system in (analysis.bradley_terry, analysis.elo):
+        for a in analysis.agents:
+            for b in analysis.agents:
+                assert system[b].lo <= system[a].value <= system[b].hi  # equal within the intervals
+    assert [r.value for r in analysis.bradley_terry.values()] == pytest.approx([1000.0] * 3)
+    assert all(analysis.record[a] == {"wins": 6, "draws": 0, "losses": 6, "forfeits": 0} for a in analysis.agents)
+
+
+def test_a_dominance_chain_gives_a_pure_nash_and_the_right_order(tmp_path):
+    beats = [[0, 1, 1], [-1, 0, 1], [-1, -1, 0]]  # a beats b and c, b beats c
+    game = {"id": "sparring/matrix-v0", "game": "chain", "action_names": [["a", "b", "c"]] * 2,
+            "payoffs": [[[beats[i][j], -beats[i][j]] for j in range(3)] for i in range(3)]}
+    roster = {name: {"policy": "matrix.constant", "move": name} for name in ("c", "a", "b")}
+    _, analysis = run_tournament(tmp_path, game=game, roster=roster)
+    assert [row["agent"] for row in analysis.leaderboard()] == ["a", "b", "c"]
+    order = analysis.agents  # roster order: c, a, b
+    assert analysis.nash[order.index("a")] == pytest.approx(1.0, abs=1e-6)
+    assert analysis.alpharank[order.index("a")] == pytest.approx(1.0, abs=1e-3)
+    elo = analysis.elo
+    assert elo["a"].value > elo["b"].value > elo["c"].value
+
+
+def test_alpharank_matches_the_fixation_probabilities_worked_by_hand():
+    # Two agents; A out-scores B by 1 when they meet. With the local selection model a
+    # mutant r fixes in a population of s with rho = (1 - e^-u) / (1 - e^-mu), u = alpha *
+    # (payoff(r, s) - payoff(s, r)); the two-state chain's stationary odds are rho(B->A)/rho(A->B).
+    alpha, m = 0.3, 5
+    payoffs = np.array([[0.0, 0.5], [-0.5, 0.0]])
+
+    def rho(u):
+        return (1 - math.exp(-u)) / (1 - math.exp(-m * u))
+
+    a_invades, b_invades = rho(alpha * 1.0), rho(alpha * -1.0)
+    expected_a = a_invades / (a_invades + b_invades)
+    assert metagame.alpharank(payoffs, alpha=alpha, population=m) == pytest.approx([expected_a, 1 - expected_a])
+
+
+def test_a_swiss_schedule_pairs_each_agent_once_per_round_and_never_repeats(tmp_path):
+    roster = {f"p{i}": {"policy": "matrix.random"} for i in range(6)}
+    tournament, analysis = run_tournament(tmp_path, roster=roster, schedule="swiss", swiss_rounds=3,
+                                          games_per_pairing=2)
+    assert len(analysis.matches) == tournament.total_matches == 3 * 3 * 2 * 2
+    pairs_by_round: dict[int, set] = {}
+    for m in analysis.matches:
+        pairs_by_round.setdefault(m.round, set()).add(frozenset(m.seats.values()))
+    seen = set()
+    for pairs in pairs_by_round.values():
+        assert len(pairs) == 3 and len(set().union(*pairs)) == 6  # everyone plays once per round
+        assert not pairs & seen
+        seen |= pairs
+
+
+def write_config(path: Path, **values) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def slow_config(tmp_path: Path, out: Path, name: str = "killme") -> Path:
+    roster = {m: {"policy": "arena_agents:SlowConstant", "move": m, "delay_s": 0.03} for m in ("rock", "paper", "scissors")}
+    roster["random"] = {"policy": "matrix.random"}
+    return write_config(tmp_path / f"{name}.yaml", name=name, game=RPS, roster=roster, games_per_pairing=6,
+                        concurrency=2, out_dir=str(out), bootstrap=50)
+
+
+def cli_env():
+    return {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def stored(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM matches").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_a_killed_tournament_resumes_with_every_match_once_and_the_same_table(tmp_path):
+    """A user's own agents (by import path) through the CLI; SIGKILL mid-run; resume."""
+    killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen([SPARRING, "arena", "run", str(slow_config(tmp_path, killed_out))], env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    db = killed_out / "killme" / DB_NAME
+    try:
+        deadline = time.monotonic() + 120
+        while stored(db) < 20:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    total = 6 * 6 * 2
+    assert 20 <= stored(db) < total
+
+    resumed = subprocess.run([SPARRING, "arena", "resume", "killme", "--out-dir", str(killed_out)], env=cli_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with sqlite3.connect(db) as conn:
+        keys = [k for (k,) in conn.execute("SELECT key FROM matches")]
+    assert len(keys) == len(set(keys)) == total
+
+    clean = subprocess.run([SPARRING, "arena", "run", str(slow_config(tmp_path, clean_out))], env=cli_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    after_kill = json.loads((killed_out / "killme" / "report.json").read_text())
+    uninterrupted = json.loads((clean_out / "killme" / "report.json").read_text())
+    assert after_kill["leaderboard"] == uninterrupted["leaderboard"]
+    assert after_kill["payoffs"] == uninterrupted["payoffs"]
+    assert "leaderboard" not in resumed.stderr and "report:" in flat(resumed.stdout)
+
+
+def test_agents_that_raise_or_stall_forfeit_and_the_tournament_goes_on(tmp_path):
+    roster = {"rock": PURE["rock"], "paper": PURE["paper"], "crasher": {"policy": "arena_agents:Crasher"},
+              "sleeper": {"policy": "arena_agents:Sleeper"}}
+    sys.path.insert(0, str(TESTS))
+    try:
+        _, analysis = run_tournament(tmp_path, roster=roster, games_per_pairing=1, move_timeout_s=0.2)
+    finally:
+        sys.path.remove(str(TESTS))
+    assert len(analysis.matches) == 6 * 2
+    forfeits = [m for m in analysis.matches if m.status == "forfeit"]
+    assert {m.forfeit_by for m in forfeits} == {"crasher", "sleeper"}
+    reasons = {m.forfeit_by: m.reason for m in forfeits}
+    assert "RuntimeError: this agent has a bug" in reasons["crasher"]
+    assert "no move within 0.2 s" in reasons["sleeper"]
+    done = [m for m in analysis.matches if m.status == "done"]
+    assert {frozenset(m.seats.values()) for m in done} == {frozenset({"rock", "paper"})}
+    assert analysis.record["crasher"]["forfeits"] > 0 and analysis.record["rock"]["forfeits"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["arena", "run", "nosuch"], "no tournament config 'nosuch'"),
+     (["arena", "run", "rps", "+roster.bad={policy: matrix.nobody}"], "unknown policy"),
+     (["arena", "run", "rps", "game.id=sparring/rps-v0"], "Did you mean"),
+     (["arena", "run", "rps", "games_per_pairing=0"], "games_per_pairing=0"),
+     (["arena", "resume", "nothing"], "no tournament at")],
+)
+def test_bad_tournament_input_gets_a_clear_error(args, message, tmp_path):
+    extra = [] if args[1] == "resume" else [f"out_dir={tmp_path}"]
+    result = CliRunner().invoke(app, [*args, *extra] + (["--out-dir", str(tmp_path)] if args[1] == "resume" else []))
+    assert result.exit_code == 2, result.output
+    assert message in flat(result.output)
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, "foreign"])
+def test_corrupt_or_foreign_files_are_refused_and_left_untouched(tmp_path, content):
+    home = tmp_path / "t"
+    home.mkdir()
+    db = home / DB_NAME
+    if content == "foreign":
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+            conn.execute("INSERT INTO meta VALUES ('format', 'someone-else')")
+    else:
+        db.write_bytes(content)
+    before = db.read_bytes()
+    runner = CliRunner()
+    for args in (["arena", "resume", "t", "--out-dir", str(tmp_path)], ["arena", "report", "t", "--out-dir", str(tmp_path)],
+                 ["arena", "run", "rps", "name=t", f"out_dir={tmp_path}"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "untouched" in flat(result.output) or "already exists" in flat(result.output)
+    assert db.read_bytes() == before
+
+
+def test_report_ls_and_exports(tmp_path):
+    run_tournament(tmp_path, name="small")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["arena", "ls", "--out-dir", str(tmp_path)])
+    assert listed.exit_code == 0 and "small" in listed.output and "finished" in listed.output
+    report = runner.invoke(app, ["arena", "report", "small", "--out-dir", str(tmp_path), "--json"])
+    data = json.loads(report.output)
+    assert [row["agent"] for row in data["leaderboard"]] and len(data["payoffs"]) == 3
+    assert runner.invoke(app, ["arena", "report", "small", "--out-dir", str(tmp_path)]).exit_code == 0
+    home = tmp_path / "small"
+    for name in ("report.html", "report.json", "leaderboard.csv", "matches.csv"):
+        assert (home / name).stat().st_size > 0
+    assert len((home / "matches.csv").read_text().splitlines()) == 1 + 18
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_the_html_report_renders_in_headless_chromium(tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium or Chrome found (Debian: apt-get install chromium)")
+    run_tournament(tmp_path, name="view")
+    page = (tmp_path / "view" / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page],
+                         capture_output=True, text=True, timeout=120)
+    assert 'data-rendered="ok"' in dom.stdout, dom.stderr[-2000:]  # every image decoded, leaderboard filled
+    assert "Uncaught" not in dom.stderr
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1100,1400", page],
+                   capture_output=True, text=True, timeout=120, check=True)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (1400, 1100)
+    ink = (pixels.sum(-1) < 600).mean()
+    red = ((pixels[..., 0] > 150) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum()
+    green = ((pixels[..., 1] > 90) & (pixels[..., 0] < 60) & (pixels[..., 2] < 90)).sum()
+    assert ink > 0.01  # text and tables drawn
+    assert red > 500 and green > 500  # the payoff heatmap's red (losses) and green (wins) cells
+
+
+def test_matches_can_run_as_ray_tasks(tmp_path):
+    ray = pytest.importorskip("ray")
+    tournament = Tournament.create(TournamentConfig(name="r", game=RPS, roster=PURE, games_per_pairing=2,
+                                                    out_dir=str(tmp_path), concurrency=4))
+    try:
+        matches = tournament.run(use_ray=True)
+    finally:
+        ray.shutdown()
+    assert len(matches) == len({m.key for m in matches}) == 12
+    assert all(m.status == "done" for m in matches)
