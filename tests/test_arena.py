@@ -270,3 +270,21 @@ def test_matches_can_run_as_ray_tasks(tmp_path):
         ray.shutdown()
     assert len(matches) == len({m.key for m in matches}) == 12
     assert all(m.status == "done" for m in matches)
+
+
+def test_running_a_finished_tournament_again_plays_nothing_new(tmp_path):
+    tournament, analysis = run_tournament(tmp_path)
+    again = Tournament.create(tournament.cfg)
+    assert [m.key for m in again.run()] == [m.key for m in analysis.matches]
+    with pytest.raises(Exception, match="another config"):
+        Tournament.create(TournamentConfig(**{**tournament.cfg.to_dict(), "games_per_pairing": 5}))
+
+
+def test_the_main_job_ends_with_the_leaderboard_and_the_report_path(tmp_path):
+    result = subprocess.run([SPARRING, "arena", "run", "demo", "games_per_pairing=1", f"out_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = flat(result.stdout)
+    assert "tiny" in out and "roleplay_keyword" in out and "BT 95%" in out
+    assert f"report: {tmp_path / 'demo' / 'report.html'}" in out
+    assert (tmp_path / "demo" / "report.html").is_file()

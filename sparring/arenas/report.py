@@ -93,16 +93,17 @@ def rating_rows(analysis: Analysis) -> list[tuple[str, str, float, float | None,
 
 
 def terminal_table(analysis: Analysis):
+    from rich import box
     from rich.table import Table
 
     played = len(analysis.matches)
-    table = Table(title=f"{analysis.cfg.name}: {analysis.cfg.game['id']}, {played} matches")
-    for column in ("#", "agent", "BT [95%]", "Elo [95%]", "OpenSkill", "Nash", "α-Rank", "W-D-L", "forfeits"):
-        table.add_column(column, justify="left" if column == "agent" else "right")
-    for rank, row in enumerate(analysis.leaderboard(), 1):
-        table.add_row(str(rank), row["agent"], f"{row['bt']:.0f} [{row['bt_lo']:.0f}, {row['bt_hi']:.0f}]",
-                      f"{row['elo']:.0f} [{row['elo_lo']:.0f}, {row['elo_hi']:.0f}]", f"{row['openskill_mu']:.1f}",
-                      f"{row['nash']:.2f}", f"{row['alpharank']:.2f}",
+    table = Table(title=f"{analysis.cfg.name}: {analysis.cfg.game['id']}, {played} matches", box=box.SIMPLE_HEAD,
+                  pad_edge=False, caption="BT: Bradley-Terry (95% bootstrap interval); FF: forfeits")
+    for column in ("agent", "BT", "BT 95%", "Elo", "Nash", "α-Rank", "W-D-L", "FF"):
+        table.add_column(column, justify="left" if column == "agent" else "right", no_wrap=True)
+    for row in analysis.leaderboard():
+        table.add_row(row["agent"], f"{row['bt']:.0f}", f"{row['bt_lo']:.0f}-{row['bt_hi']:.0f}",
+                      f"{row['elo']:.0f}", f"{row['nash']:.2f}", f"{row['alpharank']:.2f}",
                       f"{row['wins']}-{row['draws']}-{row['losses']}", str(row["forfeits"]))
     return table
 

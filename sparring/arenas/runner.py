@@ -9,6 +9,7 @@ recorded with the reason and the tournament goes on. With ``ray=True`` matches r
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from sparring.agents.base import Action, Policy
 from sparring.agents.registry import load_policy
 from sparring.agents.rollout import play
 from sparring.arenas.ratings import games_from_matches
-from sparring.arenas.store import MatchRecord, Store
+from sparring.arenas.store import DB_NAME, MatchRecord, Store, StoreError
 from sparring.arenas.tournament import MatchSpec, TournamentConfig, pairing_matches, round_robin, swiss_pairs
 from sparring.envs import make
 from sparring.pool import SamplingParams
@@ -128,9 +129,20 @@ class Tournament:
 
     @classmethod
     def create(cls, cfg: TournamentConfig) -> Tournament:
+        """A new tournament; or, when one of that name exists with exactly this config, that
+        one (running it again plays only what is missing)."""
         tournament = cls(cfg, None)  # the game and the roster are checked before any file is written
         tournament.roster.check(tournament.seats)
-        tournament.store = Store.create(directory(cfg.out_dir, cfg.name), cfg.to_dict(), cfg.roster)
+        home = directory(cfg.out_dir, cfg.name)
+        if (home / DB_NAME).exists():
+            store = Store.open(home)
+            if store.config != json.loads(json.dumps(cfg.to_dict())):
+                store.close()
+                raise StoreError(f"{home} already holds a tournament with another config; resume it "
+                                 f"(sparring arena resume {cfg.name}) or choose another name=")
+            tournament.store = store
+        else:
+            tournament.store = Store.create(home, cfg.to_dict(), cfg.roster)
         return tournament
 
     @classmethod
