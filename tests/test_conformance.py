@@ -29,6 +29,7 @@ VARIANTS = {
             "rounds": 2,
         },
     ],
+    "sparring/preference-v0": [{}, {"hidden_cot": False, "prompts": "heldout"}, {"num_players": 3}],
 }
 CASES = [(gid, kw) for gid in GAMES for kw in VARIANTS.get(gid, [{}])]
 IDS = [f"{gid.split('/')[1]}-{i}" for gid in GAMES for i, _ in enumerate(VARIANTS.get(gid, [{}]))]

@@ -19,6 +19,11 @@ register_game(
     "sparring.envs.matrix",
     "Normal-form games in text (RPS, prisoner's dilemma, open_spiel), one-shot or iterated.",
 )
+register_game(
+    "sparring/preference-v0",
+    "sparring.envs.preference",
+    "INPO's preference game: players answer one prompt at once, an oracle prefers one answer.",
+)
 register_view(
     "sparring/RedTeamDefender-v0",
     "sparring.envs.gym_views:RedTeamDefenderEnv",

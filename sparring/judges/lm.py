@@ -47,7 +47,7 @@ GUARD_TEMPLATE = (
 )
 
 
-def _blocking(coro: Coroutine[Any, Any, T]) -> T:
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code, even inside a running loop."""
     try:
         asyncio.get_running_loop()
@@ -81,7 +81,7 @@ class WildGuardJudge:
         return parse_wildguard(generation.text)
 
     def judge(self, prompt: str, response: str) -> Verdict:
-        return _blocking(self.ajudge(prompt, response))
+        return run_blocking(self.ajudge(prompt, response))
 
 
 @dataclass
@@ -100,7 +100,7 @@ class GuardScorer:
         return probability_unsafe(lp_unsafe, lp_safe)
 
     def score(self, prompt: str, response: str) -> float:
-        return _blocking(self.ascore(prompt, response))
+        return run_blocking(self.ascore(prompt, response))
 
 
 def probability_unsafe(logprob_unsafe: float, logprob_safe: float) -> float:

@@ -1,0 +1,144 @@
+"""The rules of ``sparring/preference-v0``: every player answers the same prompt at once and a
+preference oracle compares the answers."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparring.envs.core import LanguageGame, Move, Outcome
+from sparring.envs.parsing import FORMAT_INSTRUCTION, split_hidden_cot
+from sparring.judges.preference import ORACLES, PreferenceOracle
+
+DATA_DIR = Path(__file__).parent / "data"
+SPLITS = ("train", "heldout")
+
+
+@dataclass(frozen=True)
+class PreferenceConfig:
+    """Arguments of ``sparring/preference-v0`` (all picklable values)."""
+
+    prompts: str = "train"
+    """A shipped split (``train``, ``heldout``) or a path to a JSONL file of ``{"prompt": ...}`` rows."""
+    num_players: int = 2
+    """More than 2: every pair is compared (a round robin of oracle calls)."""
+    hidden_cot: bool = True
+    """Answers use ``reasoning </think> <answer> … </answer>``; only the answer is judged."""
+    max_output_chars: int = 4096
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_players, int) or self.num_players < 2:
+            raise ValueError(f"num_players={self.num_players!r} must be an integer >= 2")
+        if self.max_output_chars < 1:
+            raise ValueError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+
+
+def load_prompts(prompts: str = "train") -> tuple[str, ...]:
+    path = DATA_DIR / f"{prompts}.jsonl" if prompts in SPLITS else Path(prompts).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {prompts!r} not found; use one of {SPLITS} or a path to a JSONL "
+                                'file of {"prompt": ...} rows')
+    stat = path.stat()
+    return _load(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path_name: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    rows = []
+    with open(path_name, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                prompt = json.loads(line)["prompt"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path_name}:{lineno}: expected a JSON object with a 'prompt' ({e})") from e
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"{path_name}:{lineno}: 'prompt' must be a non-empty string")
+            rows.append(prompt)
+    if not rows:
+        raise ValueError(f"{path_name} holds no prompts")
+    return tuple(rows)
+
+
+def resolve_oracle(oracle: PreferenceOracle | str | None) -> PreferenceOracle:
+    if oracle is None:
+        oracle = "rule"
+    if isinstance(oracle, str):
+        if oracle not in ORACLES:
+            raise ValueError(f"oracle={oracle!r} is unknown; use one of {sorted(ORACLES)} or pass an oracle object")
+        return ORACLES[oracle]()
+    if not isinstance(oracle, PreferenceOracle):
+        raise TypeError(f"oracle={oracle!r} has no prefer(prompt, a, b) method")
+    return oracle
+
+
+def compare(oracle: PreferenceOracle, prompt: str, a: str, b: str, hidden_cot: bool = True) -> float:
+    """P(a ≻ b) as the game scores it: a malformed answer loses to a well-formed one (two
+    malformed answers tie); otherwise the oracle judges the visible answers."""
+    if hidden_cot:
+        pa, pb = split_hidden_cot(a), split_hidden_cot(b)
+        if pa.error or pb.error:
+            return 0.5 if pa.error and pb.error else (0.0 if pa.error else 1.0)
+        a, b = pa.answer, pb.answer
+    return float(oracle.prefer(prompt, a, b))
+
+
+class PreferenceGame(LanguageGame):
+    description = "INPO's preference game: players answer one prompt at once, an oracle prefers one answer."
+
+    def __init__(self, config: PreferenceConfig | None = None, oracle: PreferenceOracle | str | None = None):
+        self.config = config or PreferenceConfig()
+        self.oracle = resolve_oracle(oracle)
+        self.prompts = load_prompts(self.config.prompts)
+        self.possible_agents = tuple(f"player_{i}" for i in range(self.config.num_players))
+        self.hidden_cot = self.config.hidden_cot
+        self.max_output_chars = self.config.max_output_chars
+
+    def setup(self, options: dict[str, Any]) -> None:
+        """``options`` may fix the prompt: ``{"prompt": "..."}``."""
+        self.prompt = str(options["prompt"]) if "prompt" in options else self.prompts[int(self.rng.integers(len(self.prompts)))]
+        self.done = False
+        self.preferences: dict[tuple[str, str], float] = {}
+
+    def to_act(self) -> tuple[str, ...]:
+        return () if self.done else self.possible_agents
+
+    def observe(self, agent: str) -> str:
+        parts = ["Answer the request below as helpfully as you can.", f"Request: {self.prompt}"]
+        if self.hidden_cot:
+            parts.append(FORMAT_INSTRUCTION)
+        if self.done:
+            parts.append("The answers have been judged.")
+        return "\n".join(parts)
+
+    def resolve(self, moves: dict[str, Move]) -> Outcome:
+        agents = self.possible_agents
+        wins = {a: [] for a in agents}
+        for i, a in enumerate(agents):
+            for b in agents[i + 1:]:
+                p = self._compare(moves[a], moves[b])
+                self.preferences[(a, b)] = p
+                wins[a].append(p)
+                wins[b].append(1.0 - p)
+        self.done = True
+        rewards = {a: sum(w) / len(w) - 0.5 for a, w in wins.items()}
+        terms = {a: {"preference": rewards[a]} for a in agents}
+        info = {a: {"prompt": self.prompt, "win_probability": sum(wins[a]) / len(wins[a]),
+                    "preferences": {b: self._p(a, b) for b in agents if b != a}} for a in agents}
+        return Outcome(rewards=rewards, reward_terms=terms, info=info, done=True)
+
+    def _p(self, a: str, b: str) -> float:
+        """P(a ≻ b) from the comparisons made (each pair was judged once)."""
+        return self.preferences[(a, b)] if (a, b) in self.preferences else 1.0 - self.preferences[(b, a)]
+
+    def _compare(self, a: Move, b: Move) -> float:
+        if a.error or b.error:  # malformed or otherwise invalid answers lose
+            return 0.5 if a.error and b.error else (0.0 if a.error else 1.0)
+        return float(self.oracle.prefer(self.prompt, a.text, b.text))
+
+    def header(self, viewer: str | None) -> str:
+        return f"Request: {self.prompt}"
