@@ -223,10 +223,11 @@ def train(
             task = progress.add_task("", total=cfg.updates, completed=trainer.update)
 
             def show(row: dict) -> None:
-                rewards = "  ".join(f"{k.removeprefix('reward/')} {v:+.2f}" for k, v in row.items()
-                                    if k.startswith("reward/"))
-                progress.update(task, completed=row["update"],
-                                description=f"{rewards}  kl {row.get('kl_per_sequence', 0):.3f}")
+                shown = [f"{k.removeprefix('reward/')} {v:+.2f}" for k, v in row.items() if k.startswith("reward/")]
+                if "kl_per_sequence" in row:
+                    shown.append(f"kl {row['kl_per_sequence']:.3f}")
+                shown += [f"{k} {row[k]:.2f}" for k in ("pairs", "champion_p", "valid_format") if k in row]
+                progress.update(task, completed=row["update"], description="  ".join(shown))
 
             trainer.on_update = show
             metrics = trainer.run()

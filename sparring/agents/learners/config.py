@@ -10,7 +10,7 @@ from typing import Any
 
 from sparring.agents.learners.losses import KL_ESTIMATORS
 
-ALGORITHMS = ("reinforce_pp", "grpo")
+ALGORITHMS = ("reinforce_pp", "grpo", "inpo", "dpo")
 POOL_BACKENDS = ("transformers", "ray", "vllm")
 LEARNER = "learner"
 """The seat value (and pool policy name) of the model being trained."""
@@ -63,8 +63,9 @@ class LoraSettings:
 @dataclass(frozen=True)
 class LearnerConfig:
     algorithm: str = "reinforce_pp"
-    """``reinforce_pp`` (KL in the reward, returns whitened per role) or ``grpo`` (group
-    baselines over ``group_size`` games of one seed, KL as a loss term)."""
+    """``reinforce_pp`` (KL in the reward, returns whitened per role), ``grpo`` (group
+    baselines over ``group_size`` games of one seed, KL as a loss term), or on the preference
+    game ``inpo`` / ``dpo`` (pairs from a knock-out among ``group_size`` answers per prompt)."""
     lr: float = 1e-4
     kl_coef: float = 0.02
     kl_estimator: str = "k1"
@@ -80,6 +81,12 @@ class LearnerConfig:
     """Leave out games the judge could not score."""
     lora: LoraSettings | None = None
     """Train a LoRA adapter (the frozen base is the reference) instead of every weight."""
+    eta: float = 0.005
+    """INPO's η: the regression target is 1/(2η)."""
+    inpo_r: float = 1 / 3
+    """INPO's r = τ/η: the weight of the reference in each step."""
+    beta: float = 0.1
+    """DPO's β."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -91,6 +98,12 @@ class LearnerConfig:
             problems.append(f"learner.kl_estimator={self.kl_estimator!r} is unknown; use one of {KL_ESTIMATORS}")
         if not self.lr > 0:
             problems.append(f"learner.lr={self.lr} must be > 0")
+        if not self.eta > 0:
+            problems.append(f"learner.eta={self.eta} must be > 0")
+        if not 0 <= self.inpo_r <= 1:
+            problems.append(f"learner.inpo_r={self.inpo_r} must lie in [0, 1]")
+        if not self.beta > 0:
+            problems.append(f"learner.beta={self.beta} must be > 0")
         if self.kl_coef < 0:
             problems.append(f"learner.kl_coef={self.kl_coef} must be >= 0")
         if not 0 < self.clip_eps < 1:
@@ -150,8 +163,12 @@ class TrainConfig:
         if self.games_per_update % self.group_size:
             problems.append(f"games_per_update={self.games_per_update} must be a multiple of "
                             f"group_size={self.group_size}")
-        if self.learner.algorithm == "grpo" and self.group_size < 2:
-            problems.append("learner.algorithm=grpo needs group_size >= 2 (games per seed to compare)")
+        if self.learner.algorithm in ("grpo", "inpo", "dpo") and self.group_size < 2:
+            what = "games per seed" if self.learner.algorithm == "grpo" else "answers per prompt"
+            problems.append(f"learner.algorithm={self.learner.algorithm} needs group_size >= 2 ({what} to compare)")
+        if self.learner.algorithm in ("inpo", "dpo") and not self.env.get("id", "").startswith("sparring/preference"):
+            problems.append(f"learner.algorithm={self.learner.algorithm} trains on the preference game, not "
+                            f"{self.env.get('id')!r}: use the recipe train=inpo (or add env=preference group_size=8)")
         if self.max_minutes is not None and self.max_minutes <= 0:
             problems.append(f"max_minutes={self.max_minutes} must be > 0 (or null)")
         if problems:

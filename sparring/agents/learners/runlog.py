@@ -138,6 +138,10 @@ def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str = 
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     keys = sorted({k for row in metrics for k in row if k.startswith("reward/")})
+    ylabel = "mean reward of trained moves"
+    if not keys:  # preference learners: how often answers are well-formed, how sure the oracle is
+        keys = [k for k in ("valid_format", "champion_p") if any(k in row for row in metrics)]
+        ylabel = "share / probability"
     for key in keys:
         points = [(row["update"], row[key]) for row in metrics if key in row]
         xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float)
@@ -146,7 +150,7 @@ def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str = 
         line, = ax.plot(xs, ys, alpha=0.3)
         ax.plot(xs[window - 1:], smooth, color=line.get_color(), label=key.removeprefix("reward/"))
     ax.set_xlabel("update")
-    ax.set_ylabel("mean reward of trained moves")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if keys:

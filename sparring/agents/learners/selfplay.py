@@ -32,6 +32,7 @@ from sparring.agents.learners.losses import (
     whiten_per_group,
 )
 from sparring.agents.learners.model import Batch, LearnerModel
+from sparring.agents.learners.preference import PREFERENCE_ALGORITHMS, PreferenceIteration
 from sparring.agents.learners.runlog import Checkpoints, MetricsLog, plot_learning_curve, read_metrics
 from sparring.agents.llm import LLMPolicy, ensure_policy, resolve_model
 from sparring.agents.registry import load_policy
@@ -76,6 +77,7 @@ class SelfPlayTrainer:
         self.sampling = SamplingParams(temperature=cfg.agent.temperature, top_p=cfg.agent.top_p, top_k=cfg.agent.top_k,
                                        max_new_tokens=cfg.agent.max_new_tokens)
         self.pool, self.pool_names = self._build_pool()
+        self.preference = PreferenceIteration(self) if cfg.learner.algorithm in PREFERENCE_ALGORITHMS else None
         self.update = 0
         self.elapsed_s = 0.0
         if start is not None:
@@ -218,6 +220,8 @@ class SelfPlayTrainer:
 
     def step(self, update: int) -> dict[str, Any]:
         """Play one batch of games, learn from it, push the weights. Returns its metrics."""
+        if self.preference is not None:
+            return self.preference.step(update)
         t0 = time.perf_counter()
         episodes, game_ids = self.rollout(update)
         samples = [s for ep, gid in zip(episodes, game_ids) for s in samples_from_episode(ep, gid, self.learn_roles)

@@ -1,0 +1,138 @@
+"""INPO: the loss, its closed-form minimiser, Nash convergence on a non-transitive table (where a
+Bradley–Terry reward cannot get there), the knock-out, and the learner on the tiny model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparring.agents.learners import TrainConfig, train
+from sparring.agents.learners.preference import dpo_loss, inpo_loss, knockout
+
+# A rock-paper-scissors-like preference table over three canned answers: P[i, j] = P(i ≻ j).
+RPS = torch.tensor([[0.5, 0.1, 0.9], [0.9, 0.5, 0.1], [0.1, 0.9, 0.5]], dtype=torch.float64)
+
+
+def test_the_losses_equal_hand_computed_values():
+    t = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
+    # h = (-1 + 2) - 0.5 * (-1.5 + 1.5) - 0.5 * (-1.2 + 1.8) = 0.7; target 1 / (2 * 0.25) = 2
+    loss = inpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), t(-1.2), t(-1.8), eta=0.25, r=0.5)
+    assert float(loss) == pytest.approx((0.7 - 2.0) ** 2)
+    # DPO: -log sigmoid(0.1 * ((-1 + 1.5) - (-2 + 1.5))) = log(1 + e^-0.1)
+    assert float(dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=0.1)) == pytest.approx(math.log1p(math.exp(-0.1)))
+
+
+def inpo_step(pi_t, pi_ref, table, eta, r):
+    """Minimise INPO's expected loss over a softmax policy, pairs (y, y') drawn from pi_t and
+    y winning with probability table[y, y']."""
+    theta = pi_t.log().clone().requires_grad_()
+    log_t, log_ref = pi_t.log(), pi_ref.log()
+    wins = pi_t[:, None] * pi_t[None, :] * table
+    optimizer = torch.optim.LBFGS([theta], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        lp = torch.log_softmax(theta, -1)
+        loss = (wins * inpo_loss(lp[:, None], lp[None, :], log_ref[:, None], log_ref[None, :],
+                                 log_t[:, None], log_t[None, :], eta, r)).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return torch.softmax(theta.detach(), -1)
+
+
+def exploitability(pi, table):
+    return float((table @ pi).max() - 0.5)
+
+
+def test_the_minimiser_is_the_mirror_descent_step():
+    rng = np.random.default_rng(0)
+    upper = rng.uniform(size=(4, 4))
+    table = torch.tensor(np.triu(upper, 1) + np.tril(1 - upper.T, -1) + 0.5 * np.eye(4))
+    pi_t = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    pi_ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    eta, r = 0.5, 1 / 3
+    closed_form = torch.softmax((1 - r) * pi_t.log() + r * pi_ref.log() + (table @ pi_t) / eta, -1)
+    assert inpo_step(pi_t, pi_ref, table, eta, r) == pytest.approx(closed_form, abs=1e-6)
+
+
+def test_inpo_reaches_the_nash_mixture_where_a_bradley_terry_reward_cannot():
+    start = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    uniform = torch.full((3,), 1 / 3, dtype=torch.float64)
+    eta, r = 0.5, 1 / 3
+
+    pi = start
+    for _ in range(30):
+        pi = inpo_step(pi, uniform, RPS, eta, r)
+    assert exploitability(pi, RPS) < 0.01  # the Nash mixture is uniform, exploitability 0
+    assert pi == pytest.approx(uniform, abs=0.02)
+
+    # RLHF with a Bradley–Terry reward fit on comparisons from the starting policy, then
+    # KL-regularised reward maximisation at the same strength (tau = r * eta).
+    scores = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    weights = start[:, None] * start[None, :]
+    fit = torch.optim.LBFGS([scores], max_iter=500, line_search_fn="strong_wolfe")
+
+    def nll():
+        fit.zero_grad()
+        loss = -(weights * RPS * torch.nn.functional.logsigmoid(scores[:, None] - scores[None, :])).sum()
+        loss = loss + 1e-4 * scores.square().sum()
+        loss.backward()
+        return loss
+
+    fit.step(nll)
+    bt_policy = torch.softmax(uniform.log() + scores.detach() / (r * eta), -1)
+    assert exploitability(bt_policy, RPS) > 0.3  # one answer dominates: it is easily beaten
+
+
+def test_knockout_finds_the_champion_and_the_worst():
+    strength = np.array([0.2, 0.9, 0.5, 0.1, 0.7])  # transitive: 1 best, 3 worst
+    table = 1 / (1 + np.exp(-(strength[:, None] - strength[None, :]) * 10))
+    assert knockout(table) == (1, 3)
+    champion, worst = knockout(RPS.numpy())
+    assert champion != worst
+    with pytest.raises(ValueError):
+        knockout(np.full((1, 1), 0.5))
+
+
+def config(tmp_path, **overrides):
+    values = {"env": {"id": "sparring/preference-v0"}, "learner": {"algorithm": "inpo", "lr": 1e-3},
+              "agent": {"max_new_tokens": 48}, "games_per_update": 12, "group_size": 4, "updates": 2,
+              "run_dir": str(tmp_path / "run"), "tensorboard": False, "plot": True, "checkpoint_every": 1,
+              "keep_checkpoints": 5}
+    return TrainConfig.from_dict(values | overrides)
+
+
+@pytest.mark.parametrize("algorithm", ["inpo", "dpo"])
+def test_preference_learners_train_the_tiny_model(tmp_path, algorithm):
+    from sparring.agents.learners import SelfPlayTrainer
+
+    trainer = SelfPlayTrainer(config(tmp_path, learner={"algorithm": algorithm, "lr": 1e-3}))
+    try:
+        before = {k: v.clone() for k, v in trainer.learner.weights().items()}
+        row = trainer.step(1)
+        assert row["prompts"] == 3 and 0 <= row["pairs"] <= 3
+        if row["pairs"]:
+            assert row["champion_p"] > 0.5 and np.isfinite(row["loss"])
+            after = trainer.learner.weights()
+            assert any(not torch.equal(before[k], after[k]) for k in before)
+    finally:
+        trainer.close()
+
+
+def test_inpo_run_keeps_every_iteration(tmp_path):
+    metrics = train(config(tmp_path))
+    assert [m["update"] for m in metrics] == [1, 2]
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["update-000001", "update-000002"]
+    assert (tmp_path / "run" / "learning_curve.png").is_file()
+
+
+def test_preference_learners_need_the_preference_game_and_groups(tmp_path):
+    with pytest.raises(ValueError, match="train=inpo"):
+        config(tmp_path, env={"id": "sparring/redteam-v0"})
+    with pytest.raises(ValueError, match="group_size >= 2"):
+        config(tmp_path, group_size=1)
