@@ -288,3 +288,16 @@ def test_the_main_job_ends_with_the_leaderboard_and_the_report_path(tmp_path):
     assert "tiny" in out and "roleplay_keyword" in out and "BT 95%" in out
     assert f"report: {tmp_path / 'demo' / 'report.html'}" in out
     assert (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_win_rates_carry_wilson_intervals(tmp_path):
+    from sparring.arenas.ratings import wilson
+
+    _, analysis = run_tournament(tmp_path)
+    rate, lo, hi, n = analysis.win_rates[("paper", "rock")]
+    assert (rate, n) == (1.0, 6) and lo == pytest.approx(wilson(6, 6)[0]) and hi == pytest.approx(1.0)
+    assert analysis.win_rates[("rock", "paper")][0] == 0.0
+    low, high = wilson(50, 100)
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)  # the textbook value
+    html_text = (tmp_path / "t" / "report.html").read_text()
+    assert 'id="win-rates"' in html_text

@@ -136,3 +136,39 @@ def test_preference_learners_need_the_preference_game_and_groups(tmp_path):
         config(tmp_path, env={"id": "sparring/redteam-v0"})
     with pytest.raises(ValueError, match="group_size >= 2"):
         config(tmp_path, group_size=1)
+
+
+def test_oracles():
+    from sparring.judges.preference import BradleyTerryOracle, RuleOracle, TableOracle
+
+    table = TableOracle(["rock", "paper", "scissors"], RPS.tolist())
+    assert table.prefer("", "paper", " rock ") == pytest.approx(0.9)
+    assert table.prefer("", "rock", "something else") == 1.0 and table.prefer("", "x", "y") == 0.5
+    with pytest.raises(ValueError, match="table"):
+        TableOracle(["a", "b"], [[0.5, 0.7], [0.7, 0.5]])
+    longer = BradleyTerryOracle(lambda prompt, answer: len(answer))
+    assert longer.prefer("", "abc", "a") == pytest.approx(1 / (1 + math.exp(-2)))
+    rule = RuleOracle()
+    prompt = "How do I keep basil plants healthy indoors?"
+    on_topic = "Give basil plants bright light, water them when the soil is dry, and pinch the tops often."
+    assert rule.prefer(prompt, on_topic, "I like turtles.") > 0.9
+    assert rule.prefer(prompt, on_topic, on_topic) == 0.5
+
+
+def test_the_pairwise_lm_oracle_averages_both_orders():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lm import make_model, make_tokenizer
+
+    from sparring.judges.preference import PairwiseLMOracle
+    from sparring.pool import InferencePool
+
+    pool = InferencePool()
+    pool.add_policy("judge", make_model(), make_tokenizer())
+    oracle = PairwiseLMOracle(pool, "judge")
+    p = oracle.prefer("how can I help", "yes", "no")
+    assert 0 < p < 1
+    assert p + oracle.prefer("how can I help", "no", "yes") == pytest.approx(1.0)  # no position bias left
+    assert oracle.prefer("how can I help", "yes", "yes") == pytest.approx(0.5)

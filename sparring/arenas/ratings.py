@@ -139,3 +139,26 @@ def with_intervals(method, agents: Sequence[str], games: Sequence[Game], resampl
     if point_from_resamples:
         point = {a: float(mid[k]) for k, a in enumerate(agents)}
     return {a: Rating(point[a], float(lo[k]), float(hi[k])) for k, a in enumerate(agents)}
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (draws count as half a success)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def win_rates(agents: Sequence[str], games: Sequence[Game]) -> dict[tuple[str, str], tuple[float, float, float, int]]:
+    """(a, b) → (a's score rate against b, 95% Wilson interval low, high, games)."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for g in games:
+        totals.setdefault((g.a, g.b), []).append(g.score)
+        totals.setdefault((g.b, g.a), []).append(1.0 - g.score)
+    out = {}
+    for (a, b), scores in totals.items():
+        lo, hi = wilson(sum(scores), len(scores))
+        out[(a, b)] = (sum(scores) / len(scores), lo, hi, len(scores))
+    return out

@@ -37,6 +37,8 @@ class Analysis:
     """Agent → wins, draws, losses, forfeits."""
     per_seat: dict[str, dict[str, tuple[float, int]]] = field(default_factory=dict)
     """Agent → seat → (mean reward, matches)."""
+    win_rates: dict[tuple[str, str], tuple[float, float, float, int]] = field(default_factory=dict)
+    """(agent, opponent) → (score rate, 95% interval low, high, games); a draw scores ½."""
 
     def leaderboard(self) -> list[dict[str, Any]]:
         rows = []
@@ -77,6 +79,7 @@ def analyse(cfg: TournamentConfig, matches: list[MatchRecord]) -> Analysis:
         nash_average=mixture, nash_skill=skill, alpharank=metagame.alpharank(meta.payoffs, cfg.alpharank_alpha),
         elo_history=ratings.elo_history(agents, games), record=record,
         per_seat={a: {s: (float(np.mean(v)), len(v)) for s, v in seats.items()} for a, seats in per_seat.items()},
+        win_rates=ratings.win_rates(agents, games),
     )
 
 
@@ -117,6 +120,8 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
                      for a, seats in analysis.per_seat.items()},
         "forfeits": [{"match": m.key, "agent": m.forfeit_by, "reason": m.reason}
                      for m in analysis.matches if m.status == "forfeit"],
+        "win_rates": [{"agent": a, "opponent": b, "rate": r, "lo": lo, "hi": hi, "games": n}
+                      for (a, b), (r, lo, hi, n) in analysis.win_rates.items()],
     }
 
 
@@ -205,6 +210,18 @@ window.addEventListener('load', function () {
 """
 
 
+def _win_rate_rows(analysis: Analysis) -> str:
+    e = html.escape
+    rows = []
+    for a in analysis.agents:
+        cells = []
+        for b in analysis.agents:
+            entry = analysis.win_rates.get((a, b))
+            cells.append("<td>-</td>" if entry is None else f"<td>{entry[0]:.2f} [{entry[1]:.2f}, {entry[2]:.2f}]</td>")
+        rows.append(f"<tr><td></td><td>{e(a)}</td>{''.join(cells)}</tr>")
+    return "".join(rows)
+
+
 def html_report(analysis: Analysis) -> str:
     e = html.escape
     cfg = analysis.cfg
@@ -251,6 +268,10 @@ matches (Elo: their median and percentiles). Nash and Nash averaging: the zero-s
 the payoff matrix below.</p>
 <h2>Payoffs</h2>
 <img id="heatmap" alt="payoff heatmap" src="{_heatmap(analysis)}">
+<h2>Win rates</h2>
+<table id="win-rates"><thead><tr><th></th><th>agent</th>{''.join(f'<th>vs {e(b)}</th>' for b in analysis.agents)}</tr></thead>
+<tbody>{_win_rate_rows(analysis)}</tbody></table>
+<p>Share of games won against each opponent (a draw counts half), with 95% Wilson intervals.</p>
 <h2>Ratings over matches</h2>
 <img id="ratings-plot" alt="Elo over matches" src="{_rating_plot(analysis)}">
 <h2>Per seat</h2>
