@@ -23,7 +23,6 @@ from sparring.arenas.ratings import games_from_matches
 from sparring.arenas.store import DB_NAME, MatchRecord, Store, StoreError
 from sparring.arenas.tournament import MatchSpec, TournamentConfig, pairing_matches, round_robin, swiss_pairs
 from sparring.envs import make
-from sparring.pool import SamplingParams
 
 
 class Forfeit(Exception):
@@ -78,7 +77,9 @@ class Roster:
         return load_policy(name, **kwargs)
 
     def _llm(self, agent: str, kwargs: dict[str, Any]) -> Policy:
-        from sparring.agents.llm import LLMPolicy
+        import dataclasses
+
+        from sparring.agents.llm import DEFAULT_SAMPLING, LLMPolicy
 
         base_url = kwargs.pop("base_url", None)
         api_key = kwargs.pop("api_key", None)
@@ -93,7 +94,7 @@ class Roster:
                 from sparring.pool import RemotePool
 
                 self._pools[base_url] = RemotePool(base_url, api_key=api_key)
-        return LLMPolicy(model, pool=self._pools[base_url], sampling=SamplingParams(**sampling),
+        return LLMPolicy(model, pool=self._pools[base_url], sampling=dataclasses.replace(DEFAULT_SAMPLING, **sampling),
                          name=agent, **kwargs)
 
     def check(self, seats: Sequence[str]) -> None:
