@@ -49,3 +49,15 @@ def test_selfplay_learning_prints_before_and_after_as_json(tmp_path):
     assert summary["updates"] >= 1
     assert (tmp_path / "run" / "learning_curve.png").is_file()
     assert "defender_reward" in out.stdout
+
+
+def test_inpo_learning_prints_win_rates_as_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "inpo_learning.py"), "--json", "--iterations", "1", "--prompts", "2",
+         "--answers", "2", "--games", "2", "--run-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    entry = summary["win_rate_vs_initial"]["iter1"]
+    assert entry["lo"] <= entry["rate"] <= entry["hi"] and entry["games"] == 4
+    assert (tmp_path / "inpo-iterates" / "report.html").is_file()
