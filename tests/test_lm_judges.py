@@ -56,3 +56,17 @@ def test_guard_scorer_reads_first_token_logprobs():
 def test_probability_unsafe_is_stable():
     assert probability_unsafe(-1000.0, -1001.0) == pytest.approx(1 / (1 + math.exp(-1)))
     assert probability_unsafe(math.log(0.2), math.log(0.2)) == pytest.approx(0.5)
+
+
+def test_judge_calls_of_concurrent_games_are_batched_together():
+    """The judge runs inside each game's (synchronous) step; the rollout steps such games off
+    the event loop, so their judge requests meet in the pool and run as one batch."""
+    from sparring.agents import play_many
+
+    pool = InferencePool()
+    pool.add_policy("guard", make_model(), make_tokenizer())
+    judge = WildGuardJudge(pool, "guard", template="user {prompt} answer {response}", max_new_tokens=4)
+    seats = {"attacker": load_policy("redteam.roleplay"), "defender": load_policy("redteam.comply")}
+    episodes = asyncio.run(play_many(lambda: make("sparring/redteam-v0", judge=judge), seats, range(16)))
+    assert len(episodes) == 16 and pool.stats.requests == 16
+    assert max(pool.stats.batch_sizes) >= 8  # one at a time before: every call was its own batch

@@ -15,6 +15,7 @@ from typing import Any
 from pettingzoo import AECEnv
 
 from sparring.agents.base import Action, Policy
+from sparring.pool.loops import call_off_loop
 
 
 @dataclass
@@ -66,6 +67,7 @@ async def play(
     for i, agent in enumerate(env.possible_agents):
         seats[agent].seed(None if base is None else base * 1000 + i)
     episode = Episode(seed, {a: seats[a].name for a in env.possible_agents})
+    slow = getattr(env.unwrapped.game, "slow_resolve", False)
     totals = {a: 0.0 for a in env.possible_agents}
     terms: dict[str, dict[str, float]] = {a: {} for a in env.possible_agents}
     for agent in env.agent_iter():
@@ -75,7 +77,10 @@ async def play(
             env.step(None)
             continue
         action: Action = await seats[agent].act(agent, observation)
-        env.step(action.text)
+        if slow:  # the step may call an LM judge: off the loop, its request joins the pool's batches
+            await call_off_loop(env.step, action.text)
+        else:
+            env.step(action.text)
         episode.turns.append(
             Turn(agent, observation["text"], action.text, action.generation, env.infos[agent]["invalid"])
         )

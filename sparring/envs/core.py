@@ -109,6 +109,9 @@ class LanguageGame(ABC):
     max_output_chars: int = 8192
     #: One line shown by ``sparring envs``.
     description: str = ""
+    #: ``resolve`` waits on a model (an LM judge or oracle): the rollout engine then steps the
+    #: game in a worker thread, so the model calls of many games are batched together.
+    slow_resolve: bool = False
 
     def reset(self, rng: np.random.Generator, options: dict[str, Any] | None = None) -> None:
         self.rng = rng

@@ -127,7 +127,7 @@ class PairwiseLMOracle:
         return 0.5 * (forward + (1.0 - backward))
 
     def prefer(self, prompt: str, a: str, b: str) -> float:
-        from sparring.judges.lm import run_blocking
+        from sparring.pool.loops import run_blocking
 
         return run_blocking(self.aprefer(prompt, a, b))
 

@@ -93,6 +93,7 @@ class PreferenceGame(LanguageGame):
     def __init__(self, config: PreferenceConfig | None = None, oracle: PreferenceOracle | str | None = None):
         self.config = config or PreferenceConfig()
         self.oracle = resolve_oracle(oracle)
+        self.slow_resolve = hasattr(self.oracle, "aprefer")  # an LM oracle asks the pool
         self.prompts = load_prompts(self.config.prompts)
         self.possible_agents = tuple(f"player_{i}" for i in range(self.config.num_players))
         self.hidden_cot = self.config.hidden_cot

@@ -63,6 +63,7 @@ class RedTeamGame(LanguageGame):
         self.judge = judge if judge is not None else _default_judge()
         if not isinstance(self.judge, Judge):
             raise TypeError(f"judge={self.judge!r} has no judge(prompt, response) method")
+        self.slow_resolve = hasattr(self.judge, "ajudge")  # an LM judge asks the pool
         self.hidden_cot = self.config.hidden_cot
         self.max_output_chars = self.config.max_output_chars
         seeds = load_seeds(self.config.seeds)
