@@ -72,3 +72,9 @@ def test_minilm_embedding_diversity():
     near = ["How do I bake bread?", "What is the way to bake a loaf of bread?"]
     far = ["How do I bake bread?", "Explain the tax rules for offshore shipping companies."]
     assert 0 < embedding_diversity(near, embed) < embedding_diversity(far, embed)
+
+
+def test_a_missing_local_model_is_named_not_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        resolve_model("runs/inpo/checkpoints/update-000009")
+    assert resolve_model("org/name") == "org/name"  # a hub id passes through

@@ -48,6 +48,9 @@ def resolve_model(model: str | Path) -> Path | str:
         path = path / "model"
     if path.exists() and not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
         raise FileNotFoundError(f"{model}: no model here (expected config.json or adapter_config.json)")
+    if not path.exists() and (str(model).count("/") != 1 or str(model).startswith((".", "/", "~"))):
+        raise FileNotFoundError(f"model {str(model)!r} not found: not a directory here, and not a hub id "
+                                "(hub ids look like 'org/name')")
     return path if path.exists() else str(model)
 
 
