@@ -204,7 +204,20 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in run_dir from its last checkpoint")] = False,
 ) -> None:
     """Train LLM policies by self-play (REINFORCE++ or GRPO); checkpoints, metrics.jsonl,
-    TensorBoard events and a learning curve go to run_dir."""
+    TensorBoard events and a learning curve go to run_dir. With engine=rllib: RLlib PPO on a
+    game's discrete view (configs/rllib.yaml; e.g. engine=rllib rllib=redteam)."""
+    if "engine=rllib" in (overrides or []):
+        from sparring.agents.rllib import train_rllib
+
+        values = _compose("rllib", [o for o in overrides if o != "engine=rllib"])
+        try:
+            metrics = train_rllib(values, resume=resume)
+        except _CONFIG_ERRORS as e:
+            raise _fail(str(e)) from e
+        last = metrics[-1]["update"] if metrics else 0
+        console.print(f"trained {last} iterations; checkpoints, metrics.jsonl and learning_curve.png in "
+                      f"{values['run_dir']}")
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sparring.agents.learners import SelfPlayTrainer, TrainConfig
@@ -317,7 +330,13 @@ def _finish(tournament, progress_done: int = 0) -> None:
 
 
 def _play(tournament, use_ray: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from sparring.arenas.ratings import games_from_matches
 

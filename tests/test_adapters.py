@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
-
 from lm import make_model, make_tokenizer
+
 from sparring.pool import GenerationRequest, InferencePool, SamplingParams
 
 peft = pytest.importorskip("peft")

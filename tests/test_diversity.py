@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from sparring.envs.redteam.diversity import embedding_diversity, revision_similarity, self_bleu_diversity
+from sparring.envs.redteam.diversity import (
+    embedding_diversity,
+    revision_similarity,
+    self_bleu_diversity,
+)
 
 
 def test_self_bleu_known_answers():

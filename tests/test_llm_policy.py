@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
-
 from lm import make_model, make_tokenizer
+
 from sparring.agents import play, play_many
 from sparring.agents.llm import LLMPolicy
 from sparring.envs import make

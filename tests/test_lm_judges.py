@@ -4,8 +4,8 @@ import asyncio
 import math
 
 import pytest
-
 from lm import make_model, make_tokenizer
+
 from sparring.agents import load_policy, play
 from sparring.envs import make
 from sparring.judges.lm import GuardScorer, WildGuardJudge, probability_unsafe

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 import torch
-
 from lm import make_model, make_tokenizer
+
 from sparring.pool import (
     BackendError,
     GenerationRequest,

@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
-
 from lm import make_model, make_tokenizer
+
 from sparring.pool import BackendError, GenerationRequest, InvalidRequestError, SamplingParams
 
 ray = pytest.importorskip("ray")

@@ -27,6 +27,7 @@ POLICIES: dict[str, tuple[str, str]] = {
     "matrix.random": ("sparring.agents.scripted.matrix:RandomPolicy", "a uniformly random legal move"),
     "matrix.tit_for_tat": ("sparring.agents.scripted.matrix:TitForTat", "opens nicely, then copies the opponent's last move"),
     "random": ("sparring.agents.scripted.common:RandomTextPolicy", "random text from the action space (a fuzzer)"),
+    "rllib": ("sparring.agents.rllib:RLlibPolicy", "an RLlib policy on a game's discrete view (checkpoint=RUN_OR_CHECKPOINT, policy_id=ID)"),
 }
 
 

@@ -21,7 +21,13 @@ from sparring.agents.registry import load_policy
 from sparring.agents.rollout import play
 from sparring.arenas.ratings import games_from_matches
 from sparring.arenas.store import DB_NAME, MatchRecord, Store, StoreError
-from sparring.arenas.tournament import MatchSpec, TournamentConfig, pairing_matches, round_robin, swiss_pairs
+from sparring.arenas.tournament import (
+    MatchSpec,
+    TournamentConfig,
+    pairing_matches,
+    round_robin,
+    swiss_pairs,
+)
 from sparring.envs import make
 
 

@@ -6,7 +6,16 @@
 """
 
 from sparring.envs.core import LanguageAECEnv, LanguageGame, LanguageParallelEnv, Move, Outcome
-from sparring.envs.registry import GAMES, VIEWS, GameSpec, UnknownGameError, make, register_game, register_view, spec
+from sparring.envs.registry import (
+    GAMES,
+    VIEWS,
+    GameSpec,
+    UnknownGameError,
+    make,
+    register_game,
+    register_view,
+    spec,
+)
 from sparring.envs.spaces import Utterance
 
 register_game(

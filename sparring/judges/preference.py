@@ -21,7 +21,6 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 
-
 @runtime_checkable
 class PreferenceOracle(Protocol):
     def prefer(self, prompt: str, a: str, b: str) -> float:

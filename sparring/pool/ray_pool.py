@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from sparring.pool.pool import InferencePool, PoolConfig
-from sparring.pool.types import BackendError, Generation, GenerationRequest, InvalidRequestError, PoolError
+from sparring.pool.types import (
+    BackendError,
+    Generation,
+    GenerationRequest,
+    InvalidRequestError,
+    PoolError,
+)
 
 
 class _Replica:

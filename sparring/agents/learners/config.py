@@ -90,7 +90,7 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
-            object.__setattr__(self, "lora", _build(LoraSettings, self.lora, "learner.lora"))
+            object.__setattr__(self, "lora", build_config(LoraSettings, self.lora, "learner.lora"))
         problems = []
         if self.algorithm not in ALGORITHMS:
             problems.append(f"learner.algorithm={self.algorithm!r} is unknown; use one of {ALGORITHMS}")
@@ -151,7 +151,7 @@ class TrainConfig:
         for name, kind in (("agent", AgentConfig), ("pool", PoolSettings), ("learner", LearnerConfig)):
             value = getattr(self, name)
             if isinstance(value, dict):
-                object.__setattr__(self, name, _build(kind, value, name))
+                object.__setattr__(self, name, build_config(kind, value, name))
         if self.learn_roles is not None:
             object.__setattr__(self, "learn_roles", tuple(self.learn_roles))
         problems = []
@@ -176,13 +176,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        return _build(cls, values, "train")
+        return build_config(cls, values, "train")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _build(kind, values: dict[str, Any], where: str):
+def build_config(kind, values: dict[str, Any], where: str):
+    """``kind(**values)``, naming unknown fields (a typo in an override) with the known ones."""
     known = {f.name for f in fields(kind)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -128,29 +128,34 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in read_metrics_lines(Path(path))]
 
 
-def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Mean reward per role over updates (raw and a running mean) as a PNG."""
+def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str = "",
+                        keys: list[str] | None = None, xlabel: str = "update", ylabel: str | None = None) -> Path:
+    """Metrics over updates as a PNG, raw and as a running mean: by default the reward of
+    each role (or, for preference learners, answer validity and the oracle's certainty)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    if keys is None:
+        keys = sorted({k for row in metrics for k in row if k.startswith("reward/")})
+        ylabel = ylabel or "mean reward of trained moves"
+        if not keys:  # preference learners: how often answers are well-formed, how sure the oracle is
+            keys = [k for k in ("valid_format", "champion_p") if any(k in row for row in metrics)]
+            ylabel = "share / probability"
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    keys = sorted({k for row in metrics for k in row if k.startswith("reward/")})
-    ylabel = "mean reward of trained moves"
-    if not keys:  # preference learners: how often answers are well-formed, how sure the oracle is
-        keys = [k for k in ("valid_format", "champion_p") if any(k in row for row in metrics)]
-        ylabel = "share / probability"
     for key in keys:
         points = [(row["update"], row[key]) for row in metrics if key in row]
+        if not points:
+            continue
         xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float)
         window = max(1, len(ys) // 10)
         smooth = np.convolve(ys, np.ones(window) / window, mode="valid")
         line, = ax.plot(xs, ys, alpha=0.3)
-        ax.plot(xs[window - 1:], smooth, color=line.get_color(), label=key.removeprefix("reward/"))
-    ax.set_xlabel("update")
-    ax.set_ylabel(ylabel)
+        ax.plot(xs[window - 1:], smooth, color=line.get_color(), label=key.split("/", 1)[-1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or "")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if keys:

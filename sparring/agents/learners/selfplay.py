@@ -33,7 +33,12 @@ from sparring.agents.learners.losses import (
 )
 from sparring.agents.learners.model import Batch, LearnerModel
 from sparring.agents.learners.preference import PREFERENCE_ALGORITHMS, PreferenceIteration
-from sparring.agents.learners.runlog import Checkpoints, MetricsLog, plot_learning_curve, read_metrics
+from sparring.agents.learners.runlog import (
+    Checkpoints,
+    MetricsLog,
+    plot_learning_curve,
+    read_metrics,
+)
 from sparring.agents.llm import LLMPolicy, ensure_policy, resolve_model
 from sparring.agents.registry import load_policy
 from sparring.agents.rollout import Episode, play_many
