@@ -19,6 +19,8 @@ def ray_pool(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
     make_model().save_pretrained(path)
     make_tokenizer().save_pretrained(path)
+    if ray.is_initialized():  # left by another test module: start a cluster of our own size
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     pool = RayPool({"p": path}, replicas=2, num_cpus_per_replica=0.5)
     yield pool

@@ -101,6 +101,14 @@ def test_rllibs_env_runner_samples_the_plain_pettingzoo_wrapper():
     runner.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _ray_shut_down_afterwards():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def tft_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("rllib") / "tft"
