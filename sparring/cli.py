@@ -1,4 +1,4 @@
-"""The ``sparring`` command: list games and agents, play a game in the terminal, run the demo."""
+"""The ``sparring`` command: games and agents, play, serve, train, evaluate, tournaments."""
 
 from __future__ import annotations
 
@@ -130,8 +130,9 @@ def serve(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     max_batch_size: Annotated[int, typer.Option(help="most requests batched together")] = 64,
 ) -> None:
-    """Serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,
-    /v1/models, /v1/weights, /health) backed by one batching pool."""
+    """Serve models over an OpenAI-compatible HTTP API backed by one batching pool.
+
+    Routes: /v1/completions, /v1/chat/completions, /v1/models, /v1/weights, /health."""
     from sparring.pool import InferencePool, PoolConfig
     from sparring.pool.server import run_server
 
@@ -184,7 +185,7 @@ def _compose(config_name: str, overrides: list[str] | None) -> dict[str, Any]:
 def demo(
     overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. games=4")] = None,
 ) -> None:
-    """The main CPU job: scripted agents play short batches of every game; results as tables."""
+    """Scripted agents and the tiny model play short batches of every game, as tables."""
     from sparring.arenas.demo import DemoConfig, run_demo, tables
 
     values = _compose("demo", overrides)
@@ -203,9 +204,11 @@ def train(
         help="Hydra overrides of configs/train.yaml, e.g. updates=20 learner=grpo group_size=4")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in run_dir from its last checkpoint")] = False,
 ) -> None:
-    """Train LLM policies by self-play (REINFORCE++ or GRPO); checkpoints, metrics.jsonl,
-    TensorBoard events and a learning curve go to run_dir. With engine=rllib: RLlib PPO on a
-    game's discrete view (configs/rllib.yaml; e.g. engine=rllib rllib=redteam)."""
+    """Train policies: self-play (REINFORCE++, GRPO), INPO/DPO, or RLlib PPO (engine=rllib).
+
+    Checkpoints, metrics.jsonl, TensorBoard events and a learning curve go to run_dir.
+    Recipes: configs/train/ (train=selfplay | inpo); with engine=rllib, configs/rllib/
+    (e.g. engine=rllib rllib=redteam)."""
     if "engine=rllib" in (overrides or []):
         from sparring.agents.rllib import train_rllib
 
@@ -260,9 +263,10 @@ def eval_(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Evaluate a red-teaming model on held-out seeds against the scripted attackers and
-    defenders: defender safety and compliance, attacker success, diversity (mean ± std over
-    evaluation seeds)."""
+    """Evaluate a red-teaming model against the scripted agents on held-out seeds.
+
+    Reports defender safety and compliance, attacker success and attack diversity, as mean ±
+    std over evaluation seeds."""
     import json
 
     from rich.table import Table
