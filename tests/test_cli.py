@@ -128,4 +128,4 @@ def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path):
             assert json.load(r)["choices"][0]["finish_reason"] == "length"
     finally:
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0
+        assert server.wait(timeout=60) == 0

@@ -406,7 +406,8 @@ async def serve(pool: InferencePool, host: str = "127.0.0.1", port: int = 8000, 
     if host not in LOOPBACK and not api_key:
         log.warning("serving on %s without an API key: anyone who reaches this port can generate "
                     "and load checkpoints; pass an api_key", host)
-    runner = web.AppRunner(build_app(pool, api_key))
+    # On Ctrl-C, requests in flight get a few seconds to finish; aiohttp's default is a minute.
+    runner = web.AppRunner(build_app(pool, api_key), shutdown_timeout=5.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
