@@ -31,3 +31,17 @@ def make_model(seed: int = 0, vocab_size: int | None = None) -> LlamaForCausalLM
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
                          pad_token_id=0, eos_token_id=1, bos_token_id=None, tie_word_embeddings=True)
     return LlamaForCausalLM(config).eval()
+
+
+def teacher_forced(model, gen, sampling):
+    """Logprobs of the generated tokens from one forward pass over prompt + completion, under
+    the distribution they were drawn from."""
+    ids = torch.tensor([list(gen.prompt_ids) + list(gen.completion_ids)])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(gen.prompt_ids) - 1: -1].float()
+    if not sampling.greedy:
+        logits = logits / sampling.temperature
+        if sampling.top_k:
+            kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(gen.completion_ids)[:, None])[:, 0].tolist()

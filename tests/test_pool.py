@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 import torch
-from lm import make_model, make_tokenizer
+from lm import make_model, make_tokenizer, teacher_forced
 
 from sparring.pool import (
     BackendError,
@@ -52,16 +52,7 @@ def test_logprobs_equal_a_teacher_forced_forward_pass(pool, sampling):
 
     model = pool.models["p"].model
     for gen in run(main()):
-        ids = torch.tensor([list(gen.prompt_ids) + list(gen.completion_ids)])
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, len(gen.prompt_ids) - 1: -1].float()
-        if not sampling.greedy:
-            logits = logits / sampling.temperature
-            if sampling.top_k:
-                kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-        expected = torch.log_softmax(logits, -1).gather(1, torch.tensor(gen.completion_ids)[:, None])[:, 0]
-        assert list(gen.logprobs) == pytest.approx(expected.tolist(), abs=1e-4)
+        assert list(gen.logprobs) == pytest.approx(teacher_forced(model, gen, sampling), abs=1e-4)
 
 
 def test_seeded_sampling_is_reproducible_and_batch_independent(pool):

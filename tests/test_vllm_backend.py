@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lm import teacher_forced
 
 from sparring.models import PREFILL, TINY_MODEL
 from sparring.pool import (
@@ -169,20 +170,6 @@ def hf():
 
     model = AutoModelForCausalLM.from_pretrained(TINY_MODEL, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(TINY_MODEL)
-
-
-def teacher_forced(model, gen, sampling):
-    """Logprobs of the generated tokens from one forward pass over prompt + completion, under
-    the distribution they were drawn from."""
-    ids = torch.tensor([list(gen.prompt_ids) + list(gen.completion_ids)])
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0, len(gen.prompt_ids) - 1: -1].float()
-    if not sampling.greedy:
-        logits = logits / sampling.temperature
-        if sampling.top_k:
-            kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.log_softmax(logits, -1).gather(1, torch.tensor(gen.completion_ids)[:, None])[:, 0].tolist()
 
 
 @needs_vllm_gpu
