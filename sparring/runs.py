@@ -1,0 +1,358 @@
+"""Runs on disk: one module for every trainer's run directory, checkpoints and weights.
+
+A run directory holds
+
+- ``config.json``: the recipe the run was started with;
+- ``metrics.jsonl``: one line per update, flushed as written (a line cut by a kill is skipped);
+- ``checkpoints/update-NNNNNN/``: whatever the trainer saves (``model/`` loads with
+  ``from_pretrained``; an RLlib run saves ``algorithm/``) plus ``trainer_state.json``. A
+  checkpoint is built under a ``.partial`` name and renamed into place, then ``latest`` (the
+  name of the newest complete one) is replaced atomically, so a kill at any moment loses
+  nothing and never leaves a half-written checkpoint where a reader would look;
+- ``tensorboard/`` and ``learning_curve.png``.
+
+:class:`Run` opens a directory for a new run (refusing one that already holds a run) or for
+resuming (refusing a recipe that differs in anything but the fields the trainer allows to
+change). :func:`resolve_model` says where a model named by a spec lives: ``tiny``, a model
+directory, a saved LoRA adapter, a checkpoint or a whole run. :func:`read_safetensors` loads
+weights from a file or a directory. Paths are made absolute here: Ray and RLlib resolve
+relative paths against their own working directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparring.errors import ModelNotFoundError, RunError
+from sparring.paths import TINY_MODEL
+
+LATEST = "latest"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+STATE = "trainer_state.json"
+
+
+# -- files written atomically ----------------------------------------------------------------
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` next to ``path`` and move it into place (readers never see half a file)."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    partial.replace(path)
+
+
+# -- where models and checkpoints are --------------------------------------------------------
+def _pointed(run_dir: Path) -> Path | None:
+    """The checkpoint a run's ``latest`` pointer names (``None`` without a pointer)."""
+    pointer = run_dir / LATEST
+    if not pointer.is_file():
+        return None
+    return run_dir / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run directory (``None`` before the first)."""
+    path = _pointed(Path(run_dir))
+    if path is not None and not (path / STATE).is_file():
+        raise RunError(f"{Path(run_dir) / LATEST} names {path}, which is not a complete checkpoint; "
+                       "the run directory was changed by hand")
+    return path
+
+
+def checkpoint_of(path: str | Path) -> Path:
+    """A checkpoint directory given itself or its run directory (the checkpoint its
+    ``latest`` pointer names), as an absolute path."""
+    path = Path(path).expanduser()
+    pointed = _pointed(path)
+    return (pointed if pointed is not None and pointed.is_dir() else path).resolve()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model lives: ``path`` (a local directory) or ``hub_id`` (a Hugging Face id);
+    for a saved LoRA adapter, ``base`` is the spec of the model it adapts."""
+
+    spec: str
+    path: Path | None = None
+    hub_id: str | None = None
+    base: str | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path) if self.path is not None else str(self.hub_id)
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base is not None
+
+
+def resolve_model(spec: str | Path) -> ModelSource:
+    """Where the model named by ``spec`` lives: ``tiny`` (the shipped model), a model
+    directory (``config.json``), a saved LoRA adapter (``adapter_config.json``), a training
+    checkpoint (its ``model/``) or run (its latest checkpoint); anything else that looks like
+    ``org/name`` and is not a local path is taken for a Hugging Face id."""
+    text = str(spec)
+    if text == "tiny":
+        return ModelSource(text, path=TINY_MODEL)
+    path = checkpoint_of(text)
+    if (path / "model").is_dir():
+        path = path / "model"
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base = config.get("base_model_name_or_path")
+        if not base:
+            raise ModelNotFoundError(f"{text}: the adapter's adapter_config.json names no base_model_name_or_path")
+        return ModelSource(text, path=path, base=str(base))
+    if (path / "config.json").is_file():
+        return ModelSource(text, path=path)
+    if path.exists():
+        raise ModelNotFoundError(f"{text}: no model here (expected config.json, adapter_config.json, a "
+                                 "checkpoint's model/ or a run's latest checkpoint)")
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and " " not in text:
+        return ModelSource(text, hub_id=text)
+    raise ModelNotFoundError(f"model {text!r} not found: no such directory, and not a hub id (hub ids look like "
+                             "'org/name'); give 'tiny', a model directory, a checkpoint or a run directory")
+
+
+# -- safetensors weights ---------------------------------------------------------------------
+def safetensors_files(path: str | Path) -> list[Path]:
+    """The safetensors files of a checkpoint: one file, or every ``*.safetensors`` of a
+    directory."""
+    path = Path(path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() and f.suffix == ".safetensors" for f in files):
+        raise ModelNotFoundError(f"no safetensors checkpoint at {path}")
+    return files
+
+
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """Every tensor of a safetensors file or directory, on the CPU."""
+    from safetensors.torch import load_file
+
+    state: dict[str, Any] = {}
+    for f in safetensors_files(path):
+        state.update(load_file(str(f)))
+    return state
+
+
+def safetensors_shapes(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's tensors as empty meta tensors of their shapes (only headers are read)."""
+    import torch
+    from safetensors import safe_open
+
+    shapes = {}
+    for f in safetensors_files(path):
+        with safe_open(str(f), framework="pt") as handle:
+            for key in handle.keys():
+                shapes[key] = torch.empty(handle.get_slice(key).get_shape(), device="meta")
+    return shapes
+
+
+# -- a run -----------------------------------------------------------------------------------
+def saved_config(run_dir: str | Path) -> dict[str, Any]:
+    """The recipe a run was started with (its ``config.json``)."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise RunError(f"nothing to resume in {Path(run_dir)} (no {CONFIG}); start the run without --resume")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class Run:
+    """A run directory opened for a trainer. ``Run(dir, config, resume=...)`` refuses to
+    start over a run, or to resume one with another recipe; :attr:`start` is the checkpoint
+    to resume from (``None``: start from scratch, also when a resumed run was killed before
+    its first checkpoint)."""
+
+    def __init__(self, directory: str | Path, config: dict[str, Any], *, resume: bool,
+                 resumable: Iterable[str] = (), keep: int = 2, tensorboard: bool = False):
+        self.dir = Path(directory).expanduser().resolve()
+        self.keep = keep
+        self.config = json.loads(json.dumps(config))
+        if resume:
+            before = saved_config(self.dir)
+            allowed = set(resumable)
+            changed = sorted(k for k in set(before) | set(self.config)
+                             if k not in allowed and before.get(k) != self.config.get(k))
+            if changed:
+                raise RunError(f"resuming {self.dir} with a different {', '.join(changed)}: only "
+                               f"{', '.join(sorted(allowed))} may change when a run resumes")
+            self.start = latest_checkpoint(self.dir)
+        else:
+            metrics = self.dir / METRICS
+            if latest_checkpoint(self.dir) is not None or (metrics.is_file() and metrics.stat().st_size):
+                raise RunError(f"{self.dir} already holds a run; resume it (--resume) or choose another run_dir=")
+            self.start = None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / CONFIG, json.dumps(self.config, indent=1))
+        self.state: dict[str, Any] = (json.loads((self.start / STATE).read_text(encoding="utf-8"))
+                                      if self.start is not None else {"update": 0, "elapsed_s": 0.0})
+        self._tensorboard = tensorboard
+        self._metrics: MetricsLog | None = None
+
+    @property
+    def metrics(self) -> MetricsLog:
+        """``metrics.jsonl`` (and TensorBoard), opened at the first row: lines of updates after
+        the checkpoint being resumed are dropped then, since those updates are redone."""
+        if self._metrics is None:
+            self._metrics = MetricsLog(self.dir, self._tensorboard, resume_after=self.update if self.start else None)
+        return self._metrics
+
+    @property
+    def update(self) -> int:
+        """Updates done by the checkpoint this run continues from."""
+        return int(self.state["update"])
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_path(self, update: int) -> Path:
+        return self.dir / "checkpoints" / f"update-{update:06d}"
+
+    def latest(self) -> Path | None:
+        return latest_checkpoint(self.dir)
+
+    def begin_checkpoint(self, update: int) -> Path:
+        """A fresh directory to write checkpoint ``update`` into; :meth:`commit` publishes it."""
+        partial = self.checkpoint_path(update).with_name(self.checkpoint_path(update).name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)  # left by a run killed while saving
+        partial.mkdir(parents=True)
+        return partial
+
+    def commit(self, partial: Path, update: int, state: dict[str, Any]) -> Path:
+        """Publish a checkpoint: its state, its final name, then the ``latest`` pointer."""
+        atomic_write_text(partial / STATE, json.dumps({"update": update, **state}, indent=1))
+        final = self.checkpoint_path(update)
+        if final.exists():  # an older run reached this update before being resumed from earlier
+            shutil.rmtree(final)
+        partial.rename(final)
+        atomic_write_text(self.dir / LATEST, final.name + "\n")
+        done = sorted(p for p in final.parent.glob("update-*") if not p.name.endswith(".partial"))
+        for old in done[: -self.keep]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def is_saved(self, update: int) -> bool:
+        return self.latest() == self.checkpoint_path(update)
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+
+    def finish(self, title: str, plot: bool = True, **curve: Any) -> list[dict[str, Any]]:
+        """Close the metrics and (``plot``) draw ``learning_curve.png``; ``curve`` goes to
+        :func:`plot_learning_curve`. Returns every metrics row."""
+        self.close()
+        rows = read_metrics(self.dir / METRICS) if (self.dir / METRICS).is_file() else []
+        if plot and rows:
+            plot_learning_curve(rows, self.dir / "learning_curve.png", title, **curve)
+        return rows
+
+
+# -- metrics ---------------------------------------------------------------------------------
+class MetricsLog:
+    """``metrics.jsonl`` plus (optionally) TensorBoard events."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_after: int | None = None):
+        self.path = run_dir / METRICS
+        if resume_after is not None:
+            self._truncate(resume_after)
+        elif self.path.exists():
+            self.path.unlink()
+        self.file = self.path.open("a", encoding="utf-8")
+        self.writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            # purge_step hides the events of updates that are being redone after a resume.
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"),
+                                        purge_step=None if resume_after is None else resume_after + 1)
+
+    def _truncate(self, last_update: int) -> None:
+        """Keep the lines of updates up to the checkpoint being resumed: later ones are redone."""
+        if not self.path.exists():
+            return
+        kept = [line for line in read_metrics_lines(self.path) if json.loads(line)["update"] <= last_update]
+        atomic_write_text(self.path, "".join(kept))
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "update" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, row["update"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def read_metrics_lines(path: Path) -> Iterator[str]:
+    """Complete lines of a metrics file (a line cut by a kill is skipped)."""
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n") and line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                yield line
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file, or of a run directory's."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS
+    return [json.loads(line) for line in read_metrics_lines(path)]
+
+
+def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str = "", keys: list[str] | None = None,
+                        xlabel: str = "update", ylabel: str | None = None, prefix: str = "reward/") -> Path:
+    """Metrics over updates as a PNG, raw and as a running mean: ``keys``, or every metric
+    named ``prefix…`` (by default the reward of each role; when there is none, answer validity
+    and the oracle's certainty)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if keys is None:
+        keys = sorted({k for row in metrics for k in row if k.startswith(prefix)})
+        ylabel = ylabel or "mean reward of trained moves"
+        if not keys:  # preference learners: how often answers are well-formed, how sure the oracle is
+            keys = [k for k in ("valid_format", "champion_p") if any(k in row for row in metrics)]
+            ylabel = "share / probability"
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key in keys:
+        points = [(row["update"], row[key]) for row in metrics if key in row]
+        if not points:
+            continue
+        xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float)
+        window = max(1, len(ys) // 10)
+        smooth = np.convolve(ys, np.ones(window) / window, mode="valid")
+        line, = ax.plot(xs, ys, alpha=0.3)
+        ax.plot(xs[window - 1:], smooth, color=line.get_color(), label=key.split("/", 1)[-1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or "")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if keys:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,103 @@
+"""Single-agent Gymnasium views of the games: one seat learns, the others are frozen policies.
+
+``gymnasium.make("sparring:sparring/RedTeamDefender-v0", opponent="redteam.roleplay")``
+gives a plain ``gymnasium.Env`` whose observations and actions are the seat's own (a
+``Dict`` with text; text actions). Opponents are any policy spec
+(:mod:`sparring.agents.resolve`): a :class:`~sparring.agents.Policy` object, a registered
+name, ``module:Class``, a model or a run. They are reseeded from the env's generator at
+every reset, so a seeded reset replays exactly, and they move through the rollout engine's
+own turn (:func:`sparring.agents.rollout.advance`). One step of the view is one move of the
+learning seat; its reward is everything the seat earned until its next move (or the end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium
+
+from sparring.agents import PolicySpec, load_policy
+from sparring.agents.rollout import advance
+from sparring.envs.registry import make
+from sparring.errors import ConfigError
+from sparring.sync import run_sync
+
+
+class SingleAgentView(gymnasium.Env):
+    """``game_id`` from ``agent``'s seat; ``opponents`` maps every other seat to a policy
+    spec. ``game_kwargs`` go to the game (the id is positional-only, so a game argument may
+    be called ``game``, as matrix-v0's is)."""
+
+    metadata = {"render_modes": ["human", "ansi"]}
+
+    def __init__(self, game_id: str, agent: str, opponents: Mapping[str, PolicySpec], /,
+                 render_mode: str | None = None, **game_kwargs: Any):
+        self._env = make(game_id, raw=True, render_mode=render_mode, **game_kwargs)
+        if agent not in self._env.possible_agents:
+            raise ConfigError(f"agent={agent!r} is not a seat of {game_id}; seats: {self._env.possible_agents}")
+        self.agent = agent
+        self.render_mode = render_mode
+        others = [a for a in self._env.possible_agents if a != agent]
+        missing = set(others) - set(opponents)
+        if missing:
+            raise ConfigError(f"no opponent policy for seat(s) {sorted(missing)} of {game_id}")
+        self.opponents = {a: load_policy(opponents[a]) for a in others}
+        self.observation_space = self._env.observation_space(agent)
+        self.action_space = self._env.action_space(agent)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        game_seed = int(self.np_random.integers(2**31))
+        self._env.reset(seed=game_seed, options=options)
+        for i, policy in enumerate(self.opponents.values(), 1):
+            policy.seed(game_seed + i)
+        observation, _, terminated, _, info = self._advance()
+        if terminated:
+            raise ConfigError(f"the game ended before {self.agent} had a move; check the game's options")
+        return observation, info
+
+    def step(self, action: Any):
+        self._env.step(action)
+        return self._advance()
+
+    def _advance(self):
+        """Let the frozen seats play until it is this seat's move or the game is over."""
+        run_sync(advance(self._env, self.opponents))
+        if self._env.agent_selection != self.agent:
+            raise RuntimeError(f"{self.agent} left the game without being told it ended")
+        observation, reward, terminated, truncated, info = self._env.last()
+        return observation, float(reward), terminated, truncated, info
+
+    def render(self):
+        return self._env.render()
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class RedTeamDefenderEnv(SingleAgentView):
+    """``sparring/redteam-v0`` from the defender's seat; ``opponent`` plays the attacker."""
+
+    def __init__(self, opponent: PolicySpec = "redteam.roleplay", render_mode: str | None = None, **game_kwargs: Any):
+        super().__init__("sparring/redteam-v0", "defender", {"attacker": opponent}, render_mode, **game_kwargs)
+
+
+class RedTeamAttackerEnv(SingleAgentView):
+    """``sparring/redteam-v0`` from the attacker's seat; ``opponent`` plays the defender.
+    Every game is revised (``revise_fraction=1``): in verbatim games the attacker has no move."""
+
+    def __init__(self, opponent: PolicySpec = "redteam.keyword", render_mode: str | None = None, **game_kwargs: Any):
+        game_kwargs.setdefault("revise_fraction", 1.0)
+        if game_kwargs["revise_fraction"] != 1.0:
+            raise ConfigError("the attacker view needs revise_fraction=1.0: in verbatim games the attacker has no move")
+        super().__init__("sparring/redteam-v0", "attacker", {"defender": opponent}, render_mode, **game_kwargs)
+
+
+class MatrixEnv(SingleAgentView):
+    """``sparring/matrix-v0`` from ``player_0``'s seat; ``opponent`` plays every other seat."""
+
+    def __init__(self, opponent: PolicySpec = "matrix.random", render_mode: str | None = None, **game_kwargs: Any):
+        seats = make("sparring/matrix-v0", raw=True, **game_kwargs).possible_agents[1:]
+        # A spec builds one policy per seat; a Policy object plays every other seat.
+        super().__init__("sparring/matrix-v0", "player_0", dict.fromkeys(seats, opponent), render_mode, **game_kwargs)
