@@ -1,6 +1,7 @@
 """The inference pool: batching invariance, exact logprobs, weight updates, bad requests."""
 
 import asyncio
+import math
 
 import pytest
 import torch
@@ -144,3 +145,129 @@ def test_backend_crash_fails_its_requests_cleanly(pool):
     broken, fine = run(main())
     assert isinstance(broken, BackendError) and "device lost" in str(broken)
     assert fine.finish_reason == "length"
+
+
+def test_the_factory_builds_pools_from_one_config_and_serves_models_by_spec(tmp_path):
+    from sparring.errors import ConfigError, ModelNotFoundError
+    from sparring.pool import PoolConfig, build_pool, serve_model
+
+    model, tok = make_model(), make_tokenizer()
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    pool = build_pool(PoolConfig(max_batch_size=8), {"a": str(tmp_path / "m")})
+    assert pool.policies == ["a"] and pool.config.max_batch_size == 8
+    assert serve_model(pool, "a") == "a"  # already served: nothing loaded twice
+    assert serve_model(pool, tmp_path / "m", name="b") == "b"
+    assert pool.info("b").weights_version == 0 and pool.tokenizer("b") is not None
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        serve_model(pool, tmp_path / "missing")
+    with pytest.raises(ConfigError, match="base_url"):
+        PoolConfig(backend="remote")
+
+
+def test_scoring_after_a_weight_update_uses_the_new_weights():
+    pool = InferencePool()
+    pool.add_policy("p", make_model(seed=0), make_tokenizer())
+    other = InferencePool()
+    other.add_policy("q", make_model(seed=3), make_tokenizer())
+
+    async def main():
+        await pool.generate(GenerationRequest("p", "how can I help", SamplingParams(temperature=0, max_new_tokens=2)))
+        pool.update_weights("p", make_model(seed=3).state_dict())  # queued: the batcher is alive
+        assert pool.info("p").weights_version == 1
+        return await pool.score("p", "how can I", [" help"]), await other.score("q", "how can I", [" help"])
+
+    updated, expected = asyncio.run(main())
+    assert updated == pytest.approx(expected, abs=1e-6)
+
+
+def _variants():
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    tok_size = len(make_tokenizer())
+    common = dict(vocab_size=tok_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    torch.manual_seed(5)
+    yield "llama", make_model()
+    yield "llama-gqa", LlamaForCausalLM(LlamaConfig(**common, num_attention_heads=4, num_key_value_heads=2)).eval()
+    yield "qwen2-bias", Qwen2ForCausalLM(Qwen2Config(**common, num_attention_heads=4, num_key_value_heads=2)).eval()
+
+
+def assert_decoders_agree(loaded, requests):
+    """The fast decoder and the model's own forward generate the same tokens and logprobs."""
+    from sparring.pool.transformers_backend import generate_batch
+
+    fast = generate_batch(loaded, requests, torch.Generator().manual_seed(0))
+    loaded.use_fast_decoder = False
+    reference = generate_batch(loaded, requests, torch.Generator().manual_seed(0))
+    loaded.use_fast_decoder = True
+    for a, b in zip(fast, reference):
+        assert a.completion_ids == b.completion_ids and a.text == b.text and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["llama", "llama-gqa", "qwen2-bias"])
+def test_the_fast_decoder_generates_what_the_models_own_forward_does(name):
+
+    model = dict(_variants())[name]
+    pool = InferencePool()
+    pool.add_policy("p", model, make_tokenizer())
+    loaded = pool.models["p"]
+    assert loaded.fast_decoding
+    requests = [GenerationRequest("p", text, sampling) for text in PROMPTS
+                for sampling in (GREEDY, SamplingParams(temperature=1.0, max_new_tokens=12, seed=7))]
+    assert_decoders_agree(loaded, requests)
+
+
+def test_models_without_the_fast_layout_decode_through_their_own_forward():
+    from peft import LoraConfig
+
+    pool = InferencePool()
+    pool.add_policy("p", make_model(), make_tokenizer())
+    assert pool.models["p"].fast_decoding
+    pool.add_adapter("a", "p", LoraConfig(r=2, target_modules=["q_proj"]))
+    assert not pool.models["p"].fast_decoding  # an adapter's rows take the model's own forward
+    gen = run(pool.generate(GenerationRequest("a", "how can I help", GREEDY)))
+    assert len(gen.completion_ids) == len(gen.logprobs) > 0
+
+
+def test_prompts_that_begin_alike_share_their_beginning_and_generate_the_same():
+    from sparring.pool.fast_decode import shared_prefixes
+
+    words = "the game is rock paper scissors and you move what is the answer to the user message please".split()
+    head = " ".join(words * 3)  # a long common beginning, as a role's instructions are
+    texts = [f"{head} {tail}" for tail in ("how can I help", "sorry", "step one two", "think")] + PROMPTS
+    pool = InferencePool()
+    pool.add_policy("p", make_model(), make_tokenizer())
+    loaded = pool.models["p"]
+    ids = [loaded.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    groups = shared_prefixes(ids)
+    assert [sorted(rows) for _, rows in groups] == [[0, 1, 2, 3]] and groups[0][0] >= 48
+    requests = [GenerationRequest("p", t, s) for t in texts
+                for s in (GREEDY, SamplingParams(temperature=1.0, max_new_tokens=10, seed=2))]
+    assert_decoders_agree(loaded, requests)
+
+
+def test_unwritten_buffer_memory_never_reaches_a_generation(monkeypatch):
+    """Padding columns are masked, but 0 x NaN is NaN: whatever fresh memory holds must not leak."""
+    from sparring.pool.transformers_backend import generate_batch
+
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: empty(*a, **k).fill_(float("nan")))
+    words = "the game is rock paper scissors and you move what is the answer".split()
+    texts = [" ".join(words * 3) + tail for tail in (" sorry", " think")] + PROMPTS
+    pool = InferencePool()
+    pool.add_policy("p", make_model(), make_tokenizer())
+    requests = [GenerationRequest("p", t, GREEDY) for t in texts]
+    for gen in generate_batch(pool.models["p"], requests, torch.Generator().manual_seed(0)):
+        assert gen.logprobs and all(math.isfinite(x) for x in gen.logprobs)
+
+
+def test_shared_prefix_groups_save_the_most_and_leave_every_row_a_token():
+    from sparring.pool.fast_decode import shared_prefixes
+
+    a, b = list(range(100)), [7] * 50
+    prompts = [a + [1], a + [2], a[:20] + b + [3], a[:20] + b + [4], [5, 6, 7], a[:20] + b]
+    assert sorted(shared_prefixes(prompts)) == [(69, [2, 3, 5]), (100, [0, 1])]  # 70 shared, one short of row 5's end
+    assert shared_prefixes([[1] * 30, [1] * 30]) == [(29, [0, 1])]
+    assert shared_prefixes([[1, 2, 3], [1, 2, 4]]) == []  # too short to be worth it

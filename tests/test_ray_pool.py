@@ -56,8 +56,9 @@ def test_scores_match_an_in_process_pool(ray_pool):
 
 
 def test_weights_broadcast_to_every_replica(ray_pool):
-    versions = ray_pool.update_weights("p", make_model(seed=1).state_dict())
-    assert versions == [1, 1]
+    version = ray_pool.update_weights("p", make_model(seed=1).state_dict())
+    assert version == 1  # every replica agrees; the same type as every other pool's
+    assert ray_pool.info("p").weights_version == 1
     gen = asyncio.run(ray_pool.generate(GenerationRequest("p", "how can I help", GREEDY)))
     assert gen.weights_version == 1
 
@@ -86,3 +87,31 @@ def test_a_killed_replica_fails_its_requests_and_the_rest_continue(tmp_path):
     assert all(g.finish_reason == "length" for g in after)
     assert sum(r.alive for r in pool.replicas) == 1
     asyncio.run(pool.aclose())
+
+
+def test_the_http_server_serves_a_ray_pool_through_the_protocol(ray_pool):
+    from sparring.pool import RemotePool
+    from sparring.pool.server import ServerThread
+
+    direct = asyncio.run(ray_pool.generate(GenerationRequest("p", "how can I help", GREEDY)))
+    with ServerThread(ray_pool) as server:
+        remote = RemotePool(server.url)
+        over_http = asyncio.run(remote.generate(GenerationRequest("p", "how can I help", GREEDY)))
+        assert over_http.completion_ids == direct.completion_ids
+        assert over_http.logprobs == pytest.approx(direct.logprobs, abs=1e-5)
+        scored = asyncio.run(remote.score("p", "how can I", [" help", " go"]))
+        assert scored == pytest.approx(asyncio.run(ray_pool.score("p", "how can I", [" help", " go"])), abs=1e-4)
+        assert remote.info("p").context_length == 256
+
+
+def test_every_pool_keeps_the_whole_protocol():
+    from sparring.pool import InferencePool, Pool, RemotePool
+    from sparring.pool.ray_pool import RayPool
+    from sparring.pool.vllm_pool import VLLMPool
+
+    members = [name for name in dir(Pool) if not name.startswith("_")]
+    assert set(members) >= {"generate", "score", "prompt_logprobs", "info", "tokenizer", "update_weights", "aclose",
+                            "policies"}
+    for cls in (InferencePool, RayPool, VLLMPool, RemotePool):
+        missing = [name for name in members if not hasattr(cls, name)]
+        assert not missing, f"{cls.__name__} lacks {missing}"

@@ -15,7 +15,8 @@ import pytest
 import torch
 from lm import teacher_forced
 
-from sparring.models import PREFILL, TINY_MODEL
+from sparring.envs.parsing import THINK_OPEN as PREFILL
+from sparring.paths import TINY_MODEL
 from sparring.pool import (
     BackendError,
     GenerationRequest,
@@ -26,13 +27,13 @@ from sparring.pool import (
 from sparring.pool.transformers_backend import check_state_fits, render_request
 from sparring.pool.vllm_pool import (
     VLLMPool,
-    checkpoint_files,
-    checkpoint_shapes,
     finish_reason,
     generation_from_output,
     meta_parameters,
+    prompt_logprobs_of,
     vllm_sampling_kwargs,
 )
+from sparring.runs import safetensors_shapes
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=16)
 LONG = SamplingParams(temperature=0, max_new_tokens=32)
@@ -106,13 +107,21 @@ def test_importing_the_pool_does_not_import_vllm():
 def test_full_updates_are_checked_against_the_models_shapes_without_loading_it():
     parameters, keys = meta_parameters(str(TINY_MODEL))
     assert all(p.device.type == "meta" for p in parameters.values())
-    shipped = checkpoint_shapes(checkpoint_files(TINY_MODEL))
+    shipped = safetensors_shapes(TINY_MODEL)
     check_state_fits("policy 'tiny'", parameters, keys, shipped)  # the shipped checkpoint fits
     wrong = dict(shipped, **{"model.embed_tokens.weight": torch.empty(3, 3, device="meta")})
     with pytest.raises(ValueError, match="wrong shape"):
         check_state_fits("policy 'tiny'", parameters, keys, wrong)
     with pytest.raises(FileNotFoundError):
-        checkpoint_files(TINY_MODEL / "missing")
+        safetensors_shapes(TINY_MODEL / "missing")
+
+
+def test_prompt_logprobs_are_read_from_vllms_output_skipping_the_first_token():
+    positions = [None, {5: SimpleNamespace(logprob=-0.5), 9: SimpleNamespace(logprob=-3.0)},
+                 {6: SimpleNamespace(logprob=-1.25)}]
+    assert prompt_logprobs_of(SimpleNamespace(prompt_logprobs=positions), [4, 5, 6], "tiny") == [-0.5, -1.25]
+    with pytest.raises(BackendError, match="2 prompt logprobs for 3 tokens"):
+        prompt_logprobs_of(SimpleNamespace(prompt_logprobs=positions[:2]), [4, 5, 6], "tiny")
 
 
 def test_prompts_render_the_same_for_every_backend():

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from sparring.errors import InvalidRequestError, ModelNotFoundError
 from sparring.pool.transformers_backend import LoadedModel, check_state_fits
 
 
@@ -23,7 +24,7 @@ def attach_adapter(loaded: LoadedModel, name: str, adapter: str | Path | Any) ->
     if isinstance(adapter, (str, Path)):
         path = Path(adapter)
         if not (path / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"no peft adapter at {path} (adapter_config.json missing)")
+            raise ModelNotFoundError(f"no peft adapter at {path} (adapter_config.json missing)")
         if isinstance(loaded.model, PeftModel):
             loaded.model.load_adapter(str(path), adapter_name=name)
         else:
@@ -34,7 +35,7 @@ def attach_adapter(loaded: LoadedModel, name: str, adapter: str | Path | Any) ->
         else:
             loaded.model = get_peft_model(loaded.model, adapter, adapter_name=name)
     else:
-        raise TypeError(f"adapter must be a saved adapter directory or a peft.LoraConfig, got {type(adapter).__name__}")
+        raise InvalidRequestError(f"adapter must be a saved adapter directory or a peft.LoraConfig, got {type(adapter).__name__}")
     loaded.model.to(loaded.device).eval()
     loaded.__dict__.pop("cache_arg", None)  # the forward signature changed
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from sparring.errors import BackendError, InvalidRequestError, PoolClosedError
+from sparring.pool.config import PoolConfig
 from sparring.pool.transformers_backend import (
     LoadedModel,
     check_state_fits,
@@ -28,30 +30,8 @@ from sparring.pool.transformers_backend import (
     prompt_token_logprobs,
     score_continuations,
 )
-from sparring.pool.types import (
-    BackendError,
-    Generation,
-    GenerationRequest,
-    InvalidRequestError,
-    PoolClosedError,
-)
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    max_batch_size: int = 64
-    """Most requests of one policy run in one batch."""
-    max_wait_ms: float = 5.0
-    """Run the batch once no new request has arrived for this long (at most 20 times this
-    after the first request)."""
-    seed: int = 0
-    """Seeds the sampler of requests that carry no seed of their own."""
-
-    def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size={self.max_batch_size} must be >= 1")
-        if self.max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms={self.max_wait_ms} must be >= 0")
+from sparring.pool.types import Generation, GenerationRequest, PolicyInfo
+from sparring.runs import read_safetensors
 
 
 @dataclass
@@ -108,10 +88,11 @@ class InferencePool:
 
     # -- policies and weights --------------------------------------------------------------
     def add_policy(self, name: str, model: str | Path | Any, tokenizer: Any = None,
-                   device: str = "cpu", dtype: torch.dtype | None = None) -> None:
-        """Serve ``name`` from a model id, a local path or a loaded model (with tokenizer)."""
+                   device: str | None = None, dtype: torch.dtype | None = None) -> None:
+        """Serve ``name`` from a model id, a local path or a loaded model (with tokenizer), on
+        ``device`` (default: the pool config's)."""
         self._check_new(name)
-        self.served[name] = _Served(load_model(name, model, tokenizer, device, dtype))
+        self.served[name] = _Served(load_model(name, model, tokenizer, device or self.config.device, dtype))
 
     def add_adapter(self, name: str, base: str, adapter: str | Path | Any) -> None:
         """Serve ``name`` as a LoRA adapter on policy ``base``'s model: a saved peft adapter
@@ -121,18 +102,26 @@ class InferencePool:
 
         self._check_new(name)
         if base not in self.served or self.served[base].adapter is not None:
-            raise ValueError(f"base={base!r} must be a policy served as a full model; served: {self.policies}")
+            raise InvalidRequestError(f"base={base!r} must be a policy served as a full model; served: {self.policies}")
         loaded = self.served[base].loaded
         attach_adapter(loaded, name, adapter)
         self.served[name] = _Served(loaded, adapter=name)
 
     def _check_new(self, name: str) -> None:
         if name in self.served:
-            raise ValueError(f"policy {name!r} is already served by this pool")
+            raise InvalidRequestError(f"policy {name!r} is already served by this pool")
 
     @property
     def policies(self) -> list[str]:
         return list(self.served)
+
+    def info(self, policy: str) -> PolicyInfo:
+        served = self._served(policy)
+        queued = 1 if policy in self._updates else 0  # applies before the next batch
+        return PolicyInfo(policy, served.loaded.context_length, served.version + queued)
+
+    def tokenizer(self, policy: str) -> Any:
+        return self._served(policy).loaded.tokenizer
 
     @property
     def models(self) -> dict[str, LoadedModel]:
@@ -156,13 +145,13 @@ class InferencePool:
 
         served = self._served(policy)
         if isinstance(weights, (str, Path)):
-            weights = read_checkpoint(Path(weights))
+            weights = read_safetensors(weights)
         elif not isinstance(weights, dict):
-            raise TypeError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
+            raise InvalidRequestError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
         if served.adapter is not None:
             check_adapter_fits(served.loaded, served.adapter, weights)
         elif any(s.adapter for s in self.served.values() if s.loaded is served.loaded):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"policy {policy!r} carries LoRA adapters: update the adapters, or serve the "
                 "full model under another name without adapters"
             )
@@ -214,10 +203,15 @@ class InferencePool:
 
     async def _on_worker(self, fn, *args):
         """Run a forward pass outside the batches on the worker thread, which they share:
-        one torch thread pool, and the event loop stays free."""
+        one torch thread pool, and the event loop stays free. Weights queued by an update
+        apply first, as they do before a batch."""
         if self._closed:
             raise PoolClosedError("the pool is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._after_updates, fn, *args)
+
+    def _after_updates(self, fn, *args):
+        self._apply_updates()
+        return fn(*args)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._closed:
@@ -247,7 +241,7 @@ class InferencePool:
                 timeout = min(wait, cap - time.monotonic())
                 try:
                     batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
             self._apply_updates()
             groups: dict[int, list[_Pending]] = defaultdict(list)
@@ -276,7 +270,7 @@ class InferencePool:
             for pending in group:  # find the bad request; serve the rest
                 await self._serve([pending])
             return
-        except Exception as error:  # noqa: BLE001 - every waiter must hear about a backend crash
+        except Exception as error:
             failure = BackendError(f"policy {loaded.name!r}: {type(error).__name__}: {error}")
             failure.__cause__ = error
             for pending in group:
@@ -310,13 +304,3 @@ def _check_fits(policy: str, model: torch.nn.Module, state: dict[str, torch.Tens
     check_state_fits(f"policy {policy!r}", dict(model.named_parameters()), model.state_dict(), state)
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"no safetensors checkpoint at {path}")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state

@@ -5,41 +5,50 @@ Routing: a request without a session, or the first request of a session (a game)
 the replica with the fewest requests in flight; the session's later requests go to the same
 replica (its KV-cache-friendly home, and one place for a game's weights version). A replica
 that dies fails its requests with :class:`BackendError`; its sessions move on to the others.
+Policies added or updated later reach every live replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.pool.pool import InferencePool, PoolConfig
-from sparring.pool.types import (
-    BackendError,
-    Generation,
-    GenerationRequest,
-    InvalidRequestError,
-    PoolError,
-)
+from sparring.errors import BackendError, InvalidRequestError, PoolError
+from sparring.pool.config import PoolConfig
+from sparring.pool.pool import InferencePool
+from sparring.pool.types import Generation, GenerationRequest, PolicyInfo
+from sparring.runs import resolve_model
 
 
 class _Replica:
     """Runs inside a Ray actor process."""
 
-    def __init__(self, models: dict[str, str], config: PoolConfig, device: str):
+    def __init__(self, config: PoolConfig):
         self.pool = InferencePool(config)
-        for name, path in models.items():
-            self.pool.add_policy(name, path, device=device)
+
+    def add_policy(self, name: str, model: str) -> None:
+        self.pool.add_policy(name, model)
+
+    def add_adapter(self, name: str, base: str, adapter: str) -> None:
+        self.pool.add_adapter(name, base, adapter)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         return await self.pool.generate(request)
 
-    def update_weights(self, policy: str, weights: Any) -> int:
-        return self.pool.update_weights(policy, weights)
-
     async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
         return await self.pool.score(policy, prompt, continuations)
+
+    async def prompt_logprobs(self, policy: str, text: str) -> tuple[list[int], list[float]]:
+        return await self.pool.prompt_logprobs(policy, text)
+
+    def info(self, policy: str) -> PolicyInfo:
+        return self.pool.info(policy)
+
+    def update_weights(self, policy: str, weights: Any) -> int:
+        return self.pool.update_weights(policy, weights)
 
     def ping(self) -> str:
         return "ok"
@@ -53,24 +62,95 @@ class _Handle:
 
 
 class RayPool:
-    """``replicas`` copies of a pool serving ``models`` (policy name → model path or id)."""
+    """``config.replicas`` copies of a pool serving ``models`` (policy name → anything
+    :func:`~sparring.runs.resolve_model` takes), each replica an actor with
+    ``num_cpus_per_replica`` CPUs. ``replicas`` and ``device`` override the config's."""
 
-    def __init__(self, models: dict[str, str | Path], replicas: int = 2, config: PoolConfig | None = None,
-                 device: str = "cpu", num_cpus_per_replica: float = 1.0):
+    def __init__(self, models: Mapping[str, str | Path] | None = None, config: PoolConfig | None = None, *,
+                 replicas: int | None = None, device: str | None = None, num_cpus_per_replica: float = 1.0):
+        import dataclasses
+
         import ray
 
-        if replicas < 1:
-            raise ValueError(f"replicas={replicas} must be >= 1")
+        config = config or PoolConfig(backend="ray")
+        overrides = {k: v for k, v in (("replicas", replicas), ("device", device)) if v is not None}
+        self.config = dataclasses.replace(config, **overrides)
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         actor_class = ray.remote(num_cpus=num_cpus_per_replica, max_restarts=0)(_Replica)
-        paths = {name: str(path) for name, path in models.items()}
-        self.replicas = [_Handle(actor_class.options(max_concurrency=1024).remote(paths, config or PoolConfig(), device))
-                         for _ in range(replicas)]
-        ray.get([r.actor.ping.remote() for r in self.replicas])  # surface load errors here
-        self.policies = list(models)
+        self.replicas = [_Handle(actor_class.options(max_concurrency=1024).remote(self.config))
+                         for _ in range(self.config.replicas)]
+        self._locations: dict[str, str] = {}
+        self._tokenizers: dict[str, Any] = {}
         self.sessions: dict[str, int] = {}
+        self._everywhere("ping")  # surface start-up errors here
+        for name, model in (models or {}).items():
+            self.add_policy(name, model)
 
+    # -- policies and weights --------------------------------------------------------------
+    @property
+    def policies(self) -> list[str]:
+        return list(self._locations)
+
+    def add_policy(self, name: str, model: str | Path) -> None:
+        """Serve ``name`` on every replica (a model directory or hub id, as they can reach it)."""
+        if name in self._locations:
+            raise InvalidRequestError(f"policy {name!r} is already served by this pool")
+        location = resolve_model(model).location
+        self._everywhere("add_policy", name, location)
+        self._locations[name] = location
+
+    def add_adapter(self, name: str, base: str, adapter: str | Path) -> None:
+        """Serve a saved LoRA adapter (its directory) on ``base`` in every replica."""
+        if base not in self._locations:
+            raise InvalidRequestError(f"base={base!r} must be a policy of this pool; served: {self.policies}")
+        self._everywhere("add_adapter", name, base, str(adapter))
+        self._locations[name] = self._locations[base]
+
+    def update_weights(self, policy: str, weights: Any) -> int:
+        """Push weights (a state dict, or a checkpoint path every replica can read) to every
+        live replica; returns the weights version they serve next."""
+        self._known(policy)
+        versions = self._everywhere("update_weights", policy, weights)
+        if len(set(versions)) > 1:
+            raise BackendError(f"policy {policy!r}: the replicas disagree on its weights version ({versions})")
+        return versions[0]
+
+    def info(self, policy: str) -> PolicyInfo:
+        self._known(policy)
+        return self._everywhere("info", policy)[0]
+
+    def tokenizer(self, policy: str) -> Any:
+        self._known(policy)
+        if policy not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            self._tokenizers[policy] = AutoTokenizer.from_pretrained(self._locations[policy])
+        return self._tokenizers[policy]
+
+    def _everywhere(self, method: str, *args: Any) -> list[Any]:
+        import ray
+
+        live = [r for r in self.replicas if r.alive]
+        calls = [(r, getattr(r.actor, method).remote(*args)) for r in live]
+        results = []
+        for replica, call in calls:
+            try:
+                results.append(ray.get(call))
+            except ray.exceptions.RayTaskError as error:
+                cause = error.as_instanceof_cause()
+                raise (cause if isinstance(cause, PoolError) else BackendError(str(error))) from None
+            except ray.exceptions.RayActorError:
+                replica.alive = False
+        if not results:
+            raise BackendError("every replica of the pool has died")
+        return results
+
+    def _known(self, policy: str) -> None:
+        if policy not in self._locations:
+            raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
+
+    # -- requests ----------------------------------------------------------------------------
     def _route(self, session: str | None) -> int:
         if session is not None:
             index = self.sessions.get(session)
@@ -88,15 +168,16 @@ class RayPool:
         return await self._call(request.policy, request.session, "generate", request)
 
     async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
-        """Log-probabilities of ``continuations`` after ``prompt`` (see InferencePool.score),
-        on the least-loaded replica."""
+        """See :meth:`InferencePool.score`; on the least-loaded replica."""
         return await self._call(policy, None, "score", policy, prompt, continuations)
+
+    async def prompt_logprobs(self, policy: str, text: str) -> tuple[list[int], list[float]]:
+        return await self._call(policy, None, "prompt_logprobs", policy, text)
 
     async def _call(self, policy: str, session: str | None, method: str, *args: Any) -> Any:
         import ray
 
-        if policy not in self.policies:
-            raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
+        self._known(policy)
         index = self._route(session)
         replica = self.replicas[index]
         replica.in_flight += 1
@@ -110,13 +191,6 @@ class RayPool:
             raise BackendError(f"replica {index} died while serving policy {policy!r}: {error}") from None
         finally:
             replica.in_flight -= 1
-
-    def update_weights(self, policy: str, weights: Any) -> list[int]:
-        """Push weights to every live replica; returns their new weights versions."""
-        import ray
-
-        live = [r for r in self.replicas if r.alive]
-        return ray.get([r.actor.update_weights.remote(policy, weights) for r in live])
 
     def kill_replica(self, index: int) -> None:
         """Kill one replica (for failure drills); its requests fail, the others continue."""
@@ -132,3 +206,6 @@ class RayPool:
                 ray.kill(replica.actor, no_restart=True)
                 replica.alive = False
         await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"RayPool(policies={self.policies}, replicas={len(self.replicas)})"

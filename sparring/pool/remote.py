@@ -29,14 +29,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiohttp
 
-from sparring.pool.types import BackendError, Generation, GenerationRequest, InvalidRequestError
+from sparring.errors import BackendError, InvalidRequestError
+from sparring.pool.types import Generation, GenerationRequest, PolicyInfo
+from sparring.sync import run_sync
 
 T = TypeVar("T")
 CHAT_PREFILL_MODES = ("extension", "continue_final_message")
@@ -83,13 +85,6 @@ def _server_message(text: str) -> str:
     return text[:500]
 
 
-def _run_sync(coro: Awaitable[T]) -> T:
-    """Run ``coro`` to completion from synchronous code, even inside a running event loop
-    (on a fresh loop in a worker thread)."""
-    with ThreadPoolExecutor(1) as executor:
-        return executor.submit(asyncio.run, coro).result()
-
-
 class RemotePool:
     """A client with the pool's contract for an OpenAI-compatible server at ``base_url``
     (``http://host:port`` or ``http://host:port/v1``).
@@ -104,16 +99,16 @@ class RemotePool:
     def __init__(self, base_url: str, api_key: str | None = None, *, timeout_s: float = 300.0,
                  retries: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 10.0,
                  chat_prefill: Literal["extension", "continue_final_message"] = "extension"):
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url={base_url!r} must start with http:// or https://")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise InvalidRequestError(f"base_url={base_url!r} must start with http:// or https://")
         if not (isinstance(timeout_s, int | float) and timeout_s > 0):
-            raise ValueError(f"timeout_s={timeout_s!r} must be a number of seconds > 0")
+            raise InvalidRequestError(f"timeout_s={timeout_s!r} must be a number of seconds > 0")
         if not (isinstance(retries, int) and retries >= 0):
-            raise ValueError(f"retries={retries!r} must be an integer >= 0 (0: no retries)")
+            raise InvalidRequestError(f"retries={retries!r} must be an integer >= 0 (0: no retries)")
         if backoff_s < 0 or max_backoff_s < 0:
-            raise ValueError(f"backoff_s={backoff_s!r} and max_backoff_s={max_backoff_s!r} must be >= 0")
+            raise InvalidRequestError(f"backoff_s={backoff_s!r} and max_backoff_s={max_backoff_s!r} must be >= 0")
         if chat_prefill not in CHAT_PREFILL_MODES:
-            raise ValueError(f"chat_prefill={chat_prefill!r} must be one of {CHAT_PREFILL_MODES}")
+            raise InvalidRequestError(f"chat_prefill={chat_prefill!r} must be one of {CHAT_PREFILL_MODES}")
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.timeout_s, self.retries = float(timeout_s), retries
@@ -142,20 +137,51 @@ class RemotePool:
         return list(await asyncio.gather(*(self._score_one(policy, prompt, text, timeout_s)
                                            for text in continuations)))
 
-    async def _score_one(self, policy: str, prompt: str, continuation: str, timeout_s: float | None) -> float:
-        payload = {"model": policy, "prompt": prompt + continuation, "echo": True, "logprobs": 0,
-                   "max_tokens": 0, "temperature": 0, "add_special_tokens": False}
+    async def _echo(self, policy: str, text: str, timeout_s: float | None,
+                    token_ids: bool = False) -> tuple[dict[str, Any], list[int], list]:
+        """The server's echo of ``text`` (its reply, each token's end offset, and the tokens'
+        logprobs: None for the first, which nothing predicts)."""
+        payload = {"model": policy, "prompt": text, "echo": True, "logprobs": 0, "max_tokens": 0,
+                   "temperature": 0, "add_special_tokens": False}
+        if token_ids:
+            payload["return_token_ids"] = True
         body = await self._call("POST", "/completions", payload, timeout_s)
         try:
             echoed = body["choices"][0]["logprobs"]
             ends = [offset + len(token)
                     for offset, token in zip(echoed["text_offset"], echoed["tokens"], strict=True)]
-            # Only the text's first token has no logprob (nothing comes before it).
             values = [None, *map(float, echoed["token_logprobs"][1:])]
             if len(echoed["token_logprobs"]) != len(ends):
                 raise ValueError(f"{len(echoed['token_logprobs'])} token_logprobs for {len(ends)} tokens")
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise self._unexpected("/completions", body, error) from None
+        return body, ends, values
+
+    async def prompt_logprobs(self, policy: str, text: str, *,
+                              timeout_s: float | None = None) -> tuple[list[int], list[float]]:
+        """The token ids of ``text`` and each token's logprob after the first, as the server
+        echoes them (its ids need ``return_token_ids``: ours and vLLM's send them)."""
+        body, _, values = await self._echo(policy, text, timeout_s, token_ids=True)
+        ids = list(body["choices"][0].get("prompt_token_ids") or body.get("prompt_token_ids") or [])
+        if len(ids) != len(values):
+            raise BackendError(f"{self.base_url}: the echo of a prompt sent {len(ids)} token ids for "
+                               f"{len(values)} tokens; the server must support return_token_ids")
+        return ids, values[1:]
+
+    def info(self, policy: str) -> PolicyInfo:
+        """Context length and weights version as the server's ``/v1/models`` reports them."""
+        models = {m["id"]: m for m in run_sync(self._call("GET", "/models")).get("data", [])}
+        if policy not in models:
+            raise InvalidRequestError(f"unknown policy {policy!r}; {self.base_url} serves {sorted(models)}")
+        entry = models[policy]
+        return PolicyInfo(policy, int(entry.get("max_model_len") or 0), int(entry.get("weights_version") or 0))
+
+    def tokenizer(self, policy: str) -> Any:
+        raise InvalidRequestError(f"{self!r} has no tokenizer: the server at {self.base_url} tokenizes; load the "
+                                  "model's tokenizer with transformers.AutoTokenizer where you need one")
+
+    async def _score_one(self, policy: str, prompt: str, continuation: str, timeout_s: float | None) -> float:
+        _, ends, values = await self._echo(policy, prompt + continuation, timeout_s)
         # The continuation's tokens are those that end inside it. A token that straddles the
         # boundary (the prompt's last characters merged with the continuation's first) counts
         # as the continuation's, as in InferencePool.score, which scores from where the
@@ -177,7 +203,7 @@ class RemotePool:
     def policies(self) -> list[str]:
         """The server's models (fetched once; blocking)."""
         if self._policies is None:
-            self._policies = _run_sync(self.list_policies())
+            self._policies = run_sync(self.list_policies())
         return list(self._policies)
 
     async def list_policies(self) -> list[str]:
@@ -188,7 +214,10 @@ class RemotePool:
     def update_weights(self, policy: str, checkpoint_path: str | Path) -> int:
         """Load a checkpoint (a path on the server's machine) into ``policy``; returns the
         weights version that the server's next requests use. Needs a sparring server."""
-        return _run_sync(self.aupdate_weights(policy, checkpoint_path))
+        if not isinstance(checkpoint_path, (str, Path)):
+            raise InvalidRequestError(f"{self!r} takes weights as a checkpoint path on the server's machine, not a "
+                                      f"{type(checkpoint_path).__name__}: save them as safetensors first")
+        return run_sync(self.aupdate_weights(policy, checkpoint_path))
 
     async def aupdate_weights(self, policy: str, checkpoint_path: str | Path) -> int:
         payload = {"policy": policy, "checkpoint": str(checkpoint_path)}
@@ -204,8 +233,11 @@ class RemotePool:
 
     async def aclose(self) -> None:
         """Close this event loop's HTTP session (others close with their loops)."""
-        closer = self._closers.get(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        closer = self._closers.pop(loop, None)
+        self._sessions.pop(loop, None)
         if closer is not None:
+            _OPEN_SESSIONS.get(loop, set()).discard(closer)
             await closer.aclose()
         self._forget_closed_loops()
 
@@ -302,23 +334,15 @@ class RemotePool:
         self._forget_closed_loops()
         session = aiohttp.ClientSession(headers=self._headers)
         self._sessions[loop] = session
-        # An async generator started on this loop is finalised by the loop's shutdown
-        # (asyncio.run calls shutdown_asyncgens), while the loop still runs: the one moment
-        # the session can be closed cleanly when its user never calls aclose().
-        closer = self._close_with_loop(loop, session)
+        # The loop keeps the closer (and so the session) alive even if this pool is dropped
+        # first, as a pool used from synchronous code on a long-lived loop is.
+        closer = _close_with_loop(session)
         self._closers[loop] = closer
+        for ended in [ended for ended in _OPEN_SESSIONS if ended.is_closed()]:
+            del _OPEN_SESSIONS[ended]
+        _OPEN_SESSIONS.setdefault(loop, set()).add(closer)
         await anext(closer)
         return session
-
-    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop,
-                               session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            if self._sessions.get(loop) is session:
-                del self._sessions[loop]
-                self._closers.pop(loop, None)
-            await session.close()
 
     def _forget_closed_loops(self) -> None:
         """Drop sessions whose loop ended without closing them (a loop closed by hand)."""
@@ -328,3 +352,18 @@ class RemotePool:
 
     def __repr__(self) -> str:
         return f"RemotePool({self.base_url!r}, retries={self.retries}, timeout_s={self.timeout_s:g})"
+
+
+_OPEN_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[AsyncGenerator[None, None]]] = (
+    weakref.WeakKeyDictionary())
+"""Each loop's session closers, kept until the loop shuts down."""
+
+
+async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Closes ``session`` when finalised: an async generator started on a loop is finalised
+    by the loop's shutdown (``asyncio.run`` calls ``shutdown_asyncgens``) while the loop still
+    runs, the one moment a session never closed by its user can be closed cleanly."""
+    try:
+        yield
+    finally:
+        await session.close()

@@ -1,5 +1,6 @@
-"""An OpenAI-compatible HTTP server over an :class:`InferencePool`, so that games, evaluation
-tools and the ``openai`` client can share one batching pool across processes.
+"""An OpenAI-compatible HTTP server over any pool (through the :class:`~sparring.pool.Pool`
+protocol alone), so that games, evaluation tools and the ``openai`` client can share one
+batching pool across processes.
 
 Routes (a subset of OpenAI's API, with vLLM's extensions where they exist):
 
@@ -31,14 +32,17 @@ distribution (temperature applied), as the pool reports them.
 Errors use OpenAI's shape ``{"error": {"message", "type", "param"}}``: bad requests 400, a
 wrong or missing API key 401, backend failures 500; tracebacks stay in the server's log.
 The server binds 127.0.0.1 unless told otherwise; with ``api_key`` every ``/v1`` route needs
-``Authorization: Bearer <key>`` (``/health`` stays open for probes).
+``Authorization: Bearer <key>`` (``/health`` stays open for probes). :func:`run_server` stops on
+SIGINT (Ctrl-C) and SIGTERM, also when started in the background with SIGINT ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -49,20 +53,18 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from sparring.pool.pool import InferencePool, read_checkpoint
-from sparring.pool.types import (
+from sparring.errors import (
     BackendError,
-    Generation,
-    GenerationRequest,
+    ConfigError,
     InvalidRequestError,
     PoolClosedError,
     PoolError,
-    SamplingParams,
 )
+from sparring.pool.types import Generation, GenerationRequest, Pool, SamplingParams
 
 log = logging.getLogger(__name__)
 
-POOL = web.AppKey("pool", InferencePool)
+POOL = web.AppKey("pool", Pool)
 MAX_REQUEST_BYTES = 16 << 20  # long chat transcripts exceed aiohttp's default 1 MiB
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -95,9 +97,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _policy(pool: InferencePool, body: dict[str, Any]) -> str:
+def _policy(pool: Pool, body: dict[str, Any]) -> str:
     name = body.get("model")
-    if not isinstance(name, str) or name not in pool.served:
+    if not isinstance(name, str) or name not in pool.policies:
         raise _bad(f"unknown model {name!r}; this server serves {pool.policies} (GET /v1/models)", "model")
     return name
 
@@ -263,11 +265,10 @@ async def completions(request: web.Request) -> web.Response:
                    "logprobs=0 to read the prompt's logprobs", "max_tokens")
     # With nothing to sample, the other sampling parameters are still checked, then unused.
     sampling = _sampling({**body, "max_tokens": None} if prompt_only else body)
-    tokenizer = pool.served[policy].loaded.tokenizer
     if prompt_only:
         ids, prompt_logprobs = await pool.prompt_logprobs(policy, prompt)
         gen = Generation(text="", prompt_ids=tuple(ids), completion_ids=(), logprobs=(), finish_reason="length",
-                         policy=policy, weights_version=pool.served[policy].version)
+                         policy=policy, weights_version=pool.info(policy).weights_version)
     else:
         gen = await pool.generate(GenerationRequest(policy, prompt, sampling))
         if echo and logprobs is not None:
@@ -275,6 +276,7 @@ async def completions(request: web.Request) -> web.Response:
     completion = _visible_text(gen, sampling, body)
     choice: dict[str, Any] = {"index": 0, "text": prompt + completion if echo else completion, "logprobs": None}
     if logprobs is not None:
+        tokenizer = pool.tokenizer(policy)
         pieces = _token_pieces(tokenizer, gen.completion_ids)
         offsets = [0, *accumulate(map(len, pieces[:-1]))] if pieces else []
         values: list[float | None] = list(gen.logprobs)
@@ -305,7 +307,7 @@ async def chat_completions(request: web.Request) -> web.Response:
     choice: dict[str, Any] = {"index": 0, "logprobs": None, "message": {
         "role": "assistant", "content": _visible_text(gen, sampling, body)}}
     if body.get("logprobs"):
-        pieces = _token_pieces(pool.served[policy].loaded.tokenizer, gen.completion_ids)
+        pieces = _token_pieces(pool.tokenizer(policy), gen.completion_ids)
         choice["logprobs"] = {"content": [
             {"token": piece, "logprob": logprob, "bytes": list(piece.encode()), "top_logprobs": []}
             for piece, logprob in zip(pieces, gen.logprobs)]}
@@ -314,10 +316,11 @@ async def chat_completions(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     pool = request.app[POOL]
+    infos = [pool.info(name) for name in pool.policies]
     return web.json_response({"object": "list", "data": [
-        {"id": name, "object": "model", "created": 0, "owned_by": "sparring",
-         "max_model_len": served.loaded.context_length, "weights_version": served.version}
-        for name, served in pool.served.items()]})
+        {"id": info.name, "object": "model", "created": 0, "owned_by": "sparring",
+         "max_model_len": info.context_length, "weights_version": info.weights_version}
+        for info in infos]})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -328,15 +331,14 @@ async def weights(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     body = await _body(request)
     policy, checkpoint = body.get("policy"), body.get("checkpoint")
-    if not isinstance(policy, str) or policy not in pool.served:
+    if not isinstance(policy, str) or policy not in pool.policies:
         raise _bad(f"unknown policy {policy!r}; this server serves {pool.policies}", "policy")
     if not isinstance(checkpoint, str) or not checkpoint:
         raise _bad(f"checkpoint={checkpoint!r} must be the path of a safetensors file or directory "
                    "on the server's machine", "checkpoint")
     try:
         # Reading gigabytes must not stall the event loop that runs the pool's batcher.
-        state = await asyncio.to_thread(read_checkpoint, Path(checkpoint))
-        version = pool.update_weights(policy, state)  # applies before the next batch
+        version = await asyncio.to_thread(pool.update_weights, policy, Path(checkpoint))
     except (OSError, ValueError) as error:
         raise _bad(f"cannot load checkpoint {checkpoint!r} into policy {policy!r}: {error}",
                    "checkpoint") from None
@@ -385,7 +387,7 @@ def _auth(api_key: str) -> Callable:
 
 
 # -- running -----------------------------------------------------------------------------------
-def build_app(pool: InferencePool, api_key: str | None = None) -> web.Application:
+def build_app(pool: Pool, api_key: str | None = None) -> web.Application:
     """The server's routes over ``pool``; with ``api_key``, ``/v1`` routes need it."""
     middlewares = [_errors] + ([_auth(api_key)] if api_key else [])
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
@@ -398,11 +400,11 @@ def build_app(pool: InferencePool, api_key: str | None = None) -> web.Applicatio
     return app
 
 
-async def serve(pool: InferencePool, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+async def serve(pool: Pool, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                 *, on_ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> None:
     """Serve until cancelled (or until ``stop`` is set). The pool's batcher runs on this
     event loop. ``on_ready`` receives the base URL once the socket listens (``port=0``: a
-    free port)."""
+    free port); a port that cannot be bound raises :class:`~sparring.errors.ConfigError`."""
     if host not in LOOPBACK and not api_key:
         log.warning("serving on %s without an API key: anyone who reaches this port can generate "
                     "and load checkpoints; pass an api_key", host)
@@ -411,7 +413,11 @@ async def serve(pool: InferencePool, host: str = "127.0.0.1", port: int = 8000, 
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
+            raise ConfigError(f"port {port} on {host} {reason}; choose another --port (0: any free one)") from None
         bound = runner.addresses[0][1]
         url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
         log.info("serving policies %s at %s/v1", pool.policies, url)
@@ -422,13 +428,24 @@ async def serve(pool: InferencePool, host: str = "127.0.0.1", port: int = 8000, 
         await runner.cleanup()
 
 
-def run_server(pool: InferencePool, host: str = "127.0.0.1", port: int = 8000,
-               api_key: str | None = None) -> None:
-    """Serve in the foreground until Ctrl-C, then close the sockets and return."""
-    try:
-        asyncio.run(serve(pool, host, port, api_key))
-    except KeyboardInterrupt:
-        pass
+def run_server(pool: Pool, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+               on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve in the foreground until SIGINT (Ctrl-C) or SIGTERM, then close the sockets and
+    return. The handlers are installed even where SIGINT was ignored (a job started in the
+    background), so both signals always stop the server cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await serve(pool, host, port, api_key, on_ready=on_ready, stop=stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())
 
 
 class ServerThread:
@@ -437,7 +454,7 @@ class ServerThread:
     loop; the pool keeps one batcher per loop, so in-process callers may use it meanwhile.
     """
 
-    def __init__(self, pool: InferencePool, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, pool: Pool, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = None, start_timeout_s: float = 30.0):
         self.pool, self.host, self.port, self.api_key = pool, host, port, api_key
         self.start_timeout_s = start_timeout_s
@@ -467,7 +484,7 @@ class ServerThread:
 
         try:
             asyncio.run(main())  # also cancels the pool's batcher task when the server stops
-        except Exception as error:  # noqa: BLE001 - handed to start(), which raises it
+        except Exception as error:
             self._failure = error
         finally:
             self._ready.set()

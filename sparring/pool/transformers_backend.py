@@ -20,7 +20,10 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from sparring.pool.types import Generation, GenerationRequest, InvalidRequestError
+from sparring.errors import InvalidRequestError
+from sparring.pool.fast_decode import FastDecoder
+from sparring.pool.types import Generation, GenerationRequest
+from sparring.runs import resolve_model
 
 
 @dataclass
@@ -32,6 +35,9 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held while the model runs: batches and scoring calls take turns (peft's adapter
     selection is per call, not per thread)."""
+    use_fast_decoder: bool = True
+    """Decode Llama-family models with :class:`~sparring.pool.fast_decode.FastDecoder` (off:
+    always through the model's own forward)."""
 
     @property
     def has_adapters(self) -> bool:
@@ -49,19 +55,30 @@ class LoadedModel:
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
 
+    @property
+    def fast_decoding(self) -> bool:
+        """Whether batches without adapters decode through :class:`FastDecoder`."""
+        return self.use_fast_decoder and FastDecoder.supports(self.model)
+
 
 def load_model(name: str, model: str | Path | Any, tokenizer: Any = None, device: str = "cpu",
                dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a Hugging Face causal LM (an id, a local path, or a model object)."""
+    """Load a Hugging Face causal LM: ``tiny``, a hub id, a local model directory (or a
+    checkpoint or run holding one: see :func:`~sparring.runs.resolve_model`), or a model
+    object with its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(model, (str, Path)):
-        source = str(model)
+        found = resolve_model(model)
+        if found.is_adapter:
+            raise InvalidRequestError(f"policy {name!r}: {model} is a LoRA adapter; serve its base model and "
+                                      "add the adapter with add_adapter (build_pool and serve_model do both)")
+        source = found.location
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
     elif tokenizer is None:
-        raise ValueError(f"policy {name!r}: a model object needs its tokenizer (tokenizer=...)")
+        raise InvalidRequestError(f"policy {name!r}: a model object needs its tokenizer (tokenizer=...)")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -139,20 +156,18 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
     step_ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device)
     mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
     eos = _eos_ids(loaded)
-    adapter_names = [a or "__base__" for a in adapters] if adapters is not None else None
     active = list(range(len(rows)))  # rows still decoding, in batch order
-    past = preallocated_cache(loaded, width + max(r.request.sampling.max_new_tokens for r in rows))
-    prefill = True
+    new_tokens = max(r.request.sampling.max_new_tokens for r in rows)
+    next_position = mask.sum(-1)
+    if loaded.fast_decoding and adapters is None:
+        decoder = FastDecoder.build(loaded.model, new_tokens)
+        logits = decoder.prefill([r.prompt_ids for r in rows])
+    else:
+        decoder = _ModelStep(loaded, width + new_tokens, adapters)
+        logits = decoder.prefill(step_ids, mask, (mask.cumsum(-1) - 1).clamp(min=0))
+    sampler = _Sampler(rows, device)
     while True:
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        if not prefill:
-            positions = positions[:, -1:]
-        prefill = False
-        extra = {"adapter_names": [adapter_names[i] for i in active]} if adapter_names else {}
-        out = loaded.model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                           use_cache=True, **{loaded.cache_arg: past}, **extra)
-        past = out[loaded.cache_arg] if loaded.cache_arg in out else out.past_key_values
-        tokens, logprobs = _sample_rows(out.logits[:, -1, :].float(), [rows[i] for i in active])
+        tokens, logprobs = sampler.sample(logits.float())
         keep = []
         for slot, (i, token, logprob) in enumerate(zip(active, tokens, logprobs)):
             row = rows[i]
@@ -166,20 +181,21 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
         if not keep:
             break
         finished = len(active) - len(keep)
-        if finished >= max(2, len(active) // 4) and hasattr(past, "batch_select_indices"):
+        if finished >= max(2, len(active) // 4) and decoder.can_select:
             # Drop finished rows from the batch (and the KV cache) rather than decode padding;
             # in bulk, since each drop copies the whole cache.
             index = torch.tensor(keep, device=device)
-            past.batch_select_indices(index)
-            mask = mask[index]
+            decoder.select(index)
+            sampler.select(keep)
+            next_position = next_position[index]
             active = [active[slot] for slot in keep]
             step = [rows[i].ids[-1] for i in active]
-            alive = [1] * len(active)
+            alive = torch.ones(len(active), dtype=torch.long, device=device)
         else:
             step = [rows[i].ids[-1] if rows[i].finish is None else pad for i in active]
-            alive = [int(rows[i].finish is None) for i in active]
-        step_ids = torch.tensor(step, device=device).unsqueeze(-1)
-        mask = torch.cat([mask, torch.tensor(alive, device=device).unsqueeze(-1)], dim=-1)
+            alive = torch.tensor([int(rows[i].finish is None) for i in active], device=device)
+        logits = decoder.step(torch.tensor(step, device=device).unsqueeze(-1), alive, next_position.unsqueeze(-1))
+        next_position = next_position + alive
 
     return [
         Generation(
@@ -189,6 +205,43 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
         )
         for row, version in zip(rows, versions or [0] * len(rows))
     ]
+
+
+class _ModelStep:
+    """Decoding through the model's own forward: any architecture, LoRA adapters (each row
+    names its own), a preallocated KV cache where the model allows one."""
+
+    def __init__(self, loaded: LoadedModel, capacity: int, adapters: list[str | None] | None):
+        self.loaded = loaded
+        self.cache = preallocated_cache(loaded, capacity)
+        self.adapters = [a or "__base__" for a in adapters] if adapters is not None else None
+        self.mask: torch.Tensor | None = None
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.mask = mask
+        return self._forward(ids, positions)
+
+    def step(self, ids: torch.Tensor, alive: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, alive.unsqueeze(-1)], dim=-1)
+        return self._forward(ids, positions)
+
+    @property
+    def can_select(self) -> bool:
+        return hasattr(self.cache, "batch_select_indices")
+
+    def select(self, index: torch.Tensor) -> None:
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+        if self.adapters is not None:
+            self.adapters = [self.adapters[i] for i in index.tolist()]
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        loaded = self.loaded
+        extra = {"adapter_names": self.adapters} if self.adapters is not None else {}
+        out = loaded.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                           **{loaded.cache_arg: self.cache}, **extra)
+        self.cache = out[loaded.cache_arg] if loaded.cache_arg in out else out.past_key_values
+        return out.logits[:, -1, :]
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -238,29 +291,53 @@ def preallocated_cache(loaded: LoadedModel, capacity: int):
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(layers)])
 
 
-def _sample_rows(logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float]]:
-    """Draw one token per row (each with its own sampling parameters) in a few batched ops.
+class _Sampler:
+    """Draws one token per row of a batch, each row with its own sampling parameters, in a few
+    batched ops (the per-row parameters become tensors once per batch).
 
     Sampled rows use inverse-CDF sampling with one uniform number from the row's own
     generator, so a seeded request draws the same tokens in any batch. The logprob is that of
     the distribution the token was drawn from (temperature, top-k and top-p applied);
     greedy rows report the untempered model distribution.
     """
-    params = [r.request.sampling for r in rows]
-    greedy = torch.tensor([p.greedy for p in params], device=logits.device)
-    temperature = torch.tensor([p.temperature if not p.greedy else 1.0 for p in params],
-                               device=logits.device).unsqueeze(-1)
-    scaled = logits / temperature
-    if any(p.top_k or p.top_p < 1.0 for p in params if not p.greedy):
-        scaled = _truncate(scaled, params)
-    logprobs = torch.log_softmax(torch.where(greedy.unsqueeze(-1), logits, scaled), dim=-1)
-    cdf = logprobs.exp().cumsum(-1)
-    uniform = torch.tensor([r.rng.random() for r in rows], device=logits.device, dtype=cdf.dtype)
-    drawn = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
-    drawn = drawn.clamp(max=logits.shape[-1] - 1)
-    tokens = torch.where(greedy, logits.argmax(-1), drawn)
-    chosen = logprobs.gather(1, tokens.unsqueeze(-1)).squeeze(-1)
-    return tokens.tolist(), chosen.tolist()
+
+    def __init__(self, rows: list[_Row], device: torch.device):
+        self.rows = rows
+        self.params = [r.request.sampling for r in rows]
+        self.greedy = torch.tensor([p.greedy for p in self.params], device=device)
+        self.all_greedy = all(p.greedy for p in self.params)
+        self.any_greedy = any(p.greedy for p in self.params)
+        temperatures = [1.0 if p.greedy else p.temperature for p in self.params]
+        self.temperature = (None if all(t == 1.0 for t in temperatures)
+                            else torch.tensor(temperatures, device=device).unsqueeze(-1))
+        self.truncated = any(p.top_k or p.top_p < 1.0 for p in self.params if not p.greedy)
+
+    def select(self, slots: list[int]) -> None:
+        """Keep the rows at ``slots`` (as the batch drops its finished rows)."""
+        index = torch.tensor(slots, device=self.greedy.device)
+        self.rows = [self.rows[i] for i in slots]
+        self.params = [self.params[i] for i in slots]
+        self.greedy = self.greedy[index]
+        if self.temperature is not None:
+            self.temperature = self.temperature[index]
+
+    def sample(self, logits: torch.Tensor) -> tuple[list[int], list[float]]:
+        if self.all_greedy:
+            tokens = logits.argmax(-1)
+            return tokens.tolist(), torch.log_softmax(logits, -1).gather(1, tokens[:, None])[:, 0].tolist()
+        scaled = logits if self.temperature is None else logits / self.temperature
+        if self.truncated:
+            scaled = _truncate(scaled, self.params)
+        if self.any_greedy:
+            scaled = torch.where(self.greedy.unsqueeze(-1), logits, scaled)
+        logprobs = torch.log_softmax(scaled, dim=-1)
+        cdf = logprobs.exp().cumsum(-1)
+        uniform = torch.tensor([r.rng.random() for r in self.rows], device=logits.device, dtype=cdf.dtype)
+        tokens = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+        tokens = tokens.clamp(max=logits.shape[-1] - 1)
+        if self.any_greedy:
+            tokens = torch.where(self.greedy, logits.argmax(-1), tokens)
+        return tokens.tolist(), logprobs.gather(1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
 
 
 def _truncate(scaled: torch.Tensor, params: list) -> torch.Tensor:
@@ -313,12 +390,21 @@ def score_continuations(loaded: LoadedModel, prompt: str, continuations: list[st
     scores = []
     for text in continuations:
         ids = tok(prompt + text, add_special_tokens=False)["input_ids"]
-        # Tokens may merge across the boundary; score from where the two encodings diverge.
-        start = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
-        if start >= len(ids) or start == 0:
-            raise InvalidRequestError(f"continuation {text!r} adds no token after the prompt")
+        start = continuation_start(prompt_ids, ids, text)
         scores.append(float(_teacher_forced(loaded, ids, adapter, start).sum()))
     return scores
+
+
+def continuation_start(prompt_ids: list[int], ids: list[int], continuation: str) -> int:
+    """Where a continuation's tokens begin in ``ids`` (the tokens of prompt + continuation).
+    Tokens may merge across the boundary, so it is where the two encodings part."""
+    start = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
+    if start >= len(ids):
+        raise InvalidRequestError(f"continuation {continuation!r} adds no token after the prompt")
+    if start == 0:
+        raise InvalidRequestError(f"the prompt gives no token before continuation {continuation!r}, so nothing "
+                                  "predicts its first token; give a non-empty prompt")
+    return start
 
 
 def prompt_token_logprobs(loaded: LoadedModel, text: str,
@@ -357,7 +443,7 @@ def check_state_fits(what: str, required: dict[str, torch.Tensor], allowed: set[
     unexpected = [k for k in state if k not in allowed]
     wrong = [k for k, v in state.items() if k in required and tuple(v.shape) != tuple(required[k].shape)]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise InvalidRequestError(
             f"weights for {what} do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"wrong shape {wrong[:5]}"
         )

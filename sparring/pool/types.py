@@ -5,22 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from sparring.errors import BackendError, InvalidRequestError, PoolClosedError, PoolError
 
-class PoolError(Exception):
-    """Base class of the pool's errors."""
-
-
-class InvalidRequestError(PoolError, ValueError):
-    """A request the pool cannot serve (bad sampling params, unknown policy, bad prompt).
-    Only that request fails; the pool keeps serving the others."""
-
-
-class BackendError(PoolError):
-    """The backend failed while serving a request (a crashed worker, a server error)."""
-
-
-class PoolClosedError(PoolError):
-    """The pool was closed before the request was served."""
+__all__ = [
+    "BackendError",
+    "Generation",
+    "GenerationRequest",
+    "InvalidRequestError",
+    "PolicyInfo",
+    "Pool",
+    "PoolClosedError",
+    "PoolError",
+    "SamplingParams",
+]
 
 
 @dataclass(frozen=True)
@@ -112,14 +109,48 @@ class Generation:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What a pool reports about one policy it serves."""
+
+    name: str
+    context_length: int
+    """Most tokens of prompt plus completion."""
+    weights_version: int
+    """The version its next requests run on (bumped by every weight update)."""
+
+
 @runtime_checkable
 class Pool(Protocol):
-    """What every deployment of the pool offers (``InferencePool``, ``RayPool``,
-    ``RemotePool``): policies and LLM judges depend on this, not on a backend."""
+    """What every deployment of the pool offers (:class:`~sparring.pool.InferencePool`,
+    :class:`~sparring.pool.ray_pool.RayPool`, :class:`~sparring.pool.vllm_pool.VLLMPool`,
+    :class:`~sparring.pool.RemotePool`): policies, LM judges, trainers and the HTTP server
+    depend on this, never on a backend."""
 
     @property
-    def policies(self) -> list[str]: ...
+    def policies(self) -> list[str]:
+        """The policies it serves."""
 
-    async def generate(self, request: GenerationRequest) -> Generation: ...
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """One completion of ``request``."""
 
-    def update_weights(self, policy: str, weights: Any) -> Any: ...
+    async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
+        """Log-probability of each continuation after a raw-text ``prompt`` under ``policy``'s
+        model distribution (teacher-forced, summed over the continuation's tokens)."""
+
+    async def prompt_logprobs(self, policy: str, text: str) -> tuple[list[int], list[float]]:
+        """The token ids of a raw ``text`` and the logprob of each token after the first given
+        those before it (one fewer than ids), under ``policy``'s model distribution."""
+
+    def info(self, policy: str) -> PolicyInfo:
+        """Context length and current weights version of ``policy``."""
+
+    def tokenizer(self, policy: str) -> Any:
+        """The Hugging Face tokenizer that renders and splits ``policy``'s text."""
+
+    def update_weights(self, policy: str, weights: Any) -> int:
+        """New weights for ``policy`` (a state dict or a safetensors checkpoint path); returns
+        the weights version that generations from them carry."""
+
+    async def aclose(self) -> None:
+        """Stop serving; requests still waiting fail with PoolClosedError."""

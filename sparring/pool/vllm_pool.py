@@ -8,8 +8,8 @@ a pool is built, so this module imports anywhere::
 
     from sparring.pool.vllm_pool import VLLMPool
 
-    pool = VLLMPool()
-    pool.add_policy("base", "path/to/model", enable_lora=True, gpu_memory_utilization=0.5)
+    pool = VLLMPool(PoolConfig(backend="vllm", gpu_memory_utilization=0.5))
+    pool.add_policy("base", "path/to/model", enable_lora=True)
     pool.add_adapter("rival", "base", "runs/rival/adapter")
 
 How the contract is kept:
@@ -27,6 +27,10 @@ How the contract is kept:
   requests that arrive meanwhile wait and run on the new ones. An adapter's new version is
   registered under a new LoRA id: requests from then on use it, those in flight finish on the
   old one, which is dropped afterwards.
+
+- Scoring (:meth:`VLLMPool.score`, :meth:`VLLMPool.prompt_logprobs`) asks vLLM for the prompt's
+  logprobs (``prompt_logprobs=0``) at temperature 1 with no truncation, where the processed
+  logprobs are the model's own distribution, as the transformers backend scores.
 
 The engines live on one event loop in a thread of the pool's own (vLLM's async engine stays
 bound to the loop it first ran on), so the pool serves callers on any loop or thread.
@@ -50,15 +54,12 @@ from typing import Any
 
 import torch
 
-from sparring.pool.transformers_backend import check_state_fits, render_request
-from sparring.pool.types import (
-    BackendError,
-    Generation,
-    GenerationRequest,
-    InvalidRequestError,
-    PoolClosedError,
-    SamplingParams,
-)
+from sparring.errors import BackendError, InvalidRequestError, ModelNotFoundError, PoolClosedError
+from sparring.pool.config import PoolConfig
+from sparring.pool.transformers_backend import check_state_fits, continuation_start, render_request
+from sparring.pool.types import Generation, GenerationRequest, PolicyInfo, SamplingParams
+from sparring.runs import resolve_model, safetensors_files, safetensors_shapes
+from sparring.sync import LoopThread
 
 MISSING_VLLM = (
     "VLLMPool needs vLLM, which could not be imported ({error}). Install it with "
@@ -116,24 +117,19 @@ def generation_from_output(output: Any, policy: str, version: int) -> Generation
     )
 
 
-def checkpoint_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint (a directory of them, or one file)."""
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() and f.suffix == ".safetensors" for f in files):
-        raise FileNotFoundError(f"no safetensors checkpoint at {path}")
-    return files
+#: What a scoring request asks of vLLM: the prompt's logprobs under the model's own
+#: distribution (temperature 1, no truncation, so processed logprobs equal the raw ones).
+SCORING = {"n": 1, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_tokens": 1, "prompt_logprobs": 0,
+           "detokenize": False}
 
 
-def checkpoint_shapes(files: list[Path]) -> dict[str, torch.Tensor]:
-    """A checkpoint's tensors as empty meta tensors of their shapes, read from the headers."""
-    from safetensors import safe_open
-
-    shapes = {}
-    for f in files:
-        with safe_open(str(f), framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
-                shapes[key] = torch.empty(handle.get_slice(key).get_shape(), device="meta")
-    return shapes
+def prompt_logprobs_of(output: Any, ids: list[int], policy: str) -> list[float]:
+    """Each prompt token's logprob after the first, from vLLM's ``prompt_logprobs``."""
+    positions = output.prompt_logprobs
+    if positions is None or len(positions) != len(ids):
+        got = "no" if positions is None else len(positions)
+        raise BackendError(f"policy {policy!r}: vLLM returned {got} prompt logprobs for {len(ids)} tokens")
+    return [float(position[token].logprob) for position, token in zip(positions[1:], ids[1:])]
 
 
 def meta_parameters(model: str) -> tuple[dict[str, torch.Tensor], set[str]]:
@@ -207,12 +203,14 @@ class _Served:
 
 class VLLMPool:
     """Pool over vLLM's async engine (CUDA): one engine per model (:meth:`add_policy`), LoRA
-    adapters served by their base model's engine (:meth:`add_adapter`)."""
+    adapters served by their base model's engine (:meth:`add_adapter`). ``config`` gives the
+    engines' defaults (``gpu_memory_utilization``, ``seed``)."""
 
-    def __init__(self, workdir: str | Path | None = None):
+    def __init__(self, config: PoolConfig | None = None, workdir: str | Path | None = None):
         self._vllm = import_vllm()
         from vllm.exceptions import VLLMClientError
 
+        self.config = config or PoolConfig(backend="vllm")
         self._client_error = VLLMClientError
         self.served: dict[str, _Served] = {}
         self._closed = False
@@ -224,17 +222,17 @@ class VLLMPool:
         self._staging = tempfile.TemporaryDirectory(prefix="sparring-vllm-", dir=workdir)
         self._staged = itertools.count()
         self._tasks: set[asyncio.Task] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sparring-vllm", daemon=True)
-        self._thread.start()
+        self._engines = LoopThread("sparring-vllm")
 
     # -- policies and weights --------------------------------------------------------------
     def add_policy(self, name: str, model: str | Path, tokenizer: str | Path | None = None,
                    **engine_kwargs: Any) -> None:
         """Serve ``name`` from a model id or local path on an engine of its own.
 
-        ``engine_kwargs`` go to ``vllm.AsyncEngineArgs`` (``dtype``, ``max_model_len``,
-        ``gpu_memory_utilization``, ``enforce_eager``, ``seed``, ...). To serve adapters on this
+        ``model`` is anything :func:`~sparring.runs.resolve_model` takes. ``engine_kwargs`` go to
+        ``vllm.AsyncEngineArgs`` (``dtype``, ``max_model_len``, ``gpu_memory_utilization``,
+        ``enforce_eager``, ``seed``, ...); ``gpu_memory_utilization`` and ``seed`` default to
+        the pool config's. To serve adapters on this
         model later pass ``enable_lora=True``, with ``max_lora_rank`` at least the adapters'
         rank; ``max_loras``, how many adapters one step may mix, defaults to 8 here. vLLM's LoRA
         kernels need a float16 or bfloat16 engine. Engines share a GPU only if each is given a
@@ -244,21 +242,24 @@ class VLLMPool:
 
         self._check_open()
         self._check_new(name)
+        model = resolve_model(model).location
+        engine_kwargs.setdefault("gpu_memory_utilization", self.config.gpu_memory_utilization)
+        engine_kwargs.setdefault("seed", self.config.seed)
         mode = engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         if mode != "processed_logprobs":
-            raise ValueError(f"logprobs_mode={mode!r}: the pool reports logprobs of the sampling "
+            raise InvalidRequestError(f"logprobs_mode={mode!r}: the pool reports logprobs of the sampling "
                              "distribution, vLLM's 'processed_logprobs'; leave logprobs_mode unset")
         if engine_kwargs.get("enable_lora"):
             engine_kwargs.setdefault("max_loras", 8)
             if str(engine_kwargs.get("dtype", "auto")) in ("float32", "float", "torch.float32"):
-                raise ValueError(f"policy {name!r}: vLLM's LoRA kernels need dtype='bfloat16' or "
+                raise InvalidRequestError(f"policy {name!r}: vLLM's LoRA kernels need dtype='bfloat16' or "
                                  "'float16', not float32")
         engine_kwargs.setdefault("disable_log_stats", True)
         if tokenizer is not None:
             engine_kwargs["tokenizer"] = str(tokenizer)
         args = self._vllm.AsyncEngineArgs(model=str(model), **engine_kwargs)
         hf_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or model))
-        llm = self._call(self._start(args))
+        llm = self._engines.run(self._start(args))
         self.served[name] = _Served(_Engine(llm, hf_tokenizer, str(model)), _Version(0))
 
     async def _start(self, args: Any) -> Any:
@@ -274,15 +275,15 @@ class VLLMPool:
         self._check_new(name)
         served = self.served.get(base)
         if served is None or served.adapter:
-            raise ValueError(f"base={base!r} must be a policy served as a full model; served: {self.policies}")
+            raise InvalidRequestError(f"base={base!r} must be a policy served as a full model; served: {self.policies}")
         if not isinstance(adapter, (str, Path)):
-            raise TypeError(f"adapter must be a saved peft adapter directory, got {type(adapter).__name__} "
+            raise InvalidRequestError(f"adapter must be a saved peft adapter directory, got {type(adapter).__name__} "
                             "(save a fresh adapter with save_pretrained first)")
         if served.engine.max_lora_rank is None:
-            raise ValueError(f"policy {base!r} was started without LoRA: add_policy({base!r}, ..., enable_lora=True)")
+            raise InvalidRequestError(f"policy {base!r} was started without LoRA: add_policy({base!r}, ..., enable_lora=True)")
         version = self._adapter_version(name, 0, self._stage_adapter(Path(adapter), served.engine))
         try:
-            self._call(served.engine.llm.add_lora(version.lora))
+            self._engines.run(served.engine.llm.add_lora(version.lora))
         except BaseException:
             shutil.rmtree(version.path, ignore_errors=True)
             raise
@@ -298,10 +299,10 @@ class VLLMPool:
     def _stage_adapter(self, source: Path, engine: _Engine) -> Path:
         config = source / "adapter_config.json"
         if not config.is_file():
-            raise FileNotFoundError(f"no peft adapter at {source} (adapter_config.json missing)")
+            raise ModelNotFoundError(f"no peft adapter at {source} (adapter_config.json missing)")
         rank = json.loads(config.read_text()).get("r")
         if isinstance(rank, int) and rank > engine.max_lora_rank:
-            raise ValueError(f"the adapter at {source} has rank {rank}, above max_lora_rank="
+            raise InvalidRequestError(f"the adapter at {source} has rank {rank}, above max_lora_rank="
                              f"{engine.max_lora_rank} of its base's engine; start the base with a larger max_lora_rank")
         target = self._staging_dir("adapter")
         shutil.copytree(source, target, dirs_exist_ok=True)
@@ -315,6 +316,13 @@ class VLLMPool:
     @property
     def policies(self) -> list[str]:
         return list(self.served)
+
+    def info(self, policy: str) -> PolicyInfo:
+        served = self._served(policy)
+        return PolicyInfo(policy, served.engine.context_length, served.current.number)
+
+    def tokenizer(self, policy: str) -> Any:
+        return self._served(policy).engine.tokenizer
 
     def update_weights(self, policy: str, weights: dict[str, torch.Tensor] | str | Path) -> int:
         """New weights for ``policy``: a state dict or a safetensors checkpoint (a file or a
@@ -343,11 +351,11 @@ class VLLMPool:
         self._check_open()
         served = self._served(policy)
         if not isinstance(weights, (dict, str, Path)):
-            raise TypeError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
+            raise InvalidRequestError(f"weights must be a state dict or a checkpoint path, got {type(weights).__name__}")
         if served.adapter:
             path = self._stage_adapter_update(policy, served, weights)
         elif any(s.adapter for s in self.served.values() if s.engine is served.engine):
-            raise ValueError(f"policy {policy!r} carries LoRA adapters: update the adapters, or serve the "
+            raise InvalidRequestError(f"policy {policy!r} carries LoRA adapters: update the adapters, or serve the "
                              "full model under another name without adapters")
         else:
             path = self._stage_checkpoint(policy, served.engine, weights)
@@ -356,7 +364,7 @@ class VLLMPool:
             version = served.requested
             apply = self._swap_adapter if served.adapter else self._reload
             coro = self._update(served, apply(policy, served, version, path))
-            return version, asyncio.run_coroutine_threadsafe(coro, self._loop)
+            return version, self._engines.submit(coro)
 
     def _stage_checkpoint(self, policy: str, engine: _Engine, weights: Any) -> Path:
         from safetensors.torch import save_file
@@ -369,8 +377,8 @@ class VLLMPool:
             save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
             return target
         source = Path(weights)
-        files = checkpoint_files(source)
-        check_state_fits(f"policy {policy!r}", parameters, keys, checkpoint_shapes(files))
+        files = safetensors_files(source)
+        check_state_fits(f"policy {policy!r}", parameters, keys, safetensors_shapes(source))
         target = self._staging_dir("weights")
         for f in files + (sorted(source.glob("*.safetensors.index.json")) if source.is_dir() else []):
             shutil.copy2(f, target / f.name)
@@ -383,9 +391,9 @@ class VLLMPool:
             return self._stage_adapter(Path(weights), served.engine)
         current = served.current.path / "adapter_model.safetensors"
         if not current.is_file():
-            raise ValueError(f"adapter {policy!r} was saved without adapter_model.safetensors: "
+            raise InvalidRequestError(f"adapter {policy!r} was saved without adapter_model.safetensors: "
                              "update it with a saved adapter directory")
-        shapes = checkpoint_shapes([current])
+        shapes = safetensors_shapes(current)
         check_state_fits(f"adapter {policy!r} (a peft adapter state dict)", shapes, shapes, weights)
         target = self._staging_dir("adapter")
         shutil.copy2(served.current.path / "adapter_config.json", target / "adapter_config.json")
@@ -462,16 +470,38 @@ class VLLMPool:
         if self._closed:
             raise PoolClosedError("the pool is closed")
 
-    def _call(self, coro: Coroutine) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
     # -- requests ----------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> Generation:
         self._check_open()
         served = self._served(request.policy)
         prompt_ids = self._prompt_ids(served.engine, request)
-        future = asyncio.run_coroutine_threadsafe(self._generate(request, prompt_ids), self._loop)
-        return await asyncio.wrap_future(future)
+        return await self._engines.wrap(self._generate(request, prompt_ids))
+
+    async def prompt_logprobs(self, policy: str, text: str) -> tuple[list[int], list[float]]:
+        """The token ids of a raw ``text`` and each token's logprob after the first, under the
+        policy's model distribution (vLLM's prompt logprobs at temperature 1)."""
+        self._check_open()
+        served = self._served(policy)
+        ids = served.engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InvalidRequestError(f"empty prompt for policy {policy!r}; send at least one token of text")
+        if len(ids) >= served.engine.context_length:
+            raise InvalidRequestError(f"prompt of {len(ids)} tokens exceeds the context of "
+                                      f"{served.engine.context_length} tokens of policy {policy!r}; shorten it")
+        output = await self._engines.wrap(self._run(policy, served, {"prompt_token_ids": ids}, SCORING))
+        return ids, prompt_logprobs_of(output, ids, policy)
+
+    async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
+        """Log-probabilities of ``continuations`` after a raw-text ``prompt`` (summed over each
+        continuation's tokens, teacher-forced), as :meth:`InferencePool.score` gives them."""
+        tokenizer = self.tokenizer(policy)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        scored = await asyncio.gather(*(self.prompt_logprobs(policy, prompt + text) for text in continuations))
+        out = []
+        for text, (ids, logprobs) in zip(continuations, scored):
+            start = continuation_start(prompt_ids, ids, text)
+            out.append(float(sum(logprobs[start - 1:])))
+        return out
 
     @staticmethod
     def _prompt_ids(engine: _Engine, request: GenerationRequest) -> list[int]:
@@ -487,10 +517,22 @@ class VLLMPool:
         return prompt_ids
 
     async def _generate(self, request: GenerationRequest, prompt_ids: list[int]) -> Generation:
+        params = vllm_sampling_kwargs(request.sampling)
+        served = self.served[request.policy]
+        output, version = await self._tracked(self._serve(request.policy, served, {"prompt_token_ids": prompt_ids},
+                                                          params))
+        return generation_from_output(output, request.policy, version)
+
+    async def _run(self, policy: str, served: _Served, prompt: dict[str, Any], params: dict[str, Any]) -> Any:
+        output, _ = await self._tracked(self._serve(policy, served, prompt, params))
+        return output
+
+    async def _tracked(self, coro: Coroutine) -> Any:
+        """``coro`` as a task the pool cancels when it closes."""
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
-            return await self._serve(request, prompt_ids)
+            return await coro
         except asyncio.CancelledError:
             if self._closed:
                 raise PoolClosedError("the pool was closed") from None
@@ -498,11 +540,11 @@ class VLLMPool:
         finally:
             self._tasks.discard(task)
 
-    async def _serve(self, request: GenerationRequest, prompt_ids: list[int]) -> Generation:
+    async def _serve(self, policy: str, served: _Served, prompt: dict[str, Any],
+                     params: dict[str, Any]) -> tuple[Any, int]:
+        """One request on the weights the policy serves now: (vLLM's final output, version)."""
         from vllm.sampling_params import RequestOutputKind
 
-        policy = request.policy
-        served = self.served[policy]
         while not served.ready.is_set():
             await served.ready.wait()
         if served.failure is not None:
@@ -512,10 +554,9 @@ class VLLMPool:
         version.idle.clear()
         final = None
         try:
-            params = self._vllm.SamplingParams(**vllm_sampling_kwargs(request.sampling),
-                                               output_kind=RequestOutputKind.FINAL_ONLY)
-            async for final in served.engine.llm.generate({"prompt_token_ids": prompt_ids}, params,
-                                                          uuid.uuid4().hex, lora_request=version.lora):
+            sampling = self._vllm.SamplingParams(**params, output_kind=RequestOutputKind.FINAL_ONLY)
+            async for final in served.engine.llm.generate(prompt, sampling, uuid.uuid4().hex,
+                                                          lora_request=version.lora):
                 pass
         except self._client_error as error:
             raise InvalidRequestError(f"policy {policy!r}: {error}") from error
@@ -531,7 +572,7 @@ class VLLMPool:
                     retire.add_done_callback(self._tasks.discard)
         if final is None:
             raise BackendError(f"policy {policy!r}: vLLM finished the request without an output")
-        return generation_from_output(final, policy, version.number)
+        return final, version.number
 
     async def aclose(self) -> None:
         """Stop serving: requests in flight fail with PoolClosedError, the engines shut down and
@@ -539,10 +580,8 @@ class VLLMPool:
         if self._closed:
             return
         self._closed = True
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.to_thread(self._thread.join)
-        self._loop.close()
+        await self._engines.wrap(self._shutdown())
+        await self._engines.astop()
         self._staging.cleanup()
 
     async def _shutdown(self) -> None:
