@@ -73,7 +73,7 @@ class NonceAgent(ScriptedPolicy):
             answer = f"[{move}]"
         else:
             answer = f"message-{int(self.rng.integers(1 << 40))}"
-        return format_cot(nonce, answer) if "</think>" in text else answer
+        return format_cot(nonce, answer) if observation["hidden_cot"] else answer
 
 
 @pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
@@ -98,6 +98,70 @@ def test_no_observation_leaks_private_text(game_id, kwargs):
                 for secret in texts:
                     leaked = [o for o in seen[other] if secret in o]
                     assert not leaked, f"{other} saw {owner}'s private text {secret!r}"
+
+
+# Ways to break the format after writing where reasoning goes (the prompt pre-filled <think>).
+BROKEN_TAILS = ["", " <answer> visible? </answer>", " </answer>", " <answer>", " <answer> [rock] </answer>",
+                " </think>", " </think> <answer> after </answer> </think>", " <think> again </think> x",
+                " <answer> a </answer> <answer> b </answer>"]
+
+
+class SecretAgent(ScriptedPolicy):
+    """Writes a traceable secret where reasoning goes, then breaks the format (or not)."""
+
+    def __init__(self, seed, written):
+        super().__init__(seed)
+        self.written = written
+
+    def respond(self, agent, observation):
+        secret = f"SECRET-{agent}-{int(self.rng.integers(1 << 40))}"
+        self.written.append(secret)
+        tail = BROKEN_TAILS[int(self.rng.integers(len(BROKEN_TAILS)))]
+        return f"{secret} [rock] {tail}" if observation["hidden_cot"] else f"{secret}{tail}"
+
+
+class RecordingJudge:
+    """RuleJudge's verdicts, remembering every text it was shown."""
+
+    def __init__(self):
+        from sparring.judges import RuleJudge
+
+        self.inner, self.seen = RuleJudge(), []
+
+    def judge(self, prompt, response):
+        self.seen += [prompt, response]
+        return self.inner.judge(prompt, response)
+
+
+COT_CASES = [(case, name) for case, name in zip(CASES, IDS)
+             if case[1].get("hidden_cot", case[0] != "sparring/matrix-v0")]
+
+
+@pytest.mark.parametrize(("game_id", "kwargs"), [c for c, _ in COT_CASES], ids=[n for _, n in COT_CASES])
+def test_reasoning_never_crosses_whatever_follows_it(game_id, kwargs):
+    """A secret written where reasoning goes never reaches another agent or the judge, however
+    the rest of the output breaks the format."""
+    for seed in range(16):
+        judge = RecordingJudge()
+        extra = {"judge": judge} if game_id == "sparring/redteam-v0" else {}
+        env = make(game_id, raw=True, **kwargs, **extra)
+        env.reset(seed=seed)
+        written = {a: [] for a in env.possible_agents}
+        agents = {a: SecretAgent(seed * 10 + i, written[a]) for i, a in enumerate(env.possible_agents)}
+        seen = {a: [] for a in env.possible_agents}
+        for agent in env.agent_iter():
+            for a in env.agents:
+                seen[a].append(env.observe(a)["text"])
+            obs, _, term, trunc, _ = env.last()
+            env.step(None if term or trunc else asyncio.run(agents[agent].act(agent, obs)).text)
+        for a in env.possible_agents:
+            seen[a].append(env.observe(a)["text"])
+        for owner, secrets in written.items():
+            for secret in secrets:
+                for other in env.possible_agents:
+                    if other != owner:
+                        assert not [o for o in seen[other] if secret in o], f"{other} saw {owner}'s {secret}"
+                assert not [t for t in judge.seen if secret in t], f"the judge saw {owner}'s {secret}"
 
 
 def test_redteam_leak_test_has_secrets_to_find():

@@ -14,7 +14,7 @@ def test_valid_format_splits_reasoning_and_answer():
 @pytest.mark.parametrize(
     ("output", "reason", "answer"),
     [
-        ("just text", "exactly one </think>", "just text"),
+        ("just text", "exactly one </think>", ""),  # no </think>: all of it is hidden reasoning
         ("<think> r </think> <answer> a </answer>", "literal <think>", "a"),
         ("r </think> <answer> a </answer> <answer> b </answer>", "<answer> x2", "a"),
         ("r </think> </think> <answer> a </answer>", "</think> x2", "a"),
@@ -22,7 +22,9 @@ def test_valid_format_splits_reasoning_and_answer():
         ("r </think> <answer> a </answer> trailing", "text after </answer>", "a"),
         ("</think> <answer> a </answer>", "empty reasoning", "a"),
         ("r </think> <answer>   </answer>", "empty answer", ""),
-        ("<answer> a </answer> r </think>", "out of order", "a"),
+        ("<answer> a </answer> r </think>", "out of order", ""),  # an answer inside the reasoning stays hidden
+        ("secret plan <answer> leaked? </answer>", "exactly one", ""),
+        ("plan </think> first </think> <answer> a </answer>", "</think> x2", "a"),
         ("my plan </think> the answer without tags", "<answer> x0", "the answer without tags"),
         ("", "exactly one", ""),
     ],
@@ -34,6 +36,17 @@ def test_malformed_formats_have_reasons_and_never_reveal_reasoning(output, reaso
     assert parsed.answer == answer
     if parsed.reasoning:
         assert parsed.reasoning not in parsed.answer
+
+
+@pytest.mark.parametrize("tail", ["", " <answer> hi </answer>", " </answer>", " <answer>", " </think>",
+                                  " </think> <answer> x </answer>", " </think> </think> loose"])
+def test_nothing_written_before_the_last_think_close_is_ever_visible(tail):
+    secret = "SECRET-1234"
+    for output in (f"{secret}{tail}", f"a <answer> {secret} </answer>{tail}", f"{secret} </think>{tail}"):
+        parsed = split_hidden_cot(output)
+        assert secret not in parsed.answer, (output, parsed)
+        if secret not in output[output.rfind("</think>"):] if "</think>" in output else True:
+            assert parsed.reasoning and secret in parsed.reasoning
 
 
 def test_parser_is_linear_on_long_tagless_output():

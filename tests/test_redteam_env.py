@@ -136,7 +136,7 @@ def test_config_errors_name_the_value(kwargs, match):
 def test_judge_is_handed_in_and_pickles():
     env = make("sparring/redteam-v0", raw=True, judge=RuleJudge(refusal_window=20))
     assert pickle.loads(pickle.dumps(env)).game.judge.refusal_window == 20
-    with pytest.raises(TypeError, match="judge"):
+    with pytest.raises(ValueError, match="judge"):
         make("sparring/redteam-v0", judge="wildguard")
 
 

@@ -13,16 +13,19 @@ invalid output as a game event (reason in ``infos[agent]["invalid"]``, penalty b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
 import numpy as np
 from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.env_logger import EnvLogger
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from sparring.envs.parsing import split_hidden_cot
 from sparring.envs.spaces import action_space, observation_space
+from sparring.errors import ConfigError
 
 
 @dataclass(slots=True)
@@ -61,6 +64,8 @@ def read_output(agent: str, raw: Any, *, hidden_cot: bool, max_chars: int) -> Mo
     """Read a raw model output into a :class:`Move`. Never raises."""
     if raw is None:
         return Move(agent, None, "", format_error="no output (None)", error="no output (None)")
+    if not hidden_cot and type(raw) is str and len(raw) <= max_chars:  # the common case, first
+        return Move(agent, raw, raw.strip())
     if not isinstance(raw, str):
         reason = f"output must be a string, got {type(raw).__name__}"
         return Move(agent, None, "", format_error=reason, error=reason)
@@ -81,7 +86,7 @@ def read_output(agent: str, raw: Any, *, hidden_cot: bool, max_chars: int) -> Mo
     return Move(agent, raw, text, reasoning, format_error=error, error=error)
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What resolving a set of moves produced."""
 
@@ -109,8 +114,9 @@ class LanguageGame(ABC):
     max_output_chars: int = 8192
     #: One line shown by ``sparring envs``.
     description: str = ""
-    #: ``resolve`` waits on a model (an LM judge or oracle): the rollout engine then steps the
-    #: game in a worker thread, so the model calls of many games are batched together.
+    #: ``resolve`` waits on a model (a judge or oracle whose ``awaits_model`` is true): the
+    #: rollout engine then steps the game in a worker thread, so the model calls of many games
+    #: are batched together.
     slow_resolve: bool = False
 
     def reset(self, rng: np.random.Generator, options: dict[str, Any] | None = None) -> None:
@@ -147,16 +153,16 @@ class LanguageGame(ABC):
         return [m.reasoning for m in self.transcript if m.agent == agent and m.reasoning]
 
     def play(self, moves: dict[str, Move]) -> Outcome:
-        self.transcript.extend(moves[a] for a in self.to_act() if a in moves)
+        """Record ``moves`` (of the agents in ``to_act()``, in their order) and resolve them."""
+        self.transcript.extend(moves.values())
         outcome = self.resolve(moves)
         self.turn += 1
         return outcome
 
     def read(self, agent: str, raw: Any) -> Move:
-        move = read_output(
-            agent, raw, hidden_cot=self.hidden_cot, max_chars=self.max_output_chars
-        )
-        return self.interpret(move)
+        if not self.hidden_cot and type(raw) is str and len(raw) <= self.max_output_chars:
+            return self.interpret(Move(agent, raw, raw.strip()))  # read_output's common case, inline
+        return self.interpret(read_output(agent, raw, hidden_cot=self.hidden_cot, max_chars=self.max_output_chars))
 
     def header(self, viewer: str | None) -> str:
         """A line that opens the rendered transcript for ``viewer`` (``None``: spectator)."""
@@ -178,14 +184,32 @@ class LanguageGame(ABC):
         return "\n".join(lines)
 
 
+class SeededGenerator:
+    """``np.random.default_rng(seed)``, made the first time it is used: seeding a generator
+    costs more than a whole move of a small game, and many games never draw a number."""
+
+    __slots__ = ("seed", "generator")
+
+    def __init__(self, seed: int | None):
+        self.seed = seed
+        self.generator: np.random.Generator | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self.generator is None:
+            self.generator = np.random.default_rng(self.seed)
+        return getattr(self.generator, name)
+
+
+_NOTHING: dict[str, Any] = {}
+
+
 def _info(outcome: Outcome | None, agent: str, move: Move | None) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "reward_terms": dict(outcome.reward_terms.get(agent, {})) if outcome else {},
-        "invalid": move.error if move else None,
-    }
-    if outcome:
-        info.update(outcome.info.get(agent, {}))
-    return info
+    if outcome is None:
+        return {"reward_terms": {}, "invalid": move.error if move else None}
+    return {"reward_terms": dict(outcome.reward_terms.get(agent, _NOTHING)), "invalid": move.error if move else None,
+            **outcome.info.get(agent, _NOTHING)}
 
 
 class _LanguageEnvBase:
@@ -199,7 +223,7 @@ class _LanguageEnvBase:
 
     def _init_base(self, game: LanguageGame, render_mode: str | None) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(
+            raise ConfigError(
                 f"render_mode={render_mode!r} is not supported; "
                 f"use one of {self.metadata['render_modes']} or None"
             )
@@ -207,24 +231,35 @@ class _LanguageEnvBase:
         self.render_mode = render_mode
         self.possible_agents = list(game.possible_agents)
         self.agents: list[str] = []
-        self._observation_spaces = {a: observation_space(game.max_turns) for a in game.possible_agents}
-        self._action_spaces = {a: action_space() for a in game.possible_agents}
+        # Spaces are made on first use: rollouts build an env per game and never ask for them.
+        self._observation_spaces: dict[str, gymnasium.spaces.Dict] = {}
+        self._action_spaces: dict[str, gymnasium.spaces.Text] = {}
         self._rng: np.random.Generator | None = None
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
+        if agent not in self._observation_spaces:
+            if agent not in self.possible_agents:
+                raise KeyError(agent)
+            self._observation_spaces[agent] = observation_space(self.game.max_turns)
         return self._observation_spaces[agent]
 
     def action_space(self, agent: str) -> gymnasium.spaces.Text:
+        if agent not in self._action_spaces:
+            if agent not in self.possible_agents:
+                raise KeyError(agent)
+            self._action_spaces[agent] = action_space()
         return self._action_spaces[agent]
 
     def _reset_game(self, seed: int | None, options: dict[str, Any] | None) -> None:
         if seed is not None or self._rng is None:
-            self._rng = np.random.default_rng(seed)
+            self._rng = SeededGenerator(seed)
         self.game.reset(self._rng, options)
         self.agents = list(self.possible_agents)
 
     def _observation(self, agent: str, waiting: bool) -> dict[str, Any]:
-        return {"text": self.game.observe(agent), "to_act": int(waiting), "turn": self.game.turn}
+        game = self.game
+        return {"text": game.observe(agent), "to_act": 1 if waiting else 0, "turn": game.turn,
+                "hidden_cot": 1 if game.hidden_cot else 0}
 
     def render(self) -> str | None:
         if self.render_mode is None:
@@ -262,35 +297,73 @@ class LanguageAECEnv(_LanguageEnvBase, AECEnv):
         self.agent_selection = self.game.to_act()[0]
 
     def observe(self, agent: str) -> dict[str, Any]:
-        waiting = agent in self.game.to_act() and agent not in self._pending
-        return self._observation(agent, waiting and not self.terminations.get(agent, True))
+        game = self.game
+        waiting = agent in game.to_act() and agent not in self._pending and not self.terminations.get(agent, True)
+        return {"text": game.observe(agent), "to_act": 1 if waiting else 0, "turn": game.turn,
+                "hidden_cot": 1 if game.hidden_cot else 0}
+
+    def last(self, observe: bool = True):
+        agent = self.agent_selection
+        return (self.observe(agent) if observe else None, self._cumulative_rewards[agent],
+                self.terminations[agent], self.truncations[agent], self.infos[agent])
+
+    def _was_dead_step(self, action: Any) -> None:
+        """PettingZoo's closing step of a finished agent (same checks, same effects), with
+        less bookkeeping: every game ends with one per agent."""
+        if action is not None:
+            raise ValueError("when an agent is dead, the only valid action is None")
+        agent = self.agent_selection
+        for table in (self.terminations, self.truncations, self.rewards, self._cumulative_rewards, self.infos):
+            del table[agent]
+        self.agents.remove(agent)
+        dead = next((a for a in self.agents if self.terminations[a] or self.truncations[a]), None)
+        if dead is not None:
+            if getattr(self, "_skip_agent_selection", None) is None:
+                self._skip_agent_selection = agent
+            self.agent_selection = dead
+        else:
+            if getattr(self, "_skip_agent_selection", None) is not None:
+                self.agent_selection = self._skip_agent_selection
+            self._skip_agent_selection = None
+        self.rewards = dict.fromkeys(self.rewards, 0)
 
     def step(self, action: Any) -> None:
         agent = self.agent_selection
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)
             return
+        game = self.game
         self._cumulative_rewards[agent] = 0.0
         pending = self._pending
-        pending[agent] = self.game.read(agent, action)
-        waiting_for = next((a for a in self.game.to_act() if a not in pending), None)
-        if waiting_for is not None:
+        pending[agent] = game.read(agent, action)
+        agents = self.agents
+        to_act = game.to_act()
+        # Loops rather than comprehensions here: this runs at every move of every game.
+        infos = {}
+        if len(pending) < len(to_act):  # the moves of this turn come in one by one
+            for waiting_for in to_act:
+                if waiting_for not in pending:
+                    break
             # Rewards and reward terms always describe the last step: nothing resolved yet.
-            self.rewards = dict.fromkeys(self.agents, 0.0)
-            self.infos = {a: _info(None, a, pending.get(a)) for a in self.agents}
-            self.agent_selection = waiting_for
+            for a in agents:
+                infos[a] = {"reward_terms": {}, "invalid": pending[a].error if a in pending else None}
+            self.rewards, self.infos, self.agent_selection = dict.fromkeys(agents, 0.0), infos, waiting_for
             return
         self._pending = {}
-        outcome = self.game.play(pending)
-        rewards = outcome.rewards
-        self.rewards = {a: float(rewards.get(a, 0.0)) for a in self.agents}
-        self.infos = {a: _info(outcome, a, pending.get(a)) for a in self.agents}
+        outcome = game.play(pending)
+        rewards, terms, extra = outcome.rewards, outcome.reward_terms, outcome.info
+        step_rewards, cumulative = {}, self._cumulative_rewards
+        for a in agents:
+            step_rewards[a] = reward = float(rewards.get(a, 0.0))
+            cumulative[a] += reward
+            infos[a] = {"reward_terms": dict(terms.get(a, _NOTHING)),
+                        "invalid": pending[a].error if a in pending else None, **extra.get(a, _NOTHING)}
+        self.rewards, self.infos = step_rewards, infos
         if outcome.done:
-            self.terminations = {a: True for a in self.agents}
-            self.agent_selection = self.agents[0]
+            self.terminations = dict.fromkeys(agents, True)
+            self.agent_selection = agents[0]
         else:
-            self.agent_selection = self.game.to_act()[0]
-        self._accumulate_rewards()
+            self.agent_selection = game.to_act()[0]
         if self.render_mode == "human":
             self.render()
 
@@ -339,12 +412,35 @@ def _forwarded(name: str) -> property:
     return property(get, doc=f"The wrapped env's ``{name}`` (after reset).")
 
 
+class _AgentIterator:
+    """PettingZoo's order-enforcing agent iterator (the same checks), without its layers of
+    calls: it runs once per move."""
+
+    __slots__ = ("wrapper", "env", "left")
+
+    def __init__(self, wrapper: OrderEnforcing, max_iter: int):
+        self.wrapper, self.env, self.left = wrapper, wrapper.env, max_iter
+
+    def __iter__(self) -> _AgentIterator:
+        return self
+
+    def __next__(self) -> str:
+        env = self.env
+        if not env.agents or self.left <= 0:
+            raise StopIteration
+        self.left -= 1
+        assert self.wrapper._has_updated, "need to call step() or reset() in a loop over `agent_iter`"
+        self.wrapper._has_updated = False
+        return env.agent_selection
+
+
 class OrderEnforcing(OrderEnforcingWrapper):
-    """PettingZoo's order-enforcing wrapper with the per-step attributes served directly.
+    """PettingZoo's order-enforcing wrapper with the same checks, served directly.
 
     The stock wrapper reaches ``agent_selection``, ``rewards`` etc. through a failed
-    attribute lookup and two ``__getattr__`` calls, several times per step; for a game as
-    small as the prisoner's dilemma that is a third of the step time.
+    attribute lookup and two ``__getattr__`` calls, and ``step`` and the agent iterator
+    through several layers, every move; for a game as small as the prisoner's dilemma that
+    is most of the step time.
     """
 
     agents = _forwarded("agents")
@@ -359,3 +455,54 @@ class OrderEnforcing(OrderEnforcingWrapper):
         if not self._has_reset:
             raise AttributeError("last() cannot be called before reset")
         return self.env.last(observe)
+
+    def step(self, action: Any) -> None:
+        if not self._has_reset:
+            EnvLogger.error_step_before_reset()
+        elif not self.env.agents:
+            self._has_updated = True
+            EnvLogger.warn_step_after_terminated_truncated()
+        else:
+            self._has_updated = True
+            self.env.step(action)
+
+    def agent_iter(self, max_iter: int = 2**63) -> _AgentIterator:
+        if not self._has_reset:
+            EnvLogger.error_agent_iter_before_reset()
+        return _AgentIterator(self, max_iter)
+
+
+def language_envs(module: str, name: str, build: Callable[..., LanguageGame]) -> tuple[type, type, Callable, Callable]:
+    """A game module's PettingZoo entry points: ``raw_env`` (AEC), ``parallel_raw_env``,
+    ``env()`` (AEC, wrapped as PettingZoo's own games are) and ``parallel_env()``.
+
+    ``build(**kwargs)`` makes the game's rules from the env's arguments. The classes are named
+    as if written in ``module`` (pass ``__name__``), so envs pickle by reference (RLlib copies
+    them) and their docs point at the game's module."""
+
+    def aec_init(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        LanguageAECEnv.__init__(self, build(**kwargs), render_mode)
+
+    def parallel_init(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        LanguageParallelEnv.__init__(self, build(**kwargs), render_mode)
+
+    classes = []
+    for class_name, base, init in (("raw_env", LanguageAECEnv, aec_init),
+                                   ("parallel_raw_env", LanguageParallelEnv, parallel_init)):
+        cls = type(class_name, (base,), {"__init__": init, "__module__": module,
+                                         "metadata": {**base.metadata, "name": name}})
+        cls.__qualname__ = class_name
+        classes.append(cls)
+    raw, parallel_raw = classes
+
+    def env(**kwargs: Any) -> OrderEnforcing:
+        """The AEC env, wrapped as PettingZoo's own games are."""
+        return OrderEnforcing(raw(**kwargs))
+
+    def parallel_env(**kwargs: Any) -> LanguageParallelEnv:
+        """The Parallel env."""
+        return parallel_raw(**kwargs)
+
+    for fn in (env, parallel_env):
+        fn.__module__ = module
+    return raw, parallel_raw, env, parallel_env

@@ -3,14 +3,20 @@
 The hidden-CoT format is ``reasoning </think> <answer> TEXT </answer>`` (the prompt pre-fills
 ``<think>``). Only TEXT crosses to the other agents and the judge. Parsing never raises: a
 malformed output yields a :class:`CotParse` whose ``error`` says what is wrong, and whose
-``answer`` is the best visible text that can be recovered without revealing the reasoning.
-The checks run in linear time (no regex backtracking on long, tag-less generations).
+``answer`` is what can be recovered without revealing any reasoning.
+
+Because the prompt opens the reasoning, everything an output writes before its last
+``</think>`` is hidden reasoning, and an output with no ``</think>`` is reasoning from its
+first character to its last: its visible answer is empty, whatever tags it contains. The
+checks run in linear time (no regex backtracking on long, tag-less generations).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -29,10 +35,11 @@ class CotParse:
 
     answer: str
     """What crosses to other agents. On a format error: the text inside the first
-    ``<answer>…</answer>`` if there is one, else everything after the last ``</think>``,
-    else the whole output (nothing in it is marked as hidden)."""
+    ``<answer>…</answer>`` after the last ``</think>``, else everything after the last
+    ``</think>`` (tags removed), else nothing (the whole output is reasoning)."""
     reasoning: str | None
-    """The private part (before ``</think>``), or ``None`` when there is none."""
+    """The private part: everything before the last ``</think>``, or the whole output when
+    it has none (``None`` for an empty output)."""
     error: str | None = None
     """Why the format is invalid, or ``None`` when it is valid."""
 
@@ -44,8 +51,9 @@ class CotParse:
 def split_hidden_cot(output: str) -> CotParse:
     """Split ``reasoning </think> <answer> TEXT </answer>`` and check the format strictly."""
     think_end = output.find(THINK_CLOSE)
-    reasoning = output[:think_end].strip() if think_end >= 0 else None
-    answer = _recover_answer(output, think_end)
+    hidden_end = output.rfind(THINK_CLOSE)
+    reasoning = (output[:hidden_end] if hidden_end >= 0 else output).strip() or None
+    answer = _recover_answer(output, hidden_end)
 
     counts = {tag: output.count(tag) for tag in (THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)}
     error = None
@@ -70,22 +78,29 @@ def split_hidden_cot(output: str) -> CotParse:
     return CotParse(answer=answer, reasoning=reasoning, error=error)
 
 
-def _recover_answer(output: str, think_end: int) -> str:
-    start = output.find(ANSWER_OPEN)
+def _recover_answer(output: str, hidden_end: int) -> str:
+    """The visible part: only what follows the last ``</think>`` may cross."""
+    if hidden_end < 0:
+        return ""
+    tail = output[hidden_end + len(THINK_CLOSE):]
+    start = tail.find(ANSWER_OPEN)
     if start >= 0:
-        end = output.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
+        end = tail.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
         if end >= 0:
-            return output[start + len(ANSWER_OPEN) : end].strip()
-    if think_end >= 0:
-        tail = output[output.rfind(THINK_CLOSE) + len(THINK_CLOSE) :]
-        return tail.replace(ANSWER_OPEN, "").replace(ANSWER_CLOSE, "").strip()
-    return output.strip()
+            return tail[start + len(ANSWER_OPEN): end].strip()
+    return tail.replace(ANSWER_OPEN, "").replace(ANSWER_CLOSE, "").strip()
 
 
-def cot_prefill(observation_text: str) -> str:
+def cot_prefill(observation: Mapping[str, Any]) -> str:
     """What an LLM's prompt is pre-filled with for this observation: ``<think>`` when the
-    game asks for the hidden-CoT format (its instructions mention ``</think>``), else nothing."""
-    return THINK_OPEN if THINK_CLOSE in observation_text else ""
+    game asks for the hidden-CoT format (``observation["hidden_cot"]``), else nothing."""
+    return THINK_OPEN if observation.get("hidden_cot") else ""
+
+
+def answer_in_format(observation: Mapping[str, Any], reasoning: str, answer: str) -> str:
+    """A move as the game asks for it: ``answer`` in the hidden-CoT format (with
+    ``reasoning``) when the observation says so, else ``answer`` alone."""
+    return format_cot(reasoning, answer) if observation.get("hidden_cot") else answer
 
 
 def format_cot(reasoning: str, answer: str) -> str:
@@ -103,6 +118,12 @@ def parse_bracketed_choice(text: str, legal: dict[str, int]) -> tuple[int | None
     ``(None, reason)``. Brackets around words that are not legal names are ignored, so a
     model may write "[thinking aloud] I pick [rock]"; naming two legal moves is invalid.
     """
+    if text[:1] == "[" and text[-1:] == "]":  # just one bracketed name: the common case
+        inner = text[1:-1]
+        if 0 < len(inner) <= 64 and "[" not in inner and "]" not in inner and "\n" not in inner:
+            index = legal.get(inner.strip().lower())
+            if index is not None:
+                return index, None
     found = [m.strip().lower() for m in _BRACKETED.findall(text)]
     chosen = [name for name in found if name in legal]
     if len(chosen) == 1:

@@ -5,24 +5,27 @@ Every game has a versioned id ``sparring/<name>-v<N>``; after ``import sparring`
 (one seat learning, the others played by frozen policies) are registered with Gymnasium, so
 ``gymnasium.make("sparring:sparring/RedTeamDefender-v0", opponent=...)`` works. Entry points
 are strings: nothing heavy is imported until a game is made.
+
+A game registers what others need to know of it, so no caller keeps a table of games:
+``default_seats`` (who fills the seats ``sparring play`` leaves open), ``baselines`` (the
+scripted opponents each seat is evaluated against) and ``strategies`` (the function giving
+each seat's finite strategy set for the discrete views that RLlib trains on).
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
 import pettingzoo
 
+from sparring.errors import UnknownGameError, did_you_mean
 
-class UnknownGameError(KeyError):
-    """Raised for an id that is not registered; the message suggests the closest ids."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+_VERSIONED = re.compile(r"^(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.-]+?)-v(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,16 @@ class GameSpec:
     """The module with ``env()``, ``parallel_env()`` and ``raw_env``."""
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    default_seats: Mapping[str, str] = field(default_factory=dict)
+    """Seat → the policy that takes it when ``sparring play`` leaves it open (``*``: any seat)."""
+    baselines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Seat → the scripted policies a model in the other seats is evaluated against."""
+    strategies: str | None = None
+    """``module:function`` of the game's rules giving ``{seat: [Strategy, ...]}``: the
+    actions of its discrete view."""
+
+    def seat_default(self, seat: str, fallback: str = "random") -> str:
+        return self.default_seats.get(seat, self.default_seats.get("*", fallback))
 
 
 GAMES: dict[str, GameSpec] = {}
@@ -39,11 +52,13 @@ VIEWS: dict[str, GameSpec] = {}
 
 
 def register_game(id: str, module: str, description: str, **kwargs: Any) -> None:
-    spec = GameSpec(id, module, description, kwargs)
+    """Register a game (``id`` like ``sparring/redteam-v0``). ``kwargs`` are
+    :class:`GameSpec` fields after ``description``."""
+    spec = GameSpec(id, module, description, **kwargs)
     GAMES[id] = spec
     if id not in pettingzoo.aec_registry:
-        pettingzoo.register("aec", id, entry_point=f"{module}:env", kwargs=kwargs)
-        pettingzoo.register("parallel", id, entry_point=f"{module}:parallel_env", kwargs=kwargs)
+        pettingzoo.register("aec", id, entry_point=f"{module}:env", kwargs=spec.kwargs)
+        pettingzoo.register("parallel", id, entry_point=f"{module}:parallel_env", kwargs=spec.kwargs)
 
 
 def register_view(id: str, entry_point: str, description: str, **kwargs: Any) -> None:
@@ -54,14 +69,20 @@ def register_view(id: str, entry_point: str, description: str, **kwargs: Any) ->
 
 
 def spec(id: str) -> GameSpec:
+    """The registered game ``id`` (``sparring/`` may be left out); an unknown name or version
+    raises :class:`~sparring.errors.UnknownGameError` with the closest ids."""
     if id in GAMES:
         return GAMES[id]
     short = {s.split("/")[-1]: s for s in GAMES}
     if id in short:
         return GAMES[short[id]]
-    close = difflib.get_close_matches(id, [*GAMES, *short], n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownGameError(f"no game registered as {id!r}.{hint} Registered: {sorted(GAMES)}")
+    asked = _VERSIONED.match(id)
+    if asked is not None:
+        versions = sorted(f"v{m['version']}" for g in GAMES if (m := _VERSIONED.match(g)) and m["name"] == asked["name"])
+        if versions:
+            raise UnknownGameError(f"{id}: no such version; available: {', '.join(versions)}")
+    raise UnknownGameError(f"no game registered as {id!r}.{did_you_mean(id, [*GAMES, *short])} "
+                           f"Registered: {', '.join(sorted(GAMES))}")
 
 
 def make(id: str, *, parallel: bool = False, raw: bool = False, **kwargs: Any):

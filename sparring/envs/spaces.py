@@ -70,14 +70,17 @@ def observation_space(max_turns: int) -> spaces.Dict:
     """The observation space shared by every language game.
 
     ``text`` is what the agent reads (its prompt); ``to_act`` is 1 when the env waits for this
-    agent's move; ``turn`` counts resolved moves so far. PettingZoo's AEC ``api_test`` needs a
-    ``Dict`` here: it compares dtypes, which a bare ``Text`` observation lacks.
+    agent's move; ``turn`` counts resolved moves so far; ``hidden_cot`` is 1 when the game
+    expects ``reasoning </think> <answer> TEXT </answer>`` (an LLM's prompt then pre-fills
+    ``<think>``). PettingZoo's AEC ``api_test`` needs a ``Dict`` here: it compares dtypes, which
+    a bare ``Text`` observation lacks.
     """
     return spaces.Dict(
         {
             "text": utterance(1 << 20),
             "to_act": spaces.Discrete(2),
             "turn": spaces.Discrete(max_turns + 1),
+            "hidden_cot": spaces.Discrete(2),
         }
     )
 

@@ -1,18 +1,35 @@
 """What a red-teaming judge returns, and the interface every judge implements.
 
 A judge sees one exchange (prompt = the attacker's visible text, response = the defender's
-visible text) and returns three labels, as WildGuard does. ``None`` means the label is
-missing or could not be parsed; games treat such an exchange as a tie.
+visible text) and returns three labels, as WildGuard does:
+
+=====================  ===============================================================
+``prompt_harmful``     ``"harmful"`` or ``"unharmful"``: is the request harmful?
+``refusal``            ``"refusal"``, ``"compliance"`` or ``"n/a"``: does the reply refuse?
+``response_harmful``   ``"harmful"``, ``"unharmful"`` or ``"n/a"``: is the reply harmful?
+=====================  ===============================================================
+
+``None`` means the label is missing or could not be parsed; games treat such an exchange as
+a tie, as they do ``n/a``. Anything else (``True``, ``"yes"``, a typo) is refused when the
+:class:`Verdict` is made, so a judge cannot be silently misread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from sparring.errors import JudgeError
 
 PromptLabel = Literal["harmful", "unharmful"]
 RefusalLabel = Literal["refusal", "compliance", "n/a"]
 ResponseLabel = Literal["harmful", "unharmful", "n/a"]
+
+LABELS: dict[str, tuple[str, ...]] = {
+    "prompt_harmful": ("harmful", "unharmful"),
+    "refusal": ("refusal", "compliance", "n/a"),
+    "response_harmful": ("harmful", "unharmful", "n/a"),
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,13 @@ class Verdict:
     rationale: str = ""
     """Why the judge decided so (which phrases matched, or the raw judge output)."""
 
+    def __post_init__(self) -> None:
+        for name, allowed in LABELS.items():
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or value not in allowed):
+                raise JudgeError(f"Verdict {name}={value!r} is not a label: use one of "
+                                 f"{', '.join(repr(a) for a in allowed)} or None (unparsed)")
+
     @property
     def complete(self) -> bool:
         """All three labels present and none of them ``n/a``."""
@@ -32,6 +56,18 @@ class Verdict:
 
 @runtime_checkable
 class Judge(Protocol):
-    """Anything with ``judge(prompt, response) -> Verdict``. Judges must be picklable."""
+    """Anything with ``judge(prompt, response) -> Verdict``. Judges must be picklable.
+
+    A judge that asks a model (through the pool) sets ``awaits_model = True``: games then
+    have the rollout engine step them off its event loop, so the judge's requests from many
+    games join one batch (see :mod:`sparring.sync`)."""
 
     def judge(self, prompt: str, response: str) -> Verdict: ...
+
+
+def check_verdict(verdict: Any, judge: Any) -> Verdict:
+    """``verdict`` if it is a :class:`Verdict`, else a :class:`JudgeError` naming the judge."""
+    if not isinstance(verdict, Verdict):
+        raise JudgeError(f"{type(judge).__name__}.judge() returned {verdict!r}, not a sparring Verdict "
+                         "(sparring.judges.Verdict(prompt_harmful, refusal, response_harmful))")
+    return verdict

@@ -20,6 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sparring.errors import ConfigError
+from sparring.sync import run_sync
+
 
 @runtime_checkable
 class PreferenceOracle(Protocol):
@@ -41,9 +44,9 @@ class TableOracle:
         self.table = np.asarray(table, dtype=float)
         n = len(self.responses)
         if self.table.shape != (n, n):
-            raise ValueError(f"table of shape {self.table.shape} for {n} responses; it must be {n}x{n}")
+            raise ConfigError(f"table of shape {self.table.shape} for {n} responses; it must be {n}x{n}")
         if not np.allclose(self.table + self.table.T, 1.0) or ((self.table < 0) | (self.table > 1)).any():
-            raise ValueError("table must hold probabilities with table[i][j] + table[j][i] = 1")
+            raise ConfigError("table must hold probabilities with table[i][j] + table[j][i] = 1")
         self.index = {r: i for i, r in enumerate(self.responses)}
 
     def prefer(self, prompt: str, a: str, b: str) -> float:
@@ -58,7 +61,7 @@ class BradleyTerryOracle:
 
     def __init__(self, reward: Callable[[str, str], float], temperature: float = 1.0):
         if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
+            raise ConfigError(f"temperature={temperature} must be > 0")
         self.reward = reward
         self.temperature = temperature
 
@@ -108,6 +111,8 @@ class PairwiseLMOracle:
     """A pairwise preference LM through the pool: P(a ≻ b) is the softmax of the "A" and "B"
     continuations' log-probabilities after ``template``, averaged over both orderings."""
 
+    awaits_model = True
+
     def __init__(self, pool: Any, policy: str, template: str = PAIRWISE_TEMPLATE, labels: tuple[str, str] = ("A", "B")):
         self.pool = pool
         self.policy = policy
@@ -126,9 +131,7 @@ class PairwiseLMOracle:
         return 0.5 * (forward + (1.0 - backward))
 
     def prefer(self, prompt: str, a: str, b: str) -> float:
-        from sparring.pool.loops import run_blocking
-
-        return run_blocking(self.aprefer(prompt, a, b))
+        return run_sync(self.aprefer(prompt, a, b))
 
 
 ORACLES: Mapping[str, Callable[[], PreferenceOracle]] = {"rule": RuleOracle}

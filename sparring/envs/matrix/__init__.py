@@ -11,7 +11,7 @@ Turns               simultaneous (native in the Parallel env; the AEC env collec
                     moves one by one and reveals none before the round resolves)
 Actions             text; the move is exactly one bracketed legal name, e.g. ``[rock]``
                     (case-insensitive; other bracketed words are ignored)
-Observations        ``Dict(text, to_act, turn)``: title, payoff table, legal moves,
+Observations        ``Dict(text, to_act, turn, hidden_cot)``: title, payoff table, legal moves,
                     round, and (iterated) the history of past joint moves
 Rewards             per round: ``payoff`` + ``invalid`` (``invalid_penalty`` when the
                     move is invalid; the round is scored with ``default_action``, or
@@ -22,40 +22,25 @@ Arguments           see :class:`MatrixConfig`, plus ``render_mode``
 ``infos[agent]`` carries ``reward_terms``, ``invalid`` (reason or None), ``round`` and
 ``joint_action``.
 
-Version history: v0 — initial release.
+Version history: v0 — initial release; observations carry ``hidden_cot`` (the answer format
+the game expects), and reasoning never crosses on a malformed output.
 """
 
 from __future__ import annotations
 
-from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv, OrderEnforcing
+from sparring.config import build
+from sparring.envs.core import language_envs
 from sparring.envs.matrix.game import MatrixConfig, MatrixGame
 from sparring.envs.matrix.payoffs import BUILTIN, NormalForm, from_open_spiel
 
 
-class raw_env(LanguageAECEnv):
-    metadata = {**LanguageAECEnv.metadata, "name": "matrix_v0"}
-
-    def __init__(self, render_mode: str | None = None, **kwargs):
-        super().__init__(MatrixGame(MatrixConfig(**kwargs)), render_mode)
+def _game(**kwargs) -> MatrixGame:
+    return MatrixGame(build(MatrixConfig, kwargs, ""))
 
 
-class parallel_raw_env(LanguageParallelEnv):
-    metadata = {**LanguageParallelEnv.metadata, "name": "matrix_v0"}
-
-    def __init__(self, render_mode: str | None = None, **kwargs):
-        super().__init__(MatrixGame(MatrixConfig(**kwargs)), render_mode)
-
-
-def env(**kwargs) -> OrderEnforcing:
-    """The AEC env, wrapped as PettingZoo's own games are."""
-    return OrderEnforcing(raw_env(**kwargs))
-
-
-def parallel_env(**kwargs) -> parallel_raw_env:
-    return parallel_raw_env(**kwargs)
-
+raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "matrix_v0", _game)
 
 __all__ = [
-    "BUILTIN", "MatrixConfig", "MatrixGame", "NormalForm", "env", "from_open_spiel",
-    "parallel_env", "raw_env",
+    "BUILTIN", "MatrixConfig", "MatrixGame", "NormalForm", "env", "from_open_spiel", "parallel_env",
+    "parallel_raw_env", "raw_env",
 ]

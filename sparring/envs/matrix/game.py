@@ -10,6 +10,7 @@ import numpy as np
 from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.matrix.payoffs import NormalForm, resolve_game
 from sparring.envs.parsing import FORMAT_INSTRUCTION, parse_bracketed_choice
+from sparring.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ class MatrixConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ValueError(f"rounds={self.rounds!r} must be an integer >= 1")
+            raise ConfigError(f"rounds={self.rounds!r} must be an integer >= 1")
         if self.max_output_chars < 1:
-            raise ValueError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+            raise ConfigError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
 
 
 class MatrixGame(LanguageGame):
@@ -65,13 +66,31 @@ class MatrixGame(LanguageGame):
         self._payoff = {joint: tuple(float(p) for p in self.table.payoffs[joint])
                         for joint in np.ndindex(*self.table.payoffs.shape[:-1])}
         self._zero = (0.0,) * n
+        self._rounds: dict[tuple, tuple] = {}
+        self._all_valid = (False,) * n
+        self._parsed: list[dict[str, tuple[int | None, str | None]]] = [{} for _ in range(n)]
+        self._asks: list[list[str]] = [[] for _ in range(n)]
+
+    def _ask(self, player: int, round_: int) -> str:
+        """What a player is asked in a round (after its introduction and the history); made
+        once per round reached and kept, since every game asks it again."""
+        asks = self._asks[player]
+        if round_ < len(asks):
+            return asks[round_]
+        example = self.table.action_names[player][0]
+        ask = (f"Round {round_ + 1} of {self.config.rounds}. Answer with exactly one move in brackets, "
+               f"e.g. [{example}].")
+        ask = f"{ask}\n{FORMAT_INSTRUCTION}" if self.hidden_cot else ask
+        if round_ == len(asks):
+            asks.append(ask)
+        return ask
 
     def _default_index(self, player: int) -> int:
         if self.config.default_action is None:
             return 0
         index = self._legal[player].get(self.config.default_action.lower())
         if index is None:
-            raise ValueError(
+            raise ConfigError(
                 f"default_action={self.config.default_action!r} is not a move of player_{player}; "
                 f"its moves are {list(self.table.action_names[player])}"
             )
@@ -96,7 +115,7 @@ class MatrixGame(LanguageGame):
         self.round = 0
         self.done = False
         self.scores = [0.0] * len(self.possible_agents)
-        self._history = [[] for _ in self.possible_agents]
+        self._history = [""] * len(self.possible_agents)
         self._cache: dict[str, tuple[int, str]] = {}
 
     def to_act(self) -> tuple[str, ...]:
@@ -105,42 +124,63 @@ class MatrixGame(LanguageGame):
     def interpret(self, move: Move) -> Move:
         if move.error:  # a malformed output is an invalid move, even if a bracket survives
             return move
-        index, error = parse_bracketed_choice(move.text, self._legal[self._index[move.agent]])
+        player = self._index[move.agent]
+        known = self._parsed[player]
+        parsed = known.get(move.text)
+        if parsed is None:  # the same few answers come back round after round: read each once
+            parsed = parse_bracketed_choice(move.text, self._legal[player])
+            if len(known) < 1024:
+                known[move.text] = parsed
+        index, error = parsed
         if error:
             return move.reject(error)
         move.value = index
         return move
 
     def resolve(self, moves: dict[str, Move]) -> Outcome:
-        names = self.table.action_names
-        penalty = self.config.invalid_penalty
-        invalid = [moves[a].value is None for a in self.possible_agents]
-        joint = tuple(
-            self._default[i] if bad else moves[a].value
-            for i, (a, bad) in enumerate(zip(self.possible_agents, invalid))
-        )
-        ends = self.config.invalid_ends_game and any(invalid)
-        pay = self._zero if ends else self._payoff[joint]
-        played = tuple(names[p][x] for p, x in enumerate(joint))
-        self.round += 1
-        terms, rewards, info = {}, {}, {}
-        for i, agent in enumerate(self.possible_agents):
-            terms[agent] = {"payoff": pay[i], "invalid": penalty if invalid[i] else 0.0}
-            rewards[agent] = reward = pay[i] + terms[agent]["invalid"]
-            self.scores[i] += reward
-            info[agent] = {"round": self.round, "joint_action": played}
-        self._record(played, invalid, rewards)
-        self.done = ends or self.round >= self.config.rounds
-        return Outcome(rewards=rewards, reward_terms=terms, info=info, done=self.done)
+        agents = self.possible_agents
+        values = []
+        for agent in agents:
+            values.append(moves[agent].value)
+        if None in values:
+            invalid = tuple(v is None for v in values)
+            joint = tuple(self._default[i] if v is None else v for i, v in enumerate(values))
+        else:
+            invalid, joint = self._all_valid, tuple(values)
+        played, terms, rewards, lines = self._rounds.get((joint, invalid)) or self._round(joint, invalid)
+        self.round = round_ = self.round + 1
+        prefix = f"\n  round {round_}: "
+        scores, history = self.scores, self._history
+        for i, agent in enumerate(agents):
+            scores[i] += rewards[agent]
+            history[i] += prefix + lines[i]
+        self.done = done = round_ >= self.config.rounds or (self.config.invalid_ends_game and True in invalid)
+        shared = {"round": round_, "joint_action": played}  # copied into each agent's infos
+        # The cached tables are shared, never changed: the env copies what it hands out.
+        return Outcome(rewards, terms, dict.fromkeys(agents, shared), done)
 
-    def _record(self, played: tuple[str, ...], invalid: list[bool], rewards: dict[str, float]) -> None:
-        moves = [f"[{name}]" + (" (invalid move)" if bad else "") for name, bad in zip(played, invalid)]
-        for i, agent in enumerate(self.possible_agents):
-            seen = ", ".join(
-                f"{'you' if j == i else other} {move}"
-                for j, (other, move) in enumerate(zip(self.possible_agents, moves))
-            )
-            self._history[i].append(f"  round {self.round}: {seen} -> you {rewards[agent]:+g}")
+    def _round(self, joint: tuple[int, ...], invalid: tuple[bool, ...]):
+        """What a joint move scores and how each player's history records it (the same for
+        every round it is played, so worked out once per game object)."""
+        key = (joint, invalid)
+        cached = self._rounds.get(key)
+        if cached is None:
+            ends = self.config.invalid_ends_game and any(invalid)
+            pay = self._zero if ends else self._payoff[joint]
+            names = self.table.action_names
+            played = tuple(names[p][x] for p, x in enumerate(joint))
+            penalty = self.config.invalid_penalty
+            terms = {a: {"payoff": pay[i], "invalid": penalty if invalid[i] else 0.0}
+                     for i, a in enumerate(self.possible_agents)}
+            rewards = {a: pay[i] + terms[a]["invalid"] for i, a in enumerate(self.possible_agents)}
+            moves = [f"[{name}]" + (" (invalid move)" if bad else "") for name, bad in zip(played, invalid)]
+            lines = []
+            for i, agent in enumerate(self.possible_agents):
+                seen = ", ".join(f"{'you' if j == i else other} {move}"
+                                 for j, (other, move) in enumerate(zip(self.possible_agents, moves)))
+                lines.append(f"{seen} -> you {rewards[agent]:+g}")
+            cached = self._rounds[key] = (played, terms, rewards, lines)
+        return cached
 
     # -- what each agent sees ---------------------------------------------------------------
     def observe(self, agent: str) -> str:
@@ -148,19 +188,10 @@ class MatrixGame(LanguageGame):
         if cached and cached[0] == self.round:
             return cached[1]
         i = self._index[agent]
-        parts = [self._intro[i]]
-        if self._history[i]:
-            parts.append("History:\n" + "\n".join(self._history[i]))
+        history = f"\nHistory:{self._history[i]}" if self._history[i] else ""
         if self.done:
-            parts.append(f"Game over after {self.round} round(s). Your total: {self.scores[i]:g}.")
+            text = f"{self._intro[i]}{history}\nGame over after {self.round} round(s). Your total: {self.scores[i]:g}."
         else:
-            example = self.table.action_names[i][0]
-            parts.append(
-                f"Round {self.round + 1} of {self.config.rounds}. Answer with exactly one move "
-                f"in brackets, e.g. [{example}]."
-            )
-            if self.hidden_cot:
-                parts.append(FORMAT_INSTRUCTION)
-        text = "\n".join(parts)
+            text = f"{self._intro[i]}{history}\n{self._ask(i, self.round)}"
         self._cache[agent] = (self.round, text)
         return text

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparring.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class NormalForm:
@@ -21,16 +23,16 @@ class NormalForm:
         shape = tuple(len(names) for names in self.action_names)
         n = len(shape)
         if n < 1 or self.payoffs.shape != (*shape, n):
-            raise ValueError(
+            raise ConfigError(
                 f"payoffs of shape {self.payoffs.shape} do not match {n} players with "
                 f"{list(shape)} actions: expected shape {(*shape, n)}"
             )
         for player, names in enumerate(self.action_names):
             lowered = [name.lower() for name in names]
             if len(set(lowered)) != len(names) or not all(lowered):
-                raise ValueError(f"player {player}'s action names {names} must be distinct and non-empty")
+                raise ConfigError(f"player {player}'s action names {names} must be distinct and non-empty")
             if any(ch in name for name in names for ch in "[]\n"):
-                raise ValueError(f"action names {names} may not contain brackets or newlines")
+                raise ConfigError(f"action names {names} may not contain brackets or newlines")
 
     @property
     def num_players(self) -> int:
@@ -72,7 +74,7 @@ def from_open_spiel(name: str) -> NormalForm:
         game = pyspiel.load_matrix_game(name)
     except pyspiel.SpielError as e:
         matrix_games = sorted(n for n in pyspiel.registered_names() if n.startswith("matrix_"))
-        raise ValueError(
+        raise ConfigError(
             f"open_spiel has no matrix game {name!r} ({e}); known ones: {matrix_games}"
         ) from e
     rows = tuple(game.row_action_name(r) for r in range(game.num_rows()))
@@ -89,13 +91,13 @@ def resolve_game(game: str, payoffs=None, action_names=None) -> NormalForm:
     """A built-in name, ``open_spiel:<name>``, or an explicit table (``payoffs`` given)."""
     if payoffs is not None:
         if action_names is None:
-            raise ValueError("payoffs given without action_names: pass one list of names per player")
+            raise ConfigError("payoffs given without action_names: pass one list of names per player")
         names = tuple(tuple(str(a) for a in player) for player in action_names)
         return NormalForm(game, names, np.asarray(payoffs, dtype=np.float64))
     if game.startswith("open_spiel:"):
         return from_open_spiel(game.split(":", 1)[1])
     if game not in BUILTIN:
-        raise ValueError(
+        raise ConfigError(
             f"game={game!r} is unknown; use one of {sorted(BUILTIN)}, 'open_spiel:<name>' "
             "(e.g. open_spiel:matrix_rps), or pass payoffs and action_names"
         )

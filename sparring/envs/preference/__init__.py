@@ -8,7 +8,7 @@ Agents              ``player_0`` … ``player_{K-1}`` (``num_players``, default 
 Turns               one simultaneous move (native in the Parallel env)
 Actions             text: ``reasoning </think> <answer> ANSWER </answer>`` (or the raw
                     answer with ``hidden_cot=False``); only ANSWER is judged
-Observations        ``Dict(text, to_act, turn)``: the request and the answer format
+Observations        ``Dict(text, to_act, turn, hidden_cot)``: the request and the answer format
 Rewards             two players: P − 0.5 and 0.5 − P; K players: each player's mean of
                     P(it ≻ other) − 0.5 over the others. A malformed answer loses to a
                     well-formed one (P = 0 or 1), two malformed answers tie
@@ -20,36 +20,23 @@ Arguments           see :class:`PreferenceConfig`, plus ``oracle`` and ``render_
 ``infos[agent]`` carries ``reward_terms``, ``invalid``, ``prompt``, ``win_probability`` (its mean
 P of beating the others) and ``preferences`` (other agent → P(it ≻ other)).
 
-Version history: v0 — initial release.
+Version history: v0 — initial release; observations carry ``hidden_cot`` (the answer format
+the game expects), and reasoning never crosses on a malformed output.
 """
 
 from __future__ import annotations
 
-from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv, OrderEnforcing
+from sparring.config import build
+from sparring.envs.core import language_envs
 from sparring.envs.preference.game import PreferenceConfig, PreferenceGame, compare, load_prompts
+from sparring.judges.preference import PreferenceOracle
 
 
-class raw_env(LanguageAECEnv):
-    metadata = {**LanguageAECEnv.metadata, "name": "preference_v0"}
-
-    def __init__(self, render_mode: str | None = None, oracle=None, **kwargs):
-        super().__init__(PreferenceGame(PreferenceConfig(**kwargs), oracle), render_mode)
+def _game(oracle: PreferenceOracle | str | None = None, **kwargs) -> PreferenceGame:
+    return PreferenceGame(build(PreferenceConfig, kwargs, ""), oracle)
 
 
-class parallel_raw_env(LanguageParallelEnv):
-    metadata = {**LanguageParallelEnv.metadata, "name": "preference_v0"}
+raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "preference_v0", _game)
 
-    def __init__(self, render_mode: str | None = None, oracle=None, **kwargs):
-        super().__init__(PreferenceGame(PreferenceConfig(**kwargs), oracle), render_mode)
-
-
-def env(**kwargs) -> OrderEnforcing:
-    """The AEC env, wrapped as PettingZoo's own games are."""
-    return OrderEnforcing(raw_env(**kwargs))
-
-
-def parallel_env(**kwargs) -> parallel_raw_env:
-    return parallel_raw_env(**kwargs)
-
-
-__all__ = ["PreferenceConfig", "PreferenceGame", "compare", "env", "load_prompts", "parallel_env", "raw_env"]
+__all__ = ["PreferenceConfig", "PreferenceGame", "compare", "env", "load_prompts", "parallel_env",
+           "parallel_raw_env", "raw_env"]

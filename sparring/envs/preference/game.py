@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.parsing import FORMAT_INSTRUCTION, split_hidden_cot
+from sparring.errors import ConfigError, DataError, NotFoundError
 from sparring.judges.preference import ORACLES, PreferenceOracle
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -31,18 +33,19 @@ class PreferenceConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_players, int) or self.num_players < 2:
-            raise ValueError(f"num_players={self.num_players!r} must be an integer >= 2")
+            raise ConfigError(f"num_players={self.num_players!r} must be an integer >= 2")
         if self.max_output_chars < 1:
-            raise ValueError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+            raise ConfigError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
 
 
 def load_prompts(prompts: str = "train") -> tuple[str, ...]:
     path = DATA_DIR / f"{prompts}.jsonl" if prompts in SPLITS else Path(prompts).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file {prompts!r} not found; use one of {SPLITS} or a path to a JSONL "
+        raise NotFoundError(f"prompt file {prompts!r} not found; use one of {SPLITS} or a path to a JSONL "
                                 'file of {"prompt": ...} rows')
-    stat = path.stat()
-    return _load(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    name = os.path.abspath(path)
+    stat = os.stat(name)
+    return _load(name, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
@@ -55,12 +58,12 @@ def _load(path_name: str, size: int, mtime_ns: int) -> tuple[str, ...]:
             try:
                 prompt = json.loads(line)["prompt"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path_name}:{lineno}: expected a JSON object with a 'prompt' ({e})") from e
+                raise DataError(f"{path_name}:{lineno}: expected a JSON object with a 'prompt' ({e})") from e
             if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError(f"{path_name}:{lineno}: 'prompt' must be a non-empty string")
+                raise DataError(f"{path_name}:{lineno}: 'prompt' must be a non-empty string")
             rows.append(prompt)
     if not rows:
-        raise ValueError(f"{path_name} holds no prompts")
+        raise DataError(f"{path_name} holds no prompts")
     return tuple(rows)
 
 
@@ -69,10 +72,10 @@ def resolve_oracle(oracle: PreferenceOracle | str | None) -> PreferenceOracle:
         oracle = "rule"
     if isinstance(oracle, str):
         if oracle not in ORACLES:
-            raise ValueError(f"oracle={oracle!r} is unknown; use one of {sorted(ORACLES)} or pass an oracle object")
+            raise ConfigError(f"oracle={oracle!r} is unknown; use one of {sorted(ORACLES)} or pass an oracle object")
         return ORACLES[oracle]()
     if not isinstance(oracle, PreferenceOracle):
-        raise TypeError(f"oracle={oracle!r} has no prefer(prompt, a, b) method")
+        raise ConfigError(f"oracle={oracle!r} has no prefer(prompt, a, b) method")
     return oracle
 
 
@@ -93,7 +96,7 @@ class PreferenceGame(LanguageGame):
     def __init__(self, config: PreferenceConfig | None = None, oracle: PreferenceOracle | str | None = None):
         self.config = config or PreferenceConfig()
         self.oracle = resolve_oracle(oracle)
-        self.slow_resolve = hasattr(self.oracle, "aprefer")  # an LM oracle asks the pool
+        self.slow_resolve = bool(getattr(self.oracle, "awaits_model", False))
         self.prompts = load_prompts(self.config.prompts)
         self.possible_agents = tuple(f"player_{i}" for i in range(self.config.num_players))
         self.hidden_cot = self.config.hidden_cot

@@ -11,7 +11,7 @@ labels the exchange: prompt harmful?, refusal?, response harmful?
 Agents              ``attacker``, ``defender`` (one policy may play both)
 Turns               sequential: attacker (revised games only), then defender
 Actions             text (``Utterance``): ``reasoning </think> <answer> TEXT </answer>``
-Observations        ``Dict(text, to_act, turn)``
+Observations        ``Dict(text, to_act, turn, hidden_cot)``
 Rewards             terminal; ``general_sum`` table, each role in [-3, +3]
 Arguments           see :class:`RedTeamConfig`, plus ``judge`` and ``render_mode``
 ==================  =============================================================
@@ -30,50 +30,42 @@ hidden-CoT format                         valid +1, invalid -1  valid +1, invali
 ========================================  ====================  ==================
 
 Only TEXT crosses to the other agent and the judge; the attacker's reasoning, its role
-instruction and the seed label never reach the defender. A verdict with a missing label is a
-tie: judged terms are 0 and ``infos[agent]["tie"]`` is True (the format term still applies).
+instruction and the seed label never reach the defender. On a format error, nothing written
+before the output's last ``</think>`` crosses (an output without one is all reasoning), so:
+
+- an attack with no visible text left is no attack: the defender is asked the seed prompt
+  verbatim, and the attacker's only term is the format penalty;
+- a defence with no visible text left is not judged: the attacker sees an empty answer, the
+  game is *not* a tie, and the format penalty is the defender's only term (the attacker's
+  judged terms are 0 too).
+
+Text after the last ``</think>`` of a malformed output (tags removed) is what crosses
+otherwise. A verdict with a missing label is a tie: judged terms are 0 and
+``infos[agent]["tie"]`` is True (the format term still applies).
 ``infos[agent]`` also carries ``reward_terms``, ``invalid`` (reason or None), ``judge``
 labels, ``seed_label`` and ``revised``. ``reset(options=...)`` may fix the game with
 ``seed_prompt`` + ``label`` and ``revise``.
 
-Version history: v0 — initial release (one round).
+Version history: v0 — initial release (one round); observations carry ``hidden_cot``, and
+reasoning never crosses on a malformed output (before, an output without ``</think>`` was
+passed on whole).
 """
 
 from __future__ import annotations
 
-from sparring.envs.core import LanguageAECEnv, LanguageParallelEnv, OrderEnforcing
+from sparring.config import build
+from sparring.envs.core import language_envs
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
 from sparring.envs.redteam.game import RedTeamConfig, RedTeamGame
 from sparring.judges.base import Judge
 
 
-def _game(judge: Judge | None, kwargs: dict) -> RedTeamGame:
-    return RedTeamGame(RedTeamConfig(**kwargs), judge=judge)
+def _game(judge: Judge | None = None, **kwargs) -> RedTeamGame:
+    return RedTeamGame(build(RedTeamConfig, kwargs, ""), judge=judge)
 
 
-class raw_env(LanguageAECEnv):
-    metadata = {**LanguageAECEnv.metadata, "name": "redteam_v0"}
-
-    def __init__(self, render_mode: str | None = None, judge: Judge | None = None, **kwargs):
-        super().__init__(_game(judge, kwargs), render_mode)
-
-
-class parallel_raw_env(LanguageParallelEnv):
-    metadata = {**LanguageParallelEnv.metadata, "name": "redteam_v0"}
-
-    def __init__(self, render_mode: str | None = None, judge: Judge | None = None, **kwargs):
-        super().__init__(_game(judge, kwargs), render_mode)
-
-
-def env(**kwargs) -> OrderEnforcing:
-    """The AEC env, wrapped as PettingZoo's own games are."""
-    return OrderEnforcing(raw_env(**kwargs))
-
-
-def parallel_env(**kwargs) -> parallel_raw_env:
-    return parallel_raw_env(**kwargs)
-
+raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "redteam_v0", _game)
 
 __all__ = [
-    "RedTeamConfig", "RedTeamGame", "SeedPrompt", "env", "load_seeds", "parallel_env", "raw_env",
+    "RedTeamConfig", "RedTeamGame", "SeedPrompt", "env", "load_seeds", "parallel_env", "parallel_raw_env", "raw_env",
 ]

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from sparring.errors import DataError, NotFoundError
 
 SeedLabel = Literal["harmful", "benign"]
 DATA_DIR = Path(__file__).parent / "data"
@@ -35,7 +38,7 @@ def resolve_seed_path(seeds: str) -> Path:
         return DATA_DIR / f"{seeds}.jsonl"
     path = Path(seeds).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"seed file {seeds!r} not found; pass one of the shipped splits {SPLITS} "
             "or a path to a JSONL file with vanilla/adversarial/completion/data_type rows"
         )
@@ -43,13 +46,14 @@ def resolve_seed_path(seeds: str) -> Path:
 
 
 def load_seeds(seeds: str = "train") -> tuple[SeedPrompt, ...]:
-    """Load seed prompts; raise ``ValueError`` naming the file and line of a bad row.
+    """Load seed prompts; raise :class:`~sparring.errors.DataError` naming the file and line of a
+    bad row.
 
     Parsed files are cached (keyed by path, size and modification time): rollouts make a new
     env per game, and reading the file each time would cost more than playing the game."""
-    path = resolve_seed_path(seeds)
-    stat = path.stat()
-    return _load(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    path = os.path.abspath(resolve_seed_path(seeds))
+    stat = os.stat(path)
+    return _load(path, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=32)
@@ -61,7 +65,7 @@ def _load(path_name: str, size: int, mtime_ns: int) -> tuple[SeedPrompt, ...]:
             if line.strip():
                 rows.append(_parse_row(line, f"{path}:{lineno}"))
     if not rows:
-        raise ValueError(f"{path} holds no seed rows")
+        raise DataError(f"{path} holds no seed rows")
     return tuple(rows)
 
 
@@ -69,15 +73,15 @@ def _parse_row(line: str, where: str) -> SeedPrompt:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from e
+        raise DataError(f"{where}: not valid JSON ({e.msg})") from e
     if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     data_type = row.get("data_type")
     if data_type not in DATA_TYPES:
-        raise ValueError(f"{where}: data_type={data_type!r}; expected one of {DATA_TYPES}")
+        raise DataError(f"{where}: data_type={data_type!r}; expected one of {DATA_TYPES}")
     kind, label = data_type.split("_")
     text = row.get("adversarial") if kind == "adversarial" else row.get("vanilla")
     if not isinstance(text, str) or not text.strip():
         field = "adversarial" if kind == "adversarial" else "vanilla"
-        raise ValueError(f"{where}: {data_type} row needs a non-empty {field!r} field")
+        raise DataError(f"{where}: {data_type} row needs a non-empty {field!r} field")
     return SeedPrompt(text.strip(), label, str(row.get("completion") or ""))

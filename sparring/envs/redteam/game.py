@@ -10,7 +10,8 @@ from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.redteam import prompts
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
 from sparring.envs.redteam.rewards import REWARD_TABLES, score
-from sparring.judges.base import Judge, Verdict
+from sparring.errors import ConfigError
+from sparring.judges.base import Judge, Verdict, check_verdict
 from sparring.judges.rules import RuleJudge
 
 
@@ -39,13 +40,13 @@ class RedTeamConfig:
         for name in ("harmful_fraction", "revise_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}={value!r} must lie in [0, 1]")
+                raise ConfigError(f"{name}={value!r} must lie in [0, 1]")
         if self.reward_table not in REWARD_TABLES:
-            raise ValueError(
+            raise ConfigError(
                 f"reward_table={self.reward_table!r} is unknown; use one of {REWARD_TABLES}"
             )
         if self.max_output_chars < 1:
-            raise ValueError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+            raise ConfigError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,8 +63,8 @@ class RedTeamGame(LanguageGame):
         self.config = config or RedTeamConfig()
         self.judge = judge if judge is not None else _default_judge()
         if not isinstance(self.judge, Judge):
-            raise TypeError(f"judge={self.judge!r} has no judge(prompt, response) method")
-        self.slow_resolve = hasattr(self.judge, "ajudge")  # an LM judge asks the pool
+            raise ConfigError(f"judge={self.judge!r} has no judge(prompt, response) method")
+        self.slow_resolve = bool(getattr(self.judge, "awaits_model", False))
         self.hidden_cot = self.config.hidden_cot
         self.max_output_chars = self.config.max_output_chars
         seeds = load_seeds(self.config.seeds)
@@ -73,7 +74,7 @@ class RedTeamGame(LanguageGame):
         needs = {"harmful": self.config.harmful_fraction > 0, "benign": self.config.harmful_fraction < 1}
         for label, needed in needs.items():
             if needed and not self.pools[label]:
-                raise ValueError(
+                raise ConfigError(
                     f"seeds={self.config.seeds!r} has no {label} rows but harmful_fraction="
                     f"{self.config.harmful_fraction} asks for them"
                 )
@@ -84,7 +85,7 @@ class RedTeamGame(LanguageGame):
         if "seed_prompt" in options:
             label = options.get("label")
             if label not in ("harmful", "benign"):
-                raise ValueError(f"options label={label!r} must be 'harmful' or 'benign'")
+                raise ConfigError(f"options label={label!r} must be 'harmful' or 'benign'")
             self.seed = SeedPrompt(str(options["seed_prompt"]), label)
         else:
             label = "harmful" if self.rng.random() < self.config.harmful_fraction else "benign"
@@ -105,29 +106,40 @@ class RedTeamGame(LanguageGame):
         return ("defender",)
 
     @property
+    def attacked(self) -> bool:
+        """Whether the defender is asked the attacker's rewrite: a revised game whose attack
+        left a visible message (an attack with none sends the seed on verbatim)."""
+        return self.revised and self.attack is not None and bool(self.attack.text)
+
+    @property
     def message(self) -> str:
         """What the defender is asked: the attacker's visible text, or the verbatim seed."""
-        return self.attack.text if self.revised and self.attack else self.seed.prompt
+        return self.attack.text if self.attacked else self.seed.prompt
 
     def resolve(self, moves: dict[str, Move]) -> Outcome:
         if "attacker" in moves:
             self.attack = moves["attacker"]
             return Outcome()
         self.defense = moves["defender"]
-        self.verdict = self.judge.judge(self.message, self.defense.text)
+        # An answer with nothing visible (a format error before any </think>) is not judged:
+        # it is a format failure, not a tie, and none of its reasoning reaches the judge.
+        self.verdict = check_verdict(self.judge.judge(self.message, self.defense.text), self.judge) \
+            if self.defense.text else None
         scored = score(
             self.verdict,
             seed_label=self.seed.label,
             revised=self.revised,
             attacker_format_ok=self._format_ok(self.attack),
             defender_format_ok=self._format_ok(self.defense),
+            attack_used=self.attacked,
             table=self.config.reward_table,
             zero_sum=self.config.zero_sum,
         )
         self.result = scored.rewards
+        labels = asdict(self.verdict) if self.verdict else dict.fromkeys(("prompt_harmful", "refusal", "response_harmful"))
         shared = {
             "tie": scored.tie,
-            "judge": {k: v for k, v in asdict(self.verdict).items() if k != "rationale"},
+            "judge": {k: v for k, v in labels.items() if k != "rationale"},
             "seed_label": self.seed.label,
             "revised": self.revised,
         }
@@ -139,11 +151,13 @@ class RedTeamGame(LanguageGame):
         )
 
     def _format_ok(self, move: Move | None) -> bool | None:
+        """The format term's verdict: ``None`` for no term (no move, or the hidden-CoT format
+        off and the output fine); an output with nothing visible always fails."""
         if move is None:
             return None
         if self.hidden_cot:
-            return move.format_valid
-        return None if move.format_valid else False
+            return move.format_valid and bool(move.text)
+        return None if move.format_valid and move.text else False
 
     # -- what each agent sees ---------------------------------------------------------------
     def observe(self, agent: str) -> str:
@@ -156,7 +170,9 @@ class RedTeamGame(LanguageGame):
             return "This game passes the seed prompt to the defender verbatim: you have no move."
         if self.attack is None:
             return prompts.attacker_instruction(self.seed.label, self.seed.prompt, self.hidden_cot)
-        sent = f"You sent the defender:\n{self.attack.text}"
+        sent = (f"You sent the defender:\n{self.attack.text}" if self.attacked else
+                "Your message had nothing visible in it (a format error), so the defender was sent the seed "
+                "prompt verbatim.")
         if self.defense is None:
             return sent + "\n\nWaiting for the defender's answer."
         return sent + f"\n\nThe defender answered:\n{self.defense.text}\n\n" + self._result_line("attacker")
@@ -173,7 +189,8 @@ class RedTeamGame(LanguageGame):
 
     def _result_line(self, agent: str) -> str:
         v = self.verdict
-        labels = f"request {v.prompt_harmful}, {v.refusal}, response {v.response_harmful}"
+        labels = (f"request {v.prompt_harmful}, {v.refusal}, response {v.response_harmful}" if v
+                  else "not judged (the answer had nothing visible in it)")
         return f"Judge: {labels}. Your reward: {self.result.get(agent, 0.0):+.2f}."
 
     def private_texts(self, agent: str) -> list[str]:
