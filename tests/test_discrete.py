@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
-from sparring.agents.registry import load_policy
+from sparring.agents import load_policy
 from sparring.envs import make
-from sparring.envs.discrete import (
-    STRATEGIES,
+from sparring.envs.parsing import split_hidden_cot
+from sparring.judges.preference import RuleOracle
+from sparring.views.discrete import (
     DiscreteConfig,
     HashEncoder,
     make_discrete,
     strategies,
 )
-from sparring.envs.parsing import split_hidden_cot
-from sparring.judges.preference import RuleOracle
 
 PD = {"game": "prisoners_dilemma", "rounds": 3}
 VIEWS = {
@@ -225,7 +224,13 @@ def test_bad_views_get_errors_that_name_the_value_and_the_fix(monkeypatch):
         make_discrete("sparring/matrix-v0", opponents={"player_0": "matrix.random", "player_1": "matrix.random"})
     with pytest.raises(KeyError, match="no game registered as 'sparring/chess-v0'"):
         DiscreteConfig("sparring/chess-v0")
-    monkeypatch.delitem(STRATEGIES, "sparring/preference-v0")
-    with pytest.raises(ValueError, match=r"sparring/preference-v0 has no strategy table; games with one: "
+    import dataclasses
+
+    from sparring.envs import GAMES
+
+    monkeypatch.setitem(GAMES, "sparring/preference-v0",
+                        dataclasses.replace(GAMES["sparring/preference-v0"], strategies=None))
+    with pytest.raises(ValueError, match=r"sparring/preference-v0 registers no strategy table \(strategies=\), so it "
+                                         r"has no discrete view; games with one: "
                                          r"\['sparring/matrix-v0', 'sparring/redteam-v0'\]"):
         make_discrete("preference-v0")

@@ -42,7 +42,7 @@ from sparring.agents import load_policy
 from sparring.agents.resolve import import_object
 from sparring.agents.rollout import Step, advance_parallel, step_parallel
 from sparring.agents.scripted.common import Strategy
-from sparring.config import build, check, to_dict
+from sparring.config import Config, at_least, check
 from sparring.envs.core import LanguageGame
 from sparring.envs.registry import make, spec
 from sparring.errors import ConfigError
@@ -55,8 +55,10 @@ MAX_SKIPPED_GAMES = 1000
 
 
 @dataclass(frozen=True)
-class DiscreteConfig:
+class DiscreteConfig(Config):
     """How a game is turned into a discrete view (all picklable values)."""
+
+    where = "view"
 
     game: str
     """A registered game id (``sparring/matrix-v0`` or ``matrix-v0``)."""
@@ -90,20 +92,10 @@ class DiscreteConfig:
                             f"games with one: {with_tables}")
         if self.encoder not in ENCODERS:
             problems.append(f"view.encoder={self.encoder!r} is unknown; use one of {ENCODERS}")
-        if self.dims < 8:
-            problems.append(f"view.dims={self.dims!r} must be >= 8")
-        if self.ngrams < 1:
-            problems.append(f"view.ngrams={self.ngrams!r} must be >= 1")
-        if self.cache_size < 0:
-            problems.append(f"view.cache_size={self.cache_size!r} must be >= 0 (0: no cache)")
+        problems += at_least(self, 8, "dims", where=self.where)
+        problems += at_least(self, 1, "ngrams", where=self.where)
+        problems += at_least(self, 0, "cache_size", where=self.where)  # 0: no cache
         check(problems)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> DiscreteConfig:
-        return build(cls, values, "view")
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
 
 
 # -- text encoders -------------------------------------------------------------------------------

@@ -32,11 +32,17 @@ import numpy as np
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
 from sparring.agents.base import Action, Policy
-from sparring.config import build, check, to_dict
+from sparring.config import Config, above, at_least, check
 from sparring.envs.registry import make
 from sparring.errors import ConfigError, ModelNotFoundError
 from sparring.runs import Run, atomic_write_text, checkpoint_of
-from sparring.views.discrete import DiscreteConfig, DiscreteParallelEnv, ObservationEncoder, env_creator, strategies
+from sparring.views.discrete import (
+    DiscreteConfig,
+    DiscreteParallelEnv,
+    ObservationEncoder,
+    env_creator,
+    strategies,
+)
 
 VIEW_FILE = "sparring_view.json"
 SHARING = ("per_agent", "shared")
@@ -103,9 +109,8 @@ class PPOSettings:
     num_epochs: int = 5
 
     def __post_init__(self) -> None:
-        problems = [f"ppo.{n}={getattr(self, n)} must be > 0" for n in
-                    ("lr", "clip_param", "train_batch_size_per_learner", "minibatch_size", "num_epochs")
-                    if not getattr(self, n) > 0]
+        problems = above(self, 0, "lr", "clip_param", "train_batch_size_per_learner", "minibatch_size",
+                         "num_epochs", where="ppo")
         if not 0 <= self.gamma <= 1 or not 0 <= self.lambda_ <= 1:
             problems.append(f"ppo.gamma={self.gamma} and ppo.lambda_={self.lambda_} must lie in [0, 1]")
         if self.minibatch_size > self.train_batch_size_per_learner:
@@ -127,7 +132,7 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class RLlibConfig:
+class RLlibConfig(Config):
     """An RLlib run: the game, its discrete view, who shares which policy, and the budgets."""
 
     env: dict[str, Any]
@@ -167,25 +172,14 @@ class RLlibConfig:
             problems.append("env needs an 'id' (e.g. env=matrix)")
         if self.policy_sharing not in SHARING:
             problems.append(f"policy_sharing={self.policy_sharing!r} is unknown; use one of {SHARING}")
-        for name in ("checkpoint_every", "keep_checkpoints", "num_envs_per_env_runner", "metrics_smoothing_episodes"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("iterations", "num_env_runners"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}={getattr(self, name)} must be >= 0")
+        problems += at_least(self, 1, "checkpoint_every", "keep_checkpoints", "num_envs_per_env_runner",
+                             "metrics_smoothing_episodes")
+        problems += at_least(self, 0, "iterations", "num_env_runners")
         if self.rollout_fragment_length != "auto" and not (
                 isinstance(self.rollout_fragment_length, int) and self.rollout_fragment_length >= 1):
             problems.append(f"rollout_fragment_length={self.rollout_fragment_length!r} must be 'auto' or an integer >= 1")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            problems.append(f"max_minutes={self.max_minutes} must be > 0 (or null)")
+        problems += above(self, 0, "max_minutes")
         check(problems)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> RLlibConfig:
-        return build(cls, values, "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
 
     def discrete(self) -> DiscreteConfig:
         extra = sorted({"game", "game_kwargs"} & set(self.view))
