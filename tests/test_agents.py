@@ -2,18 +2,35 @@ import asyncio
 
 import pytest
 
-from sparring.agents import Policy, load_policy, play_many, run_sync
+from sparring.agents import Action, Policy, load_policy, play_many
 from sparring.agents.human import HumanPolicy
 from sparring.envs import make
+from sparring.errors import ConfigError, UnknownPolicyError
+from sparring.sync import run_sync
 
 
 def test_load_policy_suggests_close_names_and_checks_types():
     with pytest.raises(ValueError, match="Did you mean 'redteam.keyword'"):
         load_policy("redteam.keywrd")
-    with pytest.raises(ValueError, match="has no attribute"):
+    with pytest.raises(UnknownPolicyError, match="has no attribute 'Nope'"):
         load_policy("sparring.agents.base:Nope")
-    with pytest.raises(TypeError, match="not a sparring Policy"):
+    with pytest.raises(UnknownPolicyError, match="not a sparring Policy"):
         load_policy("collections:OrderedDict")
+    with pytest.raises(ConfigError, match="takes no argument 'mvoe'. Did you mean 'move'"):
+        load_policy({"policy": "matrix.constant", "mvoe": "rock"})
+    with pytest.raises(ConfigError, match="argument of LLM policies"):
+        load_policy("redteam.comply", temperature=0.5)
+
+
+def test_a_module_in_the_current_directory_is_found(tmp_path, monkeypatch):
+    (tmp_path / "here_agents.py").write_text(
+        "from sparring.agents import ScriptedPolicy\n"
+        "class Rock(ScriptedPolicy):\n"
+        "    def respond(self, agent, observation):\n"
+        "        return '[rock]'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    assert type(load_policy("here_agents:Rock")).__name__ == "Rock"
 
 
 def test_misspelling_attacker_evades_the_lexicon_sometimes():
@@ -40,7 +57,7 @@ def test_play_many_is_deterministic_per_seed():
 def test_human_policy_formats_hidden_cot_and_survives_end_of_input():
     answers = iter(["my plan", "my answer"])
     human = HumanPolicy(input_fn=lambda prompt: next(answers), output_fn=lambda text: None)
-    action = run_sync(human.act("defender", {"text": "... </think> ...", "to_act": 1, "turn": 0}))
+    action = run_sync(human.act("defender", {"text": "...", "to_act": 1, "turn": 0, "hidden_cot": 1}))
     assert action.text == "my plan </think> <answer> my answer </answer>"
 
     def closed(prompt):
@@ -49,12 +66,13 @@ def test_human_policy_formats_hidden_cot_and_survives_end_of_input():
     assert run_sync(HumanPolicy(input_fn=closed, output_fn=lambda t: None).act("p", {"text": "x"})).text == ""
 
 
-def test_run_sync_refuses_inside_a_running_loop():
-    async def inner():
-        class Echo(Policy):
-            async def act(self, agent, observation):
-                return None
-        run_sync(Echo().act("a", {}))
+def test_run_sync_works_inside_a_running_loop_too():
+    class Echo(Policy):
+        async def act(self, agent, observation):
+            await asyncio.sleep(0)
+            return Action(observation["text"])
 
-    with pytest.raises(RuntimeError, match="await"):
-        asyncio.run(inner())
+    async def inner():
+        return run_sync(Echo().act("a", {"text": "hi"})).text  # a blocking call from async code
+
+    assert asyncio.run(inner()) == "hi"

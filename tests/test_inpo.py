@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from sparring.agents.learners import TrainConfig, train
-from sparring.agents.learners.preference import dpo_loss, inpo_loss, knockout
+from sparring.agents.learners import INPOConfig, config_for, train
+from sparring.agents.learners.inpo import dpo_loss, inpo_loss, knockout
 
 # A rock-paper-scissors-like preference table over three canned answers: P[i, j] = P(i ≻ j).
 RPS = torch.tensor([[0.5, 0.1, 0.9], [0.9, 0.5, 0.1], [0.1, 0.9, 0.5]], dtype=torch.float64)
 
 
 def test_the_losses_equal_hand_computed_values():
-    t = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
+    t = lambda x: torch.tensor([x], dtype=torch.float64)
     # h = (-1 + 2) - 0.5 * (-1.5 + 1.5) - 0.5 * (-1.2 + 1.8) = 0.7; target 1 / (2 * 0.25) = 2
     loss = inpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), t(-1.2), t(-1.8), eta=0.25, r=0.5)
     assert float(loss) == pytest.approx((0.7 - 2.0) ** 2)
@@ -103,14 +103,14 @@ def config(tmp_path, **overrides):
               "agent": {"max_new_tokens": 48}, "games_per_update": 12, "group_size": 4, "updates": 2,
               "run_dir": str(tmp_path / "run"), "tensorboard": False, "plot": True, "checkpoint_every": 1,
               "keep_checkpoints": 5}
-    return TrainConfig.from_dict(values | overrides)
+    return INPOConfig.from_dict(values | overrides)
 
 
 @pytest.mark.parametrize("algorithm", ["inpo", "dpo"])
 def test_preference_learners_train_the_tiny_model(tmp_path, algorithm):
-    from sparring.agents.learners import SelfPlayTrainer
+    from sparring.agents.learners import INPOTrainer
 
-    trainer = SelfPlayTrainer(config(tmp_path, learner={"algorithm": algorithm, "lr": 1e-3}))
+    trainer = INPOTrainer(config(tmp_path, learner={"algorithm": algorithm, "lr": 1e-3}))
     try:
         before = {k: v.clone() for k, v in trainer.learner.weights().items()}
         row = trainer.step(1)
@@ -136,6 +136,10 @@ def test_preference_learners_need_the_preference_game_and_groups(tmp_path):
         config(tmp_path, env={"id": "sparring/redteam-v0"})
     with pytest.raises(ValueError, match="group_size >= 2"):
         config(tmp_path, group_size=1)
+    with pytest.raises(ValueError, match="trained by the inpo trainer, not selfplay: use the recipe train=inpo"):
+        config_for({"trainer": "selfplay", "env": {"id": "sparring/redteam-v0"}, "learner": {"algorithm": "inpo"}})
+    with pytest.raises(ValueError, match="not a preference learner"):
+        config(tmp_path, learner={"algorithm": "grpo"})
 
 
 def test_oracles():

@@ -22,8 +22,9 @@ def pool():
 
 def test_prefill_follows_the_games_format_request(pool):
     policy = LLMPolicy("p", pool, SAMPLING, system_prompt="be brief")
-    cot = policy.request({"text": "Write reasoning, then </think>, then <answer> … </answer>."})
-    plain = policy.request({"text": "Answer with exactly one move in brackets, e.g. [rock]."})
+    cot = policy.request({"text": "Write reasoning, then </think>, then <answer> … </answer>.", "hidden_cot": 1})
+    plain = policy.request({"text": "Answer with exactly one move in brackets, e.g. [rock].", "hidden_cot": 0})
+    assert policy.request({"text": "It says </think> but asks for no format.", "hidden_cot": 0}).prefill == ""
     assert cot.prefill == "<think>" and plain.prefill == ""
     assert cot.prompt[0] == {"role": "system", "content": "be brief"}
     assert cot.sampling.seed is not None and cot.sampling.seed != policy.request({"text": "x"}).sampling.seed
@@ -61,5 +62,5 @@ def test_llm_policy_plays_through_a_remote_server(pool):
         seats = {a: LLMPolicy("p", remote, SAMPLING) for a in ("player_0", "player_1")}
         episode = asyncio.run(play(make("sparring/matrix-v0", rounds=2), seats, seed=1))
         assert len(episode.turns) == 4 and all(t.generation.completion_ids for t in episode.turns)
-        with pytest.raises(ValueError, match="not served by RemotePool"):
+        with pytest.raises(ValueError, match="is not served by RemotePool"):
             LLMPolicy("other-model", remote)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sparring.agents.learners import TrainConfig, train
-from sparring.agents.learners.runlog import read_metrics
+from sparring.agents.learners import SelfPlayConfig, train
 from sparring.cli import app
+from sparring.runs import read_metrics
 
 TINY_BUDGET = ["games_per_update=4", "env.revise_fraction=1.0", "agent.max_new_tokens=24", "concurrency=8"]
 SPARRING = os.path.join(os.path.dirname(sys.executable), "sparring")
@@ -93,7 +93,7 @@ def test_resume_refuses_a_changed_recipe_and_an_empty_directory(tmp_path):
     run = tmp_path / "run"
     assert runner.invoke(app, ["train", *TINY_BUDGET, "updates=1", f"run_dir={run}"]).exit_code == 0
     result = runner.invoke(app, ["train", *TINY_BUDGET, "updates=2", "learner.lr=0.5", f"run_dir={run}", "--resume"])
-    assert result.exit_code == 2 and "different ['learner']" in flat(result.output)
+    assert result.exit_code == 2 and "with a different learner" in flat(result.output)
 
 
 @pytest.mark.parametrize(
@@ -113,20 +113,20 @@ def test_bad_training_config_gets_a_clear_error(override, message, tmp_path):
 def config(tmp_path, **overrides):
     values = {"env": {"id": "sparring/redteam-v0"}, "agent": {"max_new_tokens": 24}, "games_per_update": 4,
               "updates": 2, "run_dir": str(tmp_path / "run"), "tensorboard": False, "plot": False}
-    return TrainConfig.from_dict(values | overrides)
+    return SelfPlayConfig.from_dict(values | overrides)
 
 
 def test_lora_training_pushes_the_adapter_and_saves_a_loadable_one(tmp_path):
-    from sparring.agents.llm import ensure_policy, resolve_model
-    from sparring.pool import InferencePool
+    from sparring.pool import InferencePool, serve_model
+    from sparring.runs import resolve_model
 
     metrics = train(config(tmp_path, learner={"lr": 1e-2, "lora": {"r": 4}}))
     assert [m["update"] for m in metrics] == [1, 2]
     assert all(m["behaviour_gap"] < 1e-3 for m in metrics)  # the pool's adapter is the learner's
     model = resolve_model(tmp_path / "run")
-    assert (model / "adapter_config.json").is_file()
+    assert model.is_adapter and (model.path / "adapter_config.json").is_file()
     pool = InferencePool()
-    ensure_policy(pool, tmp_path / "run", name="trained")
+    serve_model(pool, tmp_path / "run", name="trained")
     assert "trained" in pool.policies and pool.models["trained"].has_adapters
 
 
@@ -182,8 +182,8 @@ def test_an_earlier_run_joins_the_league_as_a_frozen_opponent(tmp_path):
                  env={"id": "sparring/redteam-v0", "revise_fraction": 1.0}, games_per_update=8)
     trainer = SelfPlayTrainer(cfg)
     try:
-        assert f"frozen:{earlier}" in trainer.pool.policies
-        frozen = trainer.pool.models[f"frozen:{earlier}"].model
+        assert earlier in trainer.pool.policies
+        frozen = trainer.pool.models[earlier].model
         before = {k: v.clone() for k, v in frozen.state_dict().items()}
         episodes, _ = trainer.rollout(1)
         attackers = [e.policies["attacker"] for e in episodes]

@@ -13,7 +13,7 @@ from sparring.pool import InferencePool, SamplingParams
 
 @pytest.fixture(scope="module")
 def episodes():
-    from sparring.models import TINY_MODEL
+    from sparring.paths import TINY_MODEL
 
     pool = InferencePool()
     pool.add_policy("learner", TINY_MODEL)

@@ -1,17 +1,12 @@
-"""The policy interface every agent implements, and the bridge for synchronous callers."""
+"""The policy interface every agent implements."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,22 +50,3 @@ class ScriptedPolicy(Policy):
 
     async def act(self, agent: str, observation: dict[str, Any]) -> Action:
         return Action(self.respond(agent, observation))
-
-
-_local = threading.local()
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from synchronous code (Gymnasium views, RLlib wrappers, a terminal)
-    on this thread's own event loop. Inside a running loop, ``await`` it instead."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        coro.close()
-        raise RuntimeError("run_sync() was called inside a running event loop; await the coroutine instead")
-    loop = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _local.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(coro)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sparring.agents.base import Action, Policy
-from sparring.envs.parsing import THINK_CLOSE, format_cot
+from sparring.envs.parsing import format_cot
 
 
 class HumanPolicy(Policy):
@@ -30,7 +30,7 @@ class HumanPolicy(Policy):
     def _turn(self, agent: str, observation: dict[str, Any]) -> str:
         text = observation["text"]
         self.output_fn(f"\n--- your turn ({agent}) ---\n{text}\n")
-        if THINK_CLOSE in text:
+        if observation.get("hidden_cot"):
             reasoning = self._ask("your private reasoning (hidden from the others)> ")
             answer = self._ask("your answer (visible)> ")
             return format_cot(reasoning, answer)

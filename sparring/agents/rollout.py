@@ -1,8 +1,11 @@
-"""Playing games between policies: one game as an async task, many games at once.
+"""Playing games between policies: one turn, one game as an async task, many games at once.
 
 Each game awaits its agents' actions; with LLM policies, the pool batches the requests of
 all games in flight. Scripted policies answer at once, so the same code runs them at full
-speed.
+speed. :func:`take_turn` is the one implementation of a policy's move: :func:`play` plays
+whole games with it, and the single-agent views, which seat frozen policies inside a game,
+let those policies move with :func:`advance` (AEC) and :func:`step_parallel` /
+:func:`advance_parallel` (Parallel), all through the same turn.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pettingzoo import AECEnv
+from pettingzoo import AECEnv, ParallelEnv
 
 from sparring.agents.base import Action, Policy
-from sparring.pool.loops import call_off_loop
+from sparring.sync import call_off_loop
 
 
 @dataclass
@@ -43,9 +46,40 @@ class Episode:
     """The spectator's view of the game (hidden reasoning marked, not shown)."""
 
 
-def _add_terms(total: dict[str, float], terms: Mapping[str, float]) -> None:
+def add_terms(total: dict[str, float], terms: Mapping[str, float]) -> None:
     for name, value in terms.items():
         total[name] = total.get(name, 0.0) + float(value)
+
+
+def _slow(env: Any) -> bool:
+    """Whether the game's steps wait on a model (an LM judge): they then run off the loop."""
+    return bool(getattr(getattr(env.unwrapped, "game", None), "slow_resolve", False))
+
+
+async def take_turn(env: AECEnv, agent: str, policy: Policy, observation: dict[str, Any]) -> Turn:
+    """``agent``'s move in an AEC env: the policy acts on its observation and the env steps.
+    A step that waits on a model runs off the event loop, so its requests join the pool's
+    batches with every other game's."""
+    action: Action = await policy.act(agent, observation)
+    if _slow(env):
+        await call_off_loop(env.step, action.text)
+    else:
+        env.step(action.text)
+    return Turn(agent, observation["text"], action.text, action.generation, env.infos[agent]["invalid"])
+
+
+async def advance(env: AECEnv, seats: Mapping[str, Policy]) -> None:
+    """Let the seated policies move (and finished agents take PettingZoo's closing
+    ``step(None)``) until an agent without a seat is to move or has ended, or the game is
+    over. The unseated agent's rewards accumulate in the env as usual (``env.last()``)."""
+    for agent in env.agent_iter():
+        observation, _, terminated, truncated, _ = env.last()
+        if agent not in seats:
+            return
+        if terminated or truncated:
+            env.step(None)
+        else:
+            await take_turn(env, agent, seats[agent], observation)
 
 
 async def play(
@@ -67,7 +101,6 @@ async def play(
     for i, agent in enumerate(env.possible_agents):
         seats[agent].seed(None if base is None else base * 1000 + i)
     episode = Episode(seed, {a: seats[a].name for a in env.possible_agents})
-    slow = getattr(env.unwrapped.game, "slow_resolve", False)
     totals = {a: 0.0 for a in env.possible_agents}
     terms: dict[str, dict[str, float]] = {a: {} for a in env.possible_agents}
     for agent in env.agent_iter():
@@ -76,18 +109,11 @@ async def play(
             episode.final_infos[agent] = dict(env.infos[agent])
             env.step(None)
             continue
-        action: Action = await seats[agent].act(agent, observation)
-        if slow:  # the step may call an LM judge: off the loop, its request joins the pool's batches
-            await call_off_loop(env.step, action.text)
-        else:
-            env.step(action.text)
-        episode.turns.append(
-            Turn(agent, observation["text"], action.text, action.generation, env.infos[agent]["invalid"])
-        )
+        episode.turns.append(await take_turn(env, agent, seats[agent], observation))
         # After a live step, rewards and reward terms describe exactly that step.
         for a, reward in env.rewards.items():
             totals[a] += reward
-            _add_terms(terms[a], env.infos[a]["reward_terms"])
+            add_terms(terms[a], env.infos[a]["reward_terms"])
     episode.rewards = totals
     episode.reward_terms = terms
     episode.transcript = env.unwrapped.game.render_transcript()
@@ -119,3 +145,47 @@ async def play_many(
             return await play(make_env(), game_seats, seed, policy_seed=policy_seeds[index])
 
     return await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds)))
+
+
+# -- Parallel envs ---------------------------------------------------------------------------
+@dataclass
+class Step:
+    """What one or more steps of a Parallel env returned; rewards and reward terms summed."""
+
+    observations: dict[str, Any]
+    rewards: dict[str, float]
+    terminations: dict[str, bool]
+    truncations: dict[str, bool]
+    infos: dict[str, dict[str, Any]]
+
+
+async def step_parallel(env: ParallelEnv, observations: Mapping[str, Any], seats: Mapping[str, Policy],
+                        actions: Mapping[str, Any] | None = None) -> Step:
+    """One step of a Parallel env: every seated agent that is to act (``to_act``) moves
+    (concurrently), joined by ``actions`` for the others."""
+    acting = [a for a in seats if a in observations and observations[a].get("to_act")]
+    moves = await asyncio.gather(*(seats[a].act(a, observations[a]) for a in acting))
+    joint = dict(actions or {}) | {a: move.text for a, move in zip(acting, moves)}
+    if _slow(env):
+        result = await call_off_loop(env.step, joint)
+    else:
+        result = env.step(joint)
+    return Step(*result)
+
+
+async def advance_parallel(env: ParallelEnv, last: Step, seats: Mapping[str, Policy]) -> Step:
+    """Step while the game goes on and only seated agents are to act; returns the last step
+    with the rewards and reward terms of every step taken here added to ``last``'s."""
+    rewards = {a: float(r) for a, r in last.rewards.items()}
+    terms = {a: dict(i.get("reward_terms", {})) for a, i in last.infos.items()}
+    step = last
+    while env.agents:
+        to_act = [a for a, o in step.observations.items() if o.get("to_act")]
+        if not to_act or any(a not in seats for a in to_act):
+            break
+        step = await step_parallel(env, step.observations, seats)
+        for agent, reward in step.rewards.items():
+            rewards[agent] = rewards.get(agent, 0.0) + float(reward)
+            add_terms(terms.setdefault(agent, {}), step.infos[agent].get("reward_terms", {}))
+    infos = {a: dict(i, reward_terms=terms.get(a, {})) for a, i in step.infos.items()}
+    return Step(step.observations, rewards, step.terminations, step.truncations, infos)

@@ -1,12 +1,77 @@
-"""Learners: algorithms that turn played games into better policies."""
+"""Learners: algorithms that turn played games into better policies.
 
-from sparring.agents.learners.config import (
-    AgentConfig,
-    LearnerConfig,
-    LoraSettings,
-    PoolSettings,
-    TrainConfig,
-)
-from sparring.agents.learners.selfplay import SelfPlayTrainer, train
+Each trainer is a config + trainer pair: :class:`SelfPlayConfig` / :class:`SelfPlayTrainer`
+(REINFORCE++, GRPO) and :class:`INPOConfig` / :class:`INPOTrainer` (INPO, DPO). A recipe
+(``configs/train/*.yaml``) names its trainer in ``trainer:``; :func:`trainer_for` builds the
+pair from composed values and :func:`train` runs it.
+"""
 
-__all__ = ["AgentConfig", "LearnerConfig", "LoraSettings", "PoolSettings", "SelfPlayTrainer", "TrainConfig", "train"]
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sparring.agents.learners.base import LLMTrainer
+from sparring.agents.learners.config import AgentConfig, LoraSettings, OptimizerConfig, RunConfig
+from sparring.agents.learners.inpo import INPOConfig, INPOLearnerConfig, INPOTrainer
+from sparring.agents.learners.selfplay import PolicyGradientConfig, SelfPlayConfig, SelfPlayTrainer
+from sparring.errors import ConfigError, did_you_mean
+
+TRAINERS: dict[str, tuple[type[RunConfig], type[LLMTrainer]]] = {
+    "selfplay": (SelfPlayConfig, SelfPlayTrainer),
+    "inpo": (INPOConfig, INPOTrainer),
+}
+#: The trainer of each ``learner.algorithm``.
+ALGORITHMS = {"reinforce_pp": "selfplay", "grpo": "selfplay", "inpo": "inpo", "dpo": "inpo"}
+
+
+def config_for(values: Mapping[str, Any]) -> RunConfig:
+    """The typed config of a composed recipe, for the trainer it names (``trainer:``)."""
+    name = values.get("trainer") or "selfplay"
+    if name not in TRAINERS:
+        raise ConfigError(f"trainer={name!r} is unknown; use one of {', '.join(TRAINERS)}.{did_you_mean(name, TRAINERS)}")
+    algorithm = (values.get("learner") or {}).get("algorithm")
+    wanted = ALGORITHMS.get(algorithm)
+    if wanted is not None and wanted != name:
+        raise ConfigError(f"learner.algorithm={algorithm} is trained by the {wanted} trainer, not {name}: use the "
+                          f"recipe train={wanted}")
+    return TRAINERS[name][0].from_dict(dict(values))
+
+
+def trainer_for(cfg: RunConfig | Mapping[str, Any], resume: bool = False,
+                on_update: Callable[[dict], None] | None = None) -> LLMTrainer:
+    """The trainer of a recipe (a config or composed values), ready to :meth:`~LLMTrainer.run`."""
+    if not isinstance(cfg, RunConfig):
+        cfg = config_for(cfg)
+    trainer = next(t for c, t in TRAINERS.values() if isinstance(cfg, c))
+    return trainer(cfg, resume=resume, on_update=on_update)
+
+
+def train(cfg: RunConfig | Mapping[str, Any], resume: bool = False,
+          on_update: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run (or resume) a training run; returns its metrics, one row per update."""
+    trainer = trainer_for(cfg, resume, on_update)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+__all__ = [
+    "ALGORITHMS",
+    "TRAINERS",
+    "AgentConfig",
+    "INPOConfig",
+    "INPOLearnerConfig",
+    "INPOTrainer",
+    "LLMTrainer",
+    "LoraSettings",
+    "OptimizerConfig",
+    "PolicyGradientConfig",
+    "RunConfig",
+    "SelfPlayConfig",
+    "SelfPlayTrainer",
+    "config_for",
+    "train",
+    "trainer_for",
+]

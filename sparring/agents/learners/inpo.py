@@ -35,7 +35,7 @@ from sparring.agents.learners.model import Batch
 from sparring.agents.llm import LLMPolicy
 from sparring.agents.rollout import Episode, play_many
 from sparring.agents.trajectories import Sample, samples_from_episode, write_samples
-from sparring.config import build, check
+from sparring.config import above, check
 from sparring.envs import make
 
 ALGORITHMS = ("inpo", "dpo")
@@ -60,12 +60,9 @@ class INPOLearnerConfig(OptimizerConfig):
             hint = " (a self-play learner: use the recipe train=selfplay)" if self.algorithm in ("reinforce_pp", "grpo") else ""
             problems.append(f"learner.algorithm={self.algorithm!r} is not a preference learner{hint}; use one of "
                             f"{', '.join(ALGORITHMS)}")
-        if not self.eta > 0:
-            problems.append(f"learner.eta={self.eta} must be > 0")
+        problems += above(self, 0, "eta", "beta", where="learner")
         if not 0 <= self.inpo_r <= 1:
             problems.append(f"learner.inpo_r={self.inpo_r} must lie in [0, 1]")
-        if not self.beta > 0:
-            problems.append(f"learner.beta={self.beta} must be > 0")
         check(problems)
 
 
@@ -86,10 +83,6 @@ class INPOConfig(RunConfig):
             problems.append(f"learner.algorithm={self.learner.algorithm} trains on the preference game, not "
                             f"{self.env.get('id')!r}: use the recipe train=inpo (or add env=preference group_size=8)")
         check(problems)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> INPOConfig:
-        return build(cls, values, "")
 
 
 def inpo_loss(logp_w: torch.Tensor, logp_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,

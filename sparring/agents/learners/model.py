@@ -12,6 +12,8 @@ import torch
 from sparring.agents.learners.config import LoraSettings
 from sparring.agents.learners.losses import token_logprobs
 from sparring.agents.trajectories import Sample
+from sparring.errors import RunError
+from sparring.runs import read_safetensors
 
 
 @dataclass
@@ -111,21 +113,16 @@ class LearnerModel:
         self.tokenizer.save_pretrained(str(directory))
 
     def load(self, directory: Path) -> None:
-        from safetensors.torch import load_file
-
+        """Load a checkpoint's weights (the adapter's, for a LoRA learner)."""
         if self.lora is not None:
             from peft import set_peft_model_state_dict
 
-            set_peft_model_state_dict(self.model, load_file(str(directory / "adapter_model.safetensors")))
+            set_peft_model_state_dict(self.model, read_safetensors(directory / "adapter_model.safetensors"))
             return
-        state: dict[str, torch.Tensor] = {}
-        for file in sorted(directory.glob("*.safetensors")):
-            state.update(load_file(str(file)))
-        if not state:
-            raise FileNotFoundError(f"no model weights (*.safetensors) in {directory}")
+        state = read_safetensors(directory)
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = {k for k in missing if "lm_head" in k}
         if unexpected or set(missing) - tied:
-            raise ValueError(f"checkpoint {directory} does not fit the model: missing {sorted(set(missing) - tied)}, "
+            raise RunError(f"checkpoint {directory} does not fit the model: missing {sorted(set(missing) - tied)}, "
                              f"unexpected {sorted(unexpected)}")
         self.model.tie_weights()

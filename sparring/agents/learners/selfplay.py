@@ -5,244 +5,130 @@ One update = play ``games_per_update`` games at once through the pool (the rollo
 turn the learner's moves into :class:`~sparring.agents.trajectories.Sample` s, drop ties,
 compute advantages (REINFORCE++ returns whitened per role, or GRPO group baselines), take one
 clipped policy-gradient step per epoch with gradients accumulated over micro-batches, and
-send the weights to the pool. Checkpoints and metrics are written as it goes (see
-:mod:`~sparring.agents.learners.runlog`), so a killed run resumes from its last checkpoint.
+send the weights to the pool. Checkpoints and metrics go through the run module, so a killed
+run resumes from its last checkpoint (see :mod:`~sparring.agents.learners.base`).
+
+Seats: each seat is ``learner`` (the model being trained), ``reference`` (its frozen start),
+any policy spec (a scripted name, ``module:Class``, an earlier checkpoint or run, served
+frozen) or a list of them (a league: one drawn per game). Seats left out are the learner.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from sparring.agents.base import Policy
-from sparring.agents.learners.config import LEARNER, REFERENCE, TrainConfig
+from sparring.agents.learners.base import LLMTrainer
+from sparring.agents.learners.config import LEARNER, REFERENCE, OptimizerConfig, RunConfig
 from sparring.agents.learners.losses import (
+    KL_ESTIMATORS,
     clipped_policy_loss,
     group_advantages,
     kl_penalty,
     reinforce_pp_returns,
     whiten_per_group,
 )
-from sparring.agents.learners.model import Batch, LearnerModel
-from sparring.agents.learners.preference import PREFERENCE_ALGORITHMS, PreferenceIteration
-from sparring.agents.learners.runlog import (
-    Checkpoints,
-    MetricsLog,
-    plot_learning_curve,
-    read_metrics,
-)
-from sparring.agents.llm import LLMPolicy, ensure_policy, resolve_model
-from sparring.agents.registry import load_policy
+from sparring.agents.learners.model import Batch
+from sparring.agents.resolve import PolicyResolver
 from sparring.agents.rollout import Episode, play_many
 from sparring.agents.trajectories import Sample, samples_from_episode, write_samples
+from sparring.config import at_least, check
 from sparring.envs import make
+from sparring.errors import ConfigError
 from sparring.pool import SamplingParams
 
-# Changing these between a run and its resumption is fine; anything else must match.
-RESUMABLE_CHANGES = {"updates", "max_minutes", "checkpoint_every", "keep_checkpoints", "save_trajectories",
-                     "tensorboard", "plot", "concurrency", "pool"}
+ALGORITHMS = ("reinforce_pp", "grpo")
 
 
-def is_model_path(name: str) -> bool:
-    """A seat given as a model directory, checkpoint or run: a frozen opponent."""
-    return name not in (LEARNER, REFERENCE) and ("/" in name or Path(name).exists())
+@dataclass(frozen=True)
+class PolicyGradientConfig(OptimizerConfig):
+    """``learner:`` of a self-play run (``configs/learner/reinforce_pp.yaml``, ``grpo.yaml``)."""
+
+    algorithm: str = "reinforce_pp"
+    """``reinforce_pp`` (KL in the reward, returns whitened per role) or ``grpo`` (group
+    baselines over ``group_size`` games of one seed, KL as a loss term)."""
+    kl_coef: float = 0.02
+    kl_estimator: str = "k1"
+    clip_eps: float = 0.2
+    per_role_norm: bool = True
+    """Whiten advantages separately per role (False: over the whole batch)."""
+    drop_ties: bool = True
+    """Leave out games the judge could not score."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if self.algorithm not in ALGORITHMS:
+            hint = (" (a preference learner: use the recipe train=inpo)" if self.algorithm in ("inpo", "dpo")
+                    else "")
+            problems.append(f"learner.algorithm={self.algorithm!r} is not a self-play learner{hint}; use one of "
+                            f"{', '.join(ALGORITHMS)}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            problems.append(f"learner.kl_estimator={self.kl_estimator!r} is unknown; use one of {KL_ESTIMATORS}")
+        problems += at_least(self, 0, "kl_coef", where="learner")
+        if not 0 < self.clip_eps < 1:
+            problems.append(f"learner.clip_eps={self.clip_eps} must lie in (0, 1)")
+        check(problems)
 
 
-def model_source(model: str) -> str:
-    if model == "tiny":
-        from sparring.models import TINY_MODEL
+@dataclass(frozen=True)
+class SelfPlayConfig(RunConfig):
+    """A self-play run (``configs/train/selfplay.yaml``): who sits where, what learns, the budgets."""
 
-        return str(TINY_MODEL)
-    return model
+    learner: PolicyGradientConfig = field(default_factory=PolicyGradientConfig)
+    seats: dict[str, Any] = field(default_factory=dict)
+    """Seat → ``learner``, ``reference``, a policy spec, or a list of these (a league: one
+    drawn per game). Seats left out are the learner: the default is self-play."""
+    learn_roles: tuple[str, ...] | None = None
+    """Roles whose moves are trained on (default: every seat the learner plays)."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if self.learner.algorithm == "grpo" and self.group_size < 2:
+            problems.append("learner.algorithm=grpo needs group_size >= 2 (games per seed to compare)")
+        check(problems)
 
 
-class SelfPlayTrainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
-        self.cfg = cfg
-        self.run_dir = Path(cfg.run_dir)
-        self.on_update = on_update
-        env_kwargs = {k: v for k, v in cfg.env.items() if k != "id"}
-        self.env_id = cfg.env["id"]
-        self.env_kwargs = env_kwargs
-        self.agents = list(make(self.env_id, **env_kwargs).possible_agents)  # validates the env config
-        self.seat_choices = self._seat_choices()
-        self.learn_roles = self._learn_roles()
-        self.checkpoints = Checkpoints(self.run_dir, cfg.keep_checkpoints)
-        start = self._prepare_run_dir(resume)
+class SelfPlayTrainer(LLMTrainer):
+    title = "self-play"
 
-        self.learner = LearnerModel(model_source(cfg.agent.model), cfg.learner.lr, cfg.learner.lora, cfg.pool.device)
-        self.sampling = SamplingParams(temperature=cfg.agent.temperature, top_p=cfg.agent.top_p, top_k=cfg.agent.top_k,
-                                       max_new_tokens=cfg.agent.max_new_tokens)
-        self.pool, self.pool_names = self._build_pool()
-        self.preference = PreferenceIteration(self) if cfg.learner.algorithm in PREFERENCE_ALGORITHMS else None
-        self.update = 0
-        self.elapsed_s = 0.0
-        if start is not None:
-            self._restore(start)
-        self.metrics = MetricsLog(self.run_dir, cfg.tensorboard, resume_after=self.update if start else None)
-        self.pool.update_weights(self.pool_names[LEARNER], self.learner.weights())
-
-    # -- set-up ----------------------------------------------------------------------------------
-    def _seat_choices(self) -> dict[str, list[str]]:
-        unknown = set(self.cfg.seats) - set(self.agents)
-        if unknown:
-            raise ValueError(f"seats {sorted(unknown)} are not seats of {self.env_id}; its seats: {self.agents}")
-        choices = {}
-        for agent in self.agents:
-            value = self.cfg.seats.get(agent, LEARNER)
-            options = [value] if isinstance(value, str) else list(value)
-            if not options:
-                raise ValueError(f"seats.{agent} is an empty list; give a policy name or a list of them")
-            for name in options:
-                if name not in (LEARNER, REFERENCE) and not is_model_path(name):
-                    load_policy(name)  # fail now on an unknown name, not in the middle of a run
-            choices[agent] = options
-        return choices
-
-    def _learn_roles(self) -> tuple[str, ...]:
-        learner_seats = tuple(a for a, options in self.seat_choices.items() if LEARNER in options)
-        if self.cfg.learn_roles is None:
-            roles = learner_seats
-        else:
-            roles = tuple(self.cfg.learn_roles)
-            wrong = [r for r in roles if r not in learner_seats]
-            if wrong:
-                raise ValueError(f"learn_roles {wrong} are not played by the learner; learner seats: {list(learner_seats)}")
-        if not roles:
-            raise ValueError("no seat is played by the learner: put 'learner' in at least one seat")
-        return roles
-
-    def _prepare_run_dir(self, resume: bool) -> Path | None:
-        saved = self.run_dir / "config.json"
-        latest = self.checkpoints.latest()
-        if not resume:
-            if latest is not None or (self.run_dir / "metrics.jsonl").exists():
-                raise FileExistsError(f"{self.run_dir} already holds a run; resume it (--resume) or choose another "
-                                      "run_dir=")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            saved.write_text(json.dumps(self.cfg.to_dict(), indent=1), encoding="utf-8")
-            return None
-        if not saved.is_file():
-            raise FileNotFoundError(f"nothing to resume in {self.run_dir} (no config.json)")
-        before = json.loads(saved.read_text(encoding="utf-8"))
-        now = json.loads(json.dumps(self.cfg.to_dict()))
-        changed = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
-        if changed:
-            raise ValueError(f"resuming {self.run_dir} with a different {changed}; only {sorted(RESUMABLE_CHANGES)} "
-                             "may change")
-        saved.write_text(json.dumps(self.cfg.to_dict(), indent=1), encoding="utf-8")
-        return latest  # None: killed before its first checkpoint, so it starts over
-
-    def _build_pool(self):
-        cfg = self.cfg
-        source = model_source(cfg.agent.model)
+    def __init__(self, cfg: SelfPlayConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
+        agents = list(make(cfg.env["id"], **cfg.env_kwargs).possible_agents)  # checks the game's config
+        self.seat_choices = _seat_choices(cfg, agents)
+        self.learn_roles = _learn_roles(cfg, self.seat_choices)
         uses_reference = any(REFERENCE in options for options in self.seat_choices.values())
-        frozen = sorted({name for options in self.seat_choices.values() for name in options if is_model_path(name)})
-        names = {LEARNER: LEARNER, REFERENCE: REFERENCE} | {path: f"frozen:{path}" for path in frozen}
-        if cfg.pool.backend != "transformers" and cfg.learner.lora is not None:
-            raise ValueError(f"pool.backend={cfg.pool.backend} receives full weights from the learner: train "
-                             "without learner.lora, or use pool=transformers")
-        if cfg.pool.backend == "vllm":
-            from sparring.pool.vllm_pool import VLLMPool
+        super().__init__(cfg, resume, on_update, uses_reference)
+        self.resolver = PolicyResolver(self.pool, sampling=self.sampling)
+        for options in self.seat_choices.values():  # frozen opponents load (or fail) now, not mid-run
+            for option in options:
+                self._policy(option)
+        self.title = f"{cfg.env['id']} self-play"
 
-            pool = VLLMPool()
-            served = {LEARNER: source} | ({REFERENCE: source} if uses_reference else {})
-            served |= {names[path]: str(resolve_model(path)) for path in frozen}
-            for name, model in served.items():
-                pool.add_policy(name, model, gpu_memory_utilization=cfg.pool.gpu_memory_utilization, seed=cfg.seed)
-            return pool, names
-        if cfg.pool.backend == "ray":
-            from sparring.pool import PoolConfig
-            from sparring.pool.ray_pool import RayPool
-
-            models = {LEARNER: source} | ({REFERENCE: source} if uses_reference else {})
-            models |= {names[path]: str(resolve_model(path)) for path in frozen}
-            pool = RayPool(models, replicas=cfg.pool.replicas, device=cfg.pool.device,
-                           config=PoolConfig(cfg.pool.max_batch_size, cfg.pool.max_wait_ms))
-            return pool, names
-        from sparring.pool import InferencePool, PoolConfig
-
-        pool = InferencePool(PoolConfig(cfg.pool.max_batch_size, cfg.pool.max_wait_ms, seed=cfg.seed))
-        if cfg.learner.lora is not None:
-            # The learner is an adapter on the frozen base, which is also the reference.
-            pool.add_policy(REFERENCE, source, device=cfg.pool.device)
-            pool.add_adapter(LEARNER, REFERENCE, self.learner.lora_config)
-        else:
-            pool.add_policy(LEARNER, source, device=cfg.pool.device)
-            if uses_reference:
-                pool.add_policy(REFERENCE, source, device=cfg.pool.device)
-        for path in frozen:  # earlier checkpoints or other models, served but never updated
-            ensure_policy(pool, path, name=names[path], device=cfg.pool.device)
-        return pool, names
-
-    def _restore(self, checkpoint: Path) -> None:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-        self.learner.load(checkpoint / "model")
-        self.learner.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-        self.update = int(state["update"])
-        self.elapsed_s = float(state["elapsed_s"])
-
-    # -- the loop ------------------------------------------------------------------------------
-    def run(self) -> list[dict[str, Any]]:
-        """Train until the update or time budget is spent; returns the run's metrics."""
-        try:
-            while self.update < self.cfg.updates and not self._out_of_time():
-                started = time.perf_counter()
-                row = self.step(self.update + 1)
-                self.elapsed_s += time.perf_counter() - started
-                row["elapsed_min"] = self.elapsed_s / 60
-                self.update += 1
-                self.metrics.log(row)
-                if self.update % self.cfg.checkpoint_every == 0:
-                    self.save()
-                if self.on_update:
-                    self.on_update(row)
-            if self.checkpoints.latest() is None or self.checkpoints.path(self.update) != self.checkpoints.latest():
-                self.save()
-        finally:
-            self.metrics.close()
-        metrics = read_metrics(self.metrics.path)
-        if self.cfg.plot and metrics:
-            plot_learning_curve(metrics, self.run_dir / "learning_curve.png", f"{self.env_id} self-play")
-        return metrics
-
-    def _out_of_time(self) -> bool:
-        return self.cfg.max_minutes is not None and self.elapsed_s >= 60 * self.cfg.max_minutes
-
-    def save(self) -> Path:
-        partial = self.checkpoints.begin(self.update)
-        self.learner.save(partial / "model")
-        torch.save(self.learner.optimizer.state_dict(), partial / "optimizer.pt")
-        return self.checkpoints.commit(partial, self.update, {"update": self.update, "elapsed_s": self.elapsed_s})
-
+    # -- one update ------------------------------------------------------------------------------
     def step(self, update: int) -> dict[str, Any]:
         """Play one batch of games, learn from it, push the weights. Returns its metrics."""
-        if self.preference is not None:
-            return self.preference.step(update)
         t0 = time.perf_counter()
         episodes, game_ids = self.rollout(update)
         samples = [s for ep, gid in zip(episodes, game_ids) for s in samples_from_episode(ep, gid, self.learn_roles)
-                   if s.policy == self.pool_names[LEARNER]]
+                   if s.policy == LEARNER]
         ties = sum(s.tie for s in samples)
         if self.cfg.learner.drop_ties:
             samples = [s for s in samples if not s.tie]
         if self.cfg.save_trajectories:
-            write_samples(self.run_dir / "trajectories" / f"update-{update:06d}.jsonl", samples)
+            write_samples(self.run_dir.dir / "trajectories" / f"update-{update:06d}.jsonl", samples)
         t1 = time.perf_counter()
         row: dict[str, Any] = {"update": update, "games": len(episodes), "samples": len(samples), "ties": ties}
         row |= rollout_stats(episodes, samples, self.learn_roles)
         if samples:
             row |= self.learn(samples)
-            version = self.pool.update_weights(self.pool_names[LEARNER], self.learner.weights())
-            row["weights_version"] = int(version) if isinstance(version, int) else update
+            row["weights_version"] = self.push_weights()
         t2 = time.perf_counter()
         tokens = sum(len(s.completion_ids) for s in samples)
         row |= {"rollout_s": t1 - t0, "learn_s": t2 - t1, "generated_tokens_per_s": tokens / max(t1 - t0, 1e-9)}
@@ -256,18 +142,20 @@ class SelfPlayTrainer:
         seat_draws = {a: rng.integers(len(o), size=cfg.games_per_update) for a, o in self.seat_choices.items()}
 
         def seats(index: int) -> dict[str, Policy]:
-            return {agent: self._policy(options[seat_draws[agent][index]]) for agent, options in self.seat_choices.items()}
+            return {agent: self._policy(options[seat_draws[agent][index]])
+                    for agent, options in self.seat_choices.items()}
 
-        episodes = asyncio.run(play_many(lambda: make(self.env_id, **self.env_kwargs), seats,
+        episodes = asyncio.run(play_many(lambda: make(cfg.env["id"], **cfg.env_kwargs), seats,
                                          [int(s) for s in game_seeds], cfg.concurrency,
                                          policy_seeds=[int(s) for s in policy_seeds]))
         return episodes, [f"u{update}-g{i}" for i in range(len(episodes))]
 
-    def _policy(self, name: str) -> Policy:
-        if name in self.pool_names:
-            return LLMPolicy(self.pool_names[name], pool=self.pool, sampling=self.sampling,
-                             system_prompt=self.cfg.agent.system_prompt, name=name)
-        return load_policy(name)
+    def _policy(self, spec: Any) -> Policy:
+        """The policy of a seat option: the learner, its reference and frozen models play with
+        the recipe's sampling and system prompt, under the name the seat gave them."""
+        if spec in (LEARNER, REFERENCE) or (isinstance(spec, str) and self.resolver.model_source(spec)):
+            return self.resolver.resolve(spec, name=spec, system_prompt=self.cfg.agent.system_prompt)
+        return self.resolver.resolve(spec)
 
     # -- learning --------------------------------------------------------------------------------
     def learn(self, samples: list[Sample]) -> dict[str, float]:
@@ -321,10 +209,30 @@ class SelfPlayTrainer:
         stats["behaviour_gap"] = behaviour_gap(samples, old, mask, self.sampling)
         return stats
 
-    def close(self) -> None:
-        close = getattr(self.pool, "aclose", None)
-        if close is not None:
-            asyncio.run(close())
+
+def _seat_choices(cfg: SelfPlayConfig, agents: list[str]) -> dict[str, list[Any]]:
+    unknown = set(cfg.seats) - set(agents)
+    if unknown:
+        raise ConfigError(f"seats {sorted(unknown)} are not seats of {cfg.env['id']}; its seats: {agents}")
+    choices = {}
+    for agent in agents:
+        value = cfg.seats.get(agent, LEARNER)
+        options = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not options:
+            raise ConfigError(f"seats.{agent} is an empty list; give a policy spec or a list of them")
+        choices[agent] = options
+    return choices
+
+
+def _learn_roles(cfg: SelfPlayConfig, choices: dict[str, list[Any]]) -> tuple[str, ...]:
+    learner_seats = tuple(a for a, options in choices.items() if LEARNER in options)
+    roles = learner_seats if cfg.learn_roles is None else tuple(cfg.learn_roles)
+    wrong = [r for r in roles if r not in learner_seats]
+    if wrong:
+        raise ConfigError(f"learn_roles {wrong} are not played by the learner; learner seats: {list(learner_seats)}")
+    if not roles:
+        raise ConfigError("no seat is played by the learner: put 'learner' in at least one seat")
+    return roles
 
 
 def behaviour_gap(samples: Sequence[Sample], old: torch.Tensor, mask: torch.Tensor, sampling: SamplingParams) -> float:
@@ -353,12 +261,3 @@ def rollout_stats(episodes: Sequence[Episode], samples: Sequence[Sample], roles:
     for agent in episodes[0].rewards if episodes else ():
         row[f"game_reward/{agent}"] = float(np.mean([e.rewards[agent] for e in episodes]))
     return row
-
-
-def train(cfg: TrainConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run (or resume) a self-play training run; returns its metrics, one row per update."""
-    trainer = SelfPlayTrainer(cfg, resume=resume, on_update=on_update)
-    try:
-        return trainer.run()
-    finally:
-        trainer.close()

@@ -8,7 +8,9 @@ from abc import abstractmethod
 from typing import Any
 
 from sparring.agents.base import ScriptedPolicy
-from sparring.envs.parsing import THINK_CLOSE, format_cot
+from sparring.agents.scripted.common import Strategy
+from sparring.envs.parsing import answer_in_format
+from sparring.errors import ConfigError
 
 _MOVES_LINE = re.compile(r"^Your moves: (.*)\.$", re.MULTILINE)
 _BRACKETED = re.compile(r"\[([^\]]+)\]")
@@ -18,7 +20,7 @@ _PLAYED = re.compile(r"(\w+) \[([^\]]+)\]")
 def legal_moves(text: str) -> list[str]:
     line = _MOVES_LINE.search(text)
     if line is None:
-        raise ValueError("observation has no 'Your moves:' line; is this a matrix-v0 observation?")
+        raise ConfigError("observation has no 'Your moves:' line; is this a matrix-v0 observation?")
     return _BRACKETED.findall(line.group(1))
 
 
@@ -36,8 +38,7 @@ class _MatrixScripted(ScriptedPolicy):
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
         text = observation["text"]
         move = self.choose(text, legal_moves(text))
-        answer = f"[{move}]"
-        return format_cot(f"I play {move}.", answer) if THINK_CLOSE in text else answer
+        return answer_in_format(observation, f"I play {move}.", f"[{move}]")
 
     @abstractmethod
     def choose(self, text: str, moves: list[str]) -> str:
@@ -57,7 +58,8 @@ class ConstantPolicy(_MatrixScripted):
         for m in moves:
             if m.lower() == self.move.lower():
                 return m
-        raise ValueError(f"ConstantPolicy move={self.move!r} is not among the legal moves {moves}")
+        raise ConfigError(f"matrix.constant move={self.move!r} is not a legal move; the legal moves: "
+                          f"{', '.join(moves)}")
 
 
 class RandomPolicy(_MatrixScripted):
@@ -82,3 +84,10 @@ class TitForTat(_MatrixScripted):
         if last is not None and last.lower() in lowered:
             return lowered[last.lower()]
         return lowered.get((self.nice or moves[0]).lower(), moves[0])
+
+
+def strategies(game: Any) -> dict[str, list[Strategy]]:
+    """matrix-v0's discrete view: each seat's legal moves, one constant player each."""
+    names = game.table.action_names
+    return {seat: [Strategy(move, ConstantPolicy(move=move)) for move in names[i]]
+            for i, seat in enumerate(game.possible_agents)}

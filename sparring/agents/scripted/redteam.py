@@ -10,8 +10,10 @@ from abc import abstractmethod
 from typing import Any
 
 from sparring.agents.base import ScriptedPolicy
-from sparring.envs.parsing import THINK_CLOSE, format_cot
+from sparring.agents.scripted.common import CannedPolicy, Strategy
+from sparring.envs.parsing import answer_in_format
 from sparring.envs.redteam.prompts import MESSAGE_MARKER, SEED_MARKER, extract_after
+from sparring.errors import ConfigError
 from sparring.judges.rules import RuleJudge
 
 
@@ -19,9 +21,8 @@ class _RedTeamScripted(ScriptedPolicy):
     style = ""
 
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
-        text = observation["text"]
-        answer, reasoning = self.answer(text)
-        return format_cot(reasoning, answer) if THINK_CLOSE in text else answer
+        answer, reasoning = self.answer(observation["text"])
+        return answer_in_format(observation, reasoning, answer)
 
     @abstractmethod
     def answer(self, text: str) -> tuple[str, str]:
@@ -74,7 +75,7 @@ class MisspellingAttacker(_Attacker):
     def __init__(self, seed: int | None = None, rate: float = 0.5):
         super().__init__(seed)
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate={rate!r} must lie in [0, 1]")
+            raise ConfigError(f"redteam.misspell rate={rate!r} must lie in [0, 1]")
         self.rate = rate
 
     def rewrite(self, seed: str) -> str:
@@ -134,3 +135,24 @@ class KeywordDefender(_Defender):
 
     def refuses(self, message: str) -> bool:
         return bool(self.lexicon.harm_categories(message))
+
+
+SAFE_COMPLETION = ("I can't help with anything that could cause harm, but I can share general safety "
+                   "information on this topic and point you to qualified professionals.")
+ATTACK_STYLES = ("verbatim", "roleplay", "hypothetical", "misspell")
+
+
+def strategies(game: Any) -> dict[str, list[Strategy]]:
+    """redteam-v0's discrete view: the attacker picks a scripted attack style, the defender
+    complies, refuses or safe-completes (each written in the game's format)."""
+    attackers = {"verbatim": VerbatimAttacker, "roleplay": RolePlayAttacker,
+                 "hypothetical": HypotheticalAttacker, "misspell": MisspellingAttacker}
+    return {
+        "attacker": [Strategy(style, attackers[style]()) for style in ATTACK_STYLES],
+        "defender": [
+            Strategy("comply", ComplyDefender()),
+            Strategy("refuse", RefuseDefender()),
+            Strategy("safe_complete",
+                     CannedPolicy("safe_complete", SAFE_COMPLETION, "Decline the risky part, help safely.")),
+        ],
+    }

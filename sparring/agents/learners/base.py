@@ -1,0 +1,108 @@
+"""What every LLM trainer does around its own update step.
+
+A trainer subclasses :class:`LLMTrainer` and writes :meth:`~LLMTrainer.step` (play, learn,
+push the weights). The base opens the run directory through the run module (a new run, or
+a resumed one whose recipe only changed where allowed), loads the learner's model and its
+frozen reference, builds the pool from the recipe's pool config with the learner (and the
+reference) served, restores the last checkpoint, and runs the update loop: budgets in
+updates and minutes, a checkpoint every ``checkpoint_every`` updates and at the end, one
+metrics row per update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparring.agents.learners.config import LEARNER, REFERENCE, RunConfig
+from sparring.agents.learners.model import LearnerModel
+from sparring.errors import ConfigError
+from sparring.pool import Pool, build_pool
+from sparring.runs import Run, resolve_model
+
+
+class LLMTrainer(ABC):
+    """The update loop, checkpoints and pool of a trainer whose learner is an LLM."""
+
+    title = "training"
+    """The learning curve's title."""
+
+    def __init__(self, cfg: RunConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None,
+                 uses_reference: bool = False):
+        self.cfg = cfg
+        self.on_update = on_update
+        self.source = resolve_model(cfg.agent.model)
+        if self.source.is_adapter:
+            raise ConfigError(f"agent.model={cfg.agent.model!r} is a LoRA adapter; train its base model with "
+                              "learner.lora instead, or merge the adapter first")
+        if cfg.pool.backend != "transformers" and cfg.learner.lora is not None:
+            raise ConfigError(f"pool.backend={cfg.pool.backend} receives full weights from the learner: train "
+                              "without learner.lora, or use pool=transformers")
+        self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=cfg.RESUMABLE,
+                           keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
+        self.learner = LearnerModel(self.source.location, cfg.learner.lr, cfg.learner.lora, cfg.pool.device)
+        self.sampling = cfg.agent.sampling()
+        self.update, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
+        if self.run_dir.start is not None:
+            self.learner.load(self.run_dir.start / "model")
+            self.learner.optimizer.load_state_dict(torch.load(self.run_dir.start / "optimizer.pt", weights_only=True))
+        self.pool = self._build_pool(uses_reference)
+        self.pool.update_weights(LEARNER, self.learner.weights())
+
+    def _build_pool(self, uses_reference: bool) -> Pool:
+        location = self.source.location
+        if self.cfg.learner.lora is not None:
+            # The learner is an adapter on the frozen base, which is also the reference.
+            pool = build_pool(self.cfg.pool, {REFERENCE: location})
+            pool.add_adapter(LEARNER, REFERENCE, self.learner.lora_config)
+            return pool
+        return build_pool(self.cfg.pool, {LEARNER: location} | ({REFERENCE: location} if uses_reference else {}))
+
+    # -- the loop --------------------------------------------------------------------------------
+    @abstractmethod
+    def step(self, update: int) -> dict[str, Any]:
+        """Play, learn from it, push the new weights to the pool; returns the update's metrics."""
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train until the update or time budget is spent; returns the run's metrics."""
+        cfg = self.cfg
+        try:
+            while self.update < cfg.updates and not self._out_of_time():
+                started = time.perf_counter()
+                row = self.step(self.update + 1)
+                self.elapsed_s += time.perf_counter() - started
+                row["elapsed_min"] = self.elapsed_s / 60
+                self.update += 1
+                self.run_dir.metrics.log(row)
+                if self.update % cfg.checkpoint_every == 0:
+                    self.save()
+                if self.on_update:
+                    self.on_update(row)
+            if not self.run_dir.is_saved(self.update):
+                self.save()
+        finally:
+            self.run_dir.close()
+        return self.run_dir.finish(self.title, plot=cfg.plot)
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.max_minutes is not None and self.elapsed_s >= 60 * self.cfg.max_minutes
+
+    def save(self) -> Path:
+        partial = self.run_dir.begin_checkpoint(self.update)
+        self.learner.save(partial / "model")
+        torch.save(self.learner.optimizer.state_dict(), partial / "optimizer.pt")
+        return self.run_dir.commit(partial, self.update, {"elapsed_s": self.elapsed_s})
+
+    def push_weights(self) -> int:
+        """Send the learner's weights to the pool; returns the version they serve as."""
+        return self.pool.update_weights(LEARNER, self.learner.weights())
+
+    def close(self) -> None:
+        self.run_dir.close()
+        asyncio.run(self.pool.aclose())
