@@ -1,8 +1,18 @@
-"""The ``sparring`` command: games and agents, play, serve, train, evaluate, tournaments."""
+"""The ``sparring`` command: games and agents, play, serve, train, evaluate, tournaments.
+
+Bad input never ends in a traceback: every error sparring raises for it
+(:mod:`sparring.errors`) is printed as one line and the command exits with status 2.
+``SPARRING_DEBUG=1`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -17,15 +27,27 @@ app = typer.Typer(
 )
 console = Console()
 
-#: Seats a game gets when ``--seat`` leaves them open: the first open seat is the human's.
-DEFAULT_SEATS = {
-    "sparring/redteam-v0": {"attacker": "redteam.roleplay", "defender": "redteam.keyword"},
-    "sparring/matrix-v0": {"player_0": "matrix.tit_for_tat", "player_1": "matrix.tit_for_tat"},
-}
+ENGINES = ("sparring", "rllib")
+"""``sparring train engine=...``: the LLM trainers (``configs/train.yaml``) or RLlib PPO on a
+discrete view (``configs/rllib.yaml``)."""
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Print sparring's errors (bad input, a failed run) as one line; exit with status 2."""
+    from sparring.errors import SparringError
+
+    try:
+        yield
+    except (SparringError, ImportError) as error:
+        if os.environ.get("SPARRING_DEBUG"):
+            raise
+        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -63,7 +85,7 @@ def envs() -> None:
 
 @app.command()
 def agents() -> None:
-    """List the registered policies (any 'module:Class' path works too)."""
+    """List the registered policies (any 'module:Class' path, model or run works too)."""
     from sparring.agents import POLICIES
 
     _print_table("policies", ("name", "what it does"),
@@ -73,44 +95,41 @@ def agents() -> None:
 @app.command()
 def play(
     game: Annotated[str, typer.Argument(help="a game id, e.g. sparring/redteam-v0 or redteam-v0")],
-    seat: Annotated[list[str], typer.Option(help="AGENT=POLICY, e.g. defender=human (repeatable)")] = [],  # noqa: B006
-    set_: Annotated[list[str], typer.Option("--set", help="game argument KEY=VALUE, e.g. rounds=5")] = [],  # noqa: B006
+    seat: Annotated[list[str], typer.Option(help="AGENT=POLICY, e.g. defender=human (repeatable)")] = [],
+    set_: Annotated[list[str], typer.Option("--set", help="game argument KEY=VALUE, e.g. rounds=5")] = [],
     seed: Annotated[int | None, typer.Option(help="seed of the game")] = None,
     human: Annotated[bool, typer.Option(help="give the first open seat to you")] = True,
     reveal: Annotated[bool, typer.Option(help="show every agent's hidden reasoning at the end")] = False,
-    model: Annotated[str, typer.Option(help="model of the 'llm' seats: tiny, a local path or a hub id")] = "tiny",
+    model: Annotated[str, typer.Option(help="model of the 'llm' seats: tiny, a model directory, a run or a hub id")] = "tiny",
 ) -> None:
     """Play one game in the terminal: you against scripted agents, or scripted agents only.
 
     Hidden reasoning is shown only to its owner: you see your own, never your opponent's
     (pass --reveal to see everything at the end).
     """
-    from sparring.agents import load_policy
+    from sparring.agents import PolicyResolver
     from sparring.agents.rollout import play as play_game
-    from sparring.envs import UnknownGameError, make, spec
+    from sparring.envs import make, spec
+    from sparring.errors import ConfigError
 
-    try:
-        game_id = spec(game).id
-        env = make(game_id, **_parse_pairs(set_, "--set"))
-    except (UnknownGameError, ValueError, TypeError, FileNotFoundError) as e:
-        raise _fail(str(e)) from e
-    chosen = _parse_pairs(seat, "--seat")
-    unknown = set(chosen) - set(env.possible_agents)
-    if unknown:
-        raise _fail(f"{game_id} has no seat(s) {sorted(unknown)}; its seats: {env.possible_agents}")
-    defaults = DEFAULT_SEATS.get(game_id, {})
-    open_seats = [a for a in env.possible_agents if a not in chosen]
-    if human and open_seats and "human" not in chosen.values():
-        chosen[open_seats[0]] = "human"
-    for agent in env.possible_agents:
-        chosen.setdefault(agent, defaults.get(agent, "random"))
-    try:
-        seats = {agent: load_policy(name, **({"model": model} if name == "llm" else {}))
+    _quiet_transformers()
+    with _errors():
+        registered = spec(game)
+        env = make(registered.id, **_parse_pairs(set_, "--set"))
+        chosen = _parse_pairs(seat, "--seat")
+        unknown = set(chosen) - set(env.possible_agents)
+        if unknown:
+            raise ConfigError(f"{registered.id} has no seat(s) {sorted(unknown)}; its seats: {env.possible_agents}")
+        open_seats = [a for a in env.possible_agents if a not in chosen]
+        if human and open_seats and "human" not in chosen.values():
+            chosen[open_seats[0]] = "human"
+        for agent in env.possible_agents:
+            chosen.setdefault(agent, registered.seat_default(agent))
+        resolver = PolicyResolver()
+        seats = {agent: resolver.resolve(name, **({"model": model} if name == "llm" else {}))
                  for agent, name in chosen.items()}
-    except (ValueError, TypeError, OSError) as e:
-        raise _fail(str(e)) from e
-    console.print(f"[bold]{game_id}[/bold]: " + ", ".join(f"{a} = {n}" for a, n in chosen.items()))
-    episode = asyncio.run(play_game(env, seats, seed=seed))
+        console.print(f"[bold]{registered.id}[/bold]: " + ", ".join(f"{a} = {n}" for a, n in chosen.items()))
+        episode = asyncio.run(play_game(env, seats, seed=seed))
     viewers = [a for a, n in chosen.items() if n == "human"]
     viewer = viewers[0] if viewers else None
     console.rule("game record")
@@ -123,34 +142,38 @@ def play(
 
 @app.command()
 def serve(
-    model: Annotated[list[str], typer.Option(help="NAME=MODEL to serve (MODEL: tiny, a local path or a hub id); repeatable")] = ["tiny=tiny"],  # noqa: B006
+    model: Annotated[list[str], typer.Option(help="NAME=MODEL to serve (MODEL: tiny, a model directory, a run or a hub id); repeatable")] = ["tiny=tiny"],
     host: Annotated[str, typer.Option(help="address to bind (loopback unless you mean otherwise)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0: a free one)")] = 8000,
     api_key: Annotated[str | None, typer.Option(envvar="SPARRING_API_KEY", help="require 'Authorization: Bearer KEY' on /v1")] = None,
+    backend: Annotated[str, typer.Option(help="the pool behind the server: transformers, ray or vllm")] = "transformers",
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     max_batch_size: Annotated[int, typer.Option(help="most requests batched together")] = 64,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API backed by one batching pool.
 
-    Routes: /v1/completions, /v1/chat/completions, /v1/models, /v1/weights, /health."""
-    from sparring.pool import InferencePool, PoolConfig
+    Routes: /v1/completions, /v1/chat/completions, /v1/models, /v1/weights, /health. Stops on
+    Ctrl-C (SIGINT) or SIGTERM."""
+    from sparring.errors import ConfigError
+    from sparring.pool import PoolConfig, build_pool
     from sparring.pool.server import run_server
 
-    pool = InferencePool(PoolConfig(max_batch_size=max_batch_size))
-    try:
+    _quiet_transformers()
+    with _errors():
+        models = {}
         for pair in model:
             name, sep, source = pair.partition("=")
             if not sep or not name or not source:
-                raise ValueError(f"--model {pair!r} must look like NAME=MODEL, e.g. tiny=tiny")
-            if source == "tiny":
-                from sparring.models import TINY_MODEL
+                raise ConfigError(f"--model {pair!r} must look like NAME=MODEL, e.g. tiny=tiny")
+            models[name] = source
+        if backend == "remote":
+            raise ConfigError("--backend remote would serve another server's pool; point clients at that server")
+        pool = build_pool(PoolConfig(backend=backend, device=device, max_batch_size=max_batch_size), models)
 
-                source = str(TINY_MODEL)
-            pool.add_policy(name, source, device=device)
-    except (ValueError, OSError) as e:
-        raise _fail(str(e)) from e
-    console.print(f"serving {pool.policies} on http://{host}:{port}/v1 (Ctrl-C stops)")
-    run_server(pool, host, port, api_key)
+        def ready(url: str) -> None:
+            console.print(f"serving {pool.policies} on {url}/v1 (Ctrl-C stops)", highlight=False)
+
+        run_server(pool, host, port, api_key, on_ready=ready)
 
 
 def _quiet_transformers() -> None:
@@ -160,12 +183,10 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-# KeyError: an unknown game id (UnknownGameError) or policy name reached through a config.
-_CONFIG_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError)
-
-
+# -- Hydra ---------------------------------------------------------------------------------------
 def _compose(config_name: str, overrides: list[str] | None) -> dict[str, Any]:
-    """Compose ``configs/<config_name>.yaml`` with Hydra overrides into a plain dict."""
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides into a plain dict; an
+    override Hydra cannot apply is reported in one line, with the closest valid key."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -173,14 +194,74 @@ def _compose(config_name: str, overrides: list[str] | None) -> dict[str, Any]:
 
     from sparring.paths import config_dir
 
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides or []))
-        return OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise _fail(str(e)) from e
+    with _errors():
+        try:
+            with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+                cfg = compose(config_name=config_name, overrides=list(overrides or []))
+            return OmegaConf.to_container(cfg, resolve=True)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise _override_error(config_name, str(error)) from None
 
 
+def _override_error(config_name: str, message: str) -> Exception:
+    """Hydra's message about a bad override, as one line that names the fix."""
+    import re
+
+    from sparring.errors import ConfigError, did_you_mean
+    from sparring.paths import config_dir
+
+    missing = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
+    if missing:
+        key = missing.group(1)
+        known = _known_keys(config_name)
+        return ConfigError(f"{key}: no such setting in configs/{config_name}.yaml.{did_you_mean(key, known)} "
+                           "(a key that is really new takes a '+': +KEY=VALUE)")
+    group = re.search(r"Could not find '([^'/]+)/([^']+)'", message)
+    if group:
+        options = sorted(p.stem for p in (config_dir() / group.group(1)).glob("*.yaml"))
+        return ConfigError(f"{group.group(1)}={group.group(2)}: no such config.{did_you_mean(group.group(2), options)} "
+                           f"Available: {', '.join(options)}")
+    return ConfigError(" ".join(message.split()))
+
+
+def _known_keys(config_name: str) -> list[str]:
+    """Every dotted key of a composed config (for suggestions)."""
+    values = _compose(config_name, [])
+
+    def walk(prefix: str, value: Any) -> Iterator[str]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from walk(f"{prefix}.{k}" if prefix else str(k), v)
+        if prefix:
+            yield prefix
+
+    return list(walk("", values))
+
+
+def _recipe(config_name: str, overrides: list[str], resume: bool) -> dict[str, Any]:
+    """The composed recipe; with ``resume``, the run's saved recipe with only the settings
+    given on the command line changed (so a resume needs none of the original overrides)."""
+    values = _compose(config_name, overrides)
+    if not resume:
+        return values
+    from sparring.runs import saved_config
+
+    with _errors():
+        saved = saved_config(values.get("run_dir", ""))
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if not key or "=" not in override:
+            continue
+        path = key.split("@", 1)[0].split(".")
+        source, target = values, saved
+        for part in path[:-1]:
+            source, target = source.get(part, {}), target.setdefault(part, {})
+        if path[-1] in source:
+            target[path[-1]] = source[path[-1]]
+    return saved
+
+
+# -- training ------------------------------------------------------------------------------------
 @app.command(context_settings={"allow_extra_args": True})
 def demo(
     overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. games=4")] = None,
@@ -189,11 +270,9 @@ def demo(
     from sparring.arenas.demo import DemoConfig, run_demo, tables
 
     values = _compose("demo", overrides)
-    try:
-        demo_cfg = DemoConfig(**values)
+    with _errors():
+        demo_cfg = DemoConfig.from_dict(values)
         results = run_demo(demo_cfg)
-    except _CONFIG_ERRORS as e:
-        raise _fail(str(e)) from e
     for table in tables(results, demo_cfg):
         console.print(table)
 
@@ -202,55 +281,93 @@ def demo(
 def train(
     overrides: Annotated[list[str] | None, typer.Argument(
         help="Hydra overrides of configs/train.yaml, e.g. updates=20 learner=grpo group_size=4")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in run_dir from its last checkpoint")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in run_dir from its last checkpoint "
+                                                         "(the saved recipe; overrides change only what they name)")] = False,
 ) -> None:
     """Train policies: self-play (REINFORCE++, GRPO), INPO/DPO, or RLlib PPO (engine=rllib).
 
     Checkpoints, metrics.jsonl, TensorBoard events and a learning curve go to run_dir.
     Recipes: configs/train/ (train=selfplay | inpo); with engine=rllib, configs/rllib/
     (e.g. engine=rllib rllib=redteam)."""
-    if "engine=rllib" in (overrides or []):
-        from sparring.agents.rllib import train_rllib
+    from sparring.errors import ConfigError, did_you_mean
 
-        values = _compose("rllib", [o for o in overrides if o != "engine=rllib"])
-        try:
-            metrics = train_rllib(values, resume=resume)
-        except _CONFIG_ERRORS as e:
-            raise _fail(str(e)) from e
-        last = metrics[-1]["update"] if metrics else 0
-        console.print(f"trained {last} iterations; checkpoints, metrics.jsonl and learning_curve.png in "
-                      f"{values['run_dir']}")
+    overrides = list(overrides or [])
+    engines = [o.split("=", 1)[1] for o in overrides if o.startswith("engine=")]
+    overrides = [o for o in overrides if not o.startswith("engine=")]
+    engine = engines[-1] if engines else "sparring"
+    if engine not in ENGINES:
+        with _errors():
+            raise ConfigError(f"engine={engine!r} is unknown; use one of {', '.join(ENGINES)}.{did_you_mean(engine, ENGINES)}")
+    if engine == "rllib":
+        _train_rllib(overrides, resume)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from sparring.agents.learners import SelfPlayTrainer, TrainConfig
+    from sparring.agents.learners import trainer_for
 
     _quiet_transformers()
-    values = _compose("train", overrides)
+    values = _recipe("train", overrides, resume)
+    with _errors():
+        trainer = trainer_for(values, resume=resume)
     try:
-        trainer = SelfPlayTrainer(TrainConfig.from_dict(values), resume=resume)
-    except _CONFIG_ERRORS as e:
-        raise _fail(str(e)) from e
-    cfg = trainer.cfg
-    columns = (TextColumn("[bold]update"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
-    try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("", total=cfg.updates, completed=trainer.update)
-
-            def show(row: dict) -> None:
-                shown = [f"{k.removeprefix('reward/')} {v:+.2f}" for k, v in row.items() if k.startswith("reward/")]
-                if "kl_per_sequence" in row:
-                    shown.append(f"kl {row['kl_per_sequence']:.3f}")
-                shown += [f"{k} {row[k]:.2f}" for k in ("pairs", "champion_p", "valid_format") if k in row]
-                progress.update(task, completed=row["update"], description="  ".join(shown))
-
-            trainer.on_update = show
+        with _errors(), _progress("update", trainer.cfg.updates, trainer.update,
+                                  trainer.cfg.progress_every_s) as show:
+            trainer.on_update = lambda row: show(row["update"], _training_summary(row))
             metrics = trainer.run()
     finally:
         trainer.close()
     last = metrics[-1]["update"] if metrics else 0
-    console.print(f"trained {last} updates; checkpoints, metrics.jsonl and learning_curve.png in {cfg.run_dir}")
+    console.print(f"trained {last} updates; checkpoints, metrics.jsonl and learning_curve.png in "
+                  f"{trainer.run_dir.dir}", highlight=False)
+
+
+def _train_rllib(overrides: list[str], resume: bool) -> None:
+    from sparring.views.rllib import RLlibConfig, RLlibTrainer
+
+    values = _recipe("rllib", overrides, resume)
+    with _errors():
+        trainer = RLlibTrainer(RLlibConfig.from_dict(values), resume=resume)
+        metrics = trainer.run()
+    last = metrics[-1]["update"] if metrics else 0
+    console.print(f"trained {last} iterations; checkpoints, metrics.jsonl and learning_curve.png in "
+                  f"{trainer.run_dir.dir}", highlight=False)
+
+
+def _training_summary(row: dict[str, Any]) -> str:
+    shown = [f"{k.removeprefix('reward/')} {v:+.2f}" for k, v in row.items() if k.startswith("reward/")]
+    if "kl_per_sequence" in row:
+        shown.append(f"kl {row['kl_per_sequence']:.3f}")
+    shown += [f"{k} {row[k]:.2f}" for k in ("pairs", "champion_p", "valid_format") if k in row]
+    return "  ".join(shown)
+
+
+@contextlib.contextmanager
+def _progress(unit: str, total: int, done: int, every_s: float):
+    """``show(n, text)``: a live progress bar in a terminal; elsewhere (output to a file) a
+    plain line at most every ``every_s`` seconds, and at the end."""
+    if console.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = (TextColumn(f"[bold]{unit}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"))
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("", total=total, completed=done)
+            yield lambda n, text: bar.update(task, completed=n, description=text)
+        return
+    started, last = time.monotonic(), [float("-inf")]
+    print(f"{unit} {done}/{total}: starting", flush=True)
+
+    def show(n: int, text: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or n >= total:
+            last[0] = now
+            print(f"{unit} {n}/{total} ({now - started:.0f} s): {text}", flush=True)
+
+    yield show
 
 
 @app.command("eval")
@@ -272,15 +389,19 @@ def eval_(
     from rich.table import Table
 
     from sparring.arenas.evaluate import EvalConfig, evaluate
+    from sparring.errors import ConfigError
 
     _quiet_transformers()
-    try:
-        parsed_seeds = tuple(int(s) for s in eval_seeds.split(",") if s.strip())
+    with _errors():
+        try:
+            parsed_seeds = tuple(int(s) for s in eval_seeds.split(",") if s.strip())
+        except ValueError:
+            raise ConfigError(f"--eval-seeds {eval_seeds!r} must be integers separated by commas, e.g. 0,1,2") from None
+        from sparring.pool import PoolConfig
+
         cfg = EvalConfig(model=model, games=games, eval_seeds=parsed_seeds, seeds=seeds,
-                         embedder="minilm" if embed else None, device=device)
+                         embedder="minilm" if embed else None, pool=PoolConfig(device=device))
         report = evaluate(cfg)
-    except _CONFIG_ERRORS + (ImportError,) as e:
-        raise _fail(str(e)) from e
     if as_json:
         print(json.dumps(report.to_dict()))
         return
@@ -292,6 +413,7 @@ def eval_(
     console.print(table)
 
 
+# -- tournaments ---------------------------------------------------------------------------------
 arena_app = typer.Typer(help="Tournaments: schedules, ratings, meta-game analysis and reports.",
                         no_args_is_help=True)
 app.add_typer(arena_app, name="arena")
@@ -302,27 +424,31 @@ def _arena_config(config: str, overrides: list[str] | None) -> dict[str, Any]:
     """A tournament config: a name in configs/arena/ or a YAML file, plus Hydra overrides."""
     from pathlib import Path
 
-    if config.endswith((".yaml", ".yml")):
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-
-        path = Path(config)
-        if not path.is_file():
-            raise _fail(f"no tournament config at {path}")
-        try:
-            merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides or [])))
-            return OmegaConf.to_container(merged, resolve=True)
-        except OmegaConfBaseException as e:
-            raise _fail(str(e)) from e
+    from sparring.errors import ConfigError, NotFoundError, did_you_mean
     from sparring.paths import config_dir
 
-    known = sorted(p.stem for p in (config_dir() / "arena").glob("*.yaml"))
-    if config not in known:
-        raise _fail(f"no tournament config {config!r}; the shipped ones: {known} (or give a .yaml path)")
+    with _errors():
+        if config.endswith((".yaml", ".yml")):
+            from omegaconf import OmegaConf
+            from omegaconf.errors import OmegaConfBaseException
+
+            path = Path(config)
+            if not path.is_file():
+                raise NotFoundError(f"no tournament config at {path}")
+            try:
+                merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(
+                    [o.lstrip("+") for o in overrides or []]))
+                return OmegaConf.to_container(merged, resolve=True)
+            except OmegaConfBaseException as error:
+                raise ConfigError(f"{path}: {' '.join(str(error).split())}") from None
+        known = sorted(p.stem for p in (config_dir() / "arena").glob("*.yaml"))
+        if config not in known:
+            raise NotFoundError(f"no tournament config {config!r}.{did_you_mean(config, known)} The shipped ones: "
+                                f"{', '.join(known)} (or give a .yaml path)")
     return _compose("arena", [f"arena={config}", *(overrides or [])])
 
 
-def _finish(tournament, progress_done: int = 0) -> None:
+def _finish(tournament) -> None:
     from sparring.arenas.report import analyse, rating_rows, terminal_table, write_reports
     from sparring.arenas.runner import directory
 
@@ -330,18 +456,11 @@ def _finish(tournament, progress_done: int = 0) -> None:
     tournament.store.save_ratings(rating_rows(analysis))
     paths = write_reports(analysis, directory(tournament.cfg.out_dir, tournament.cfg.name))
     console.print(terminal_table(analysis))
-    console.print(f"report: {paths['html']}  (also report.json, leaderboard.csv, matches.csv)")
+    console.print(f"report: {paths['html']}  (also report.json, leaderboard.csv, matches.csv)", highlight=False,
+                  soft_wrap=True)
 
 
 def _play(tournament, use_ray: bool) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from sparring.arenas.ratings import games_from_matches
 
     stored = tournament.store.matches()
@@ -353,17 +472,16 @@ def _play(tournament, use_ray: bool) -> None:
             points[g.b] += 1 - g.score
 
     tally(stored)
-    columns = (TextColumn("[bold]matches"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
-               TextColumn("{task.description}"))
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("", total=tournament.total_matches, completed=len(stored))
-
+    played = [len(stored)]
+    with _progress("matches", tournament.total_matches, len(stored), every_s=30.0) as show:
         def on_match(record) -> None:
             tally([record])
+            played[0] += 1
             leader = max(points, key=points.get)
-            progress.update(task, advance=1, description=f"leader: {leader} ({points[leader]:g} pts)")
+            show(played[0], f"leader: {leader} ({points[leader]:g} pts)")
 
-        tournament.run(on_match=on_match, use_ray=use_ray)
+        with _errors():
+            tournament.run(on_match=on_match, use_ray=use_ray)
 
 
 @arena_app.command("run", context_settings={"allow_extra_args": True})
@@ -374,27 +492,21 @@ def arena_run(
 ) -> None:
     """Start a tournament; results go to OUT_DIR/NAME/ (SQLite store, report.html, exports)."""
     from sparring.arenas.runner import Tournament
-    from sparring.arenas.store import StoreError
     from sparring.arenas.tournament import TournamentConfig
 
     _quiet_transformers()
     values = _arena_config(config, overrides)
-    try:
-        tournament = Tournament.create(TournamentConfig(**values))
-    except _CONFIG_ERRORS + (StoreError,) as e:
-        raise _fail(str(e)) from e
+    with _errors():
+        tournament = Tournament.create(TournamentConfig.from_dict(values))
     _play(tournament, use_ray)
     _finish(tournament)
 
 
 def _open(name: str, out_dir: str):
     from sparring.arenas.runner import Tournament
-    from sparring.arenas.store import StoreError
 
-    try:
+    with _errors():
         return Tournament.open(name, out_dir)
-    except (StoreError, ValueError, TypeError) as e:
-        raise _fail(str(e)) from e
 
 
 @arena_app.command("resume")
@@ -449,4 +561,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -51,7 +51,7 @@ def test_play_matrix_with_seats_and_game_arguments():
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["play", "redteam-v9"], "Did you mean"), (["play", "matrix-v0", "--seat", "player_9=human"], "no seat"),
+    [(["play", "redteam-v9"], "redteam-v9: no such version; available: v0"), (["play", "redtem-v0"], "Did you mean"), (["play", "matrix-v0", "--seat", "player_9=human"], "no seat"),
      (["play", "matrix-v0", "--seat", "player_0=nobody"], "unknown policy"),
      (["play", "matrix-v0", "--set", "rounds=0"], "rounds=0"), (["demo", "games=0"], "games=0")],
 )
@@ -94,7 +94,15 @@ def test_wheel_carries_configs_and_seed_data(tmp_path):
         assert expected in names
 
 
-def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path):
+def _ignore_sigint() -> None:
+    """What a shell does to a job it starts in the background."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigint-ignored", "sigterm"])
+def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path, how):
     import json
     import signal
     import socket
@@ -110,7 +118,8 @@ def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path):
         port = s.getsockname()[1]
     exe = os.path.join(os.path.dirname(sys.executable), "sparring")
     server = subprocess.Popen([exe, "serve", "--model", f"p={tmp_path}", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_ignore_sigint if how == "sigint-ignored" else None)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -126,6 +135,10 @@ def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path):
                                          {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as r:
             assert json.load(r)["choices"][0]["finish_reason"] == "length"
+        server.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+        assert f"serving ['p'] on http://127.0.0.1:{port}/v1" in server.stdout.read()
     finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
+        if server.poll() is None:  # whatever happened, leave no server behind
+            server.kill()
+            server.wait()

@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sparring.agents.llm import resolve_model
 from sparring.arenas.evaluate import EvalConfig, evaluate, seed_metrics
 from sparring.cli import app
+from sparring.runs import resolve_model
 
 
 def test_eval_reports_every_metric_per_seed():
@@ -47,8 +47,8 @@ def test_resolve_model_finds_the_latest_checkpoint(tmp_path):
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
     (run / "latest").write_text("update-000007\n")
-    assert resolve_model(run) == model
-    assert resolve_model(model.parent) == model
+    assert resolve_model(run).path == model.resolve()
+    assert resolve_model(model.parent).path == model.resolve()
     with pytest.raises(FileNotFoundError, match="no model here"):
         resolve_model(tmp_path)
 
@@ -77,4 +77,4 @@ def test_minilm_embedding_diversity():
 def test_a_missing_local_model_is_named_not_looked_up_on_the_hub(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         resolve_model("runs/inpo/checkpoints/update-000009")
-    assert resolve_model("org/name") == "org/name"  # a hub id passes through
+    assert resolve_model("org/name").hub_id == "org/name"  # a hub id passes through

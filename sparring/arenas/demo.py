@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from sparring.agents import Episode, load_policy, play_many
+from sparring.agents import Episode, PolicyResolver, play_many
+from sparring.config import Config, at_least, check
 from sparring.envs import make
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(Config):
     redteam: dict[str, Any]
     matrix: dict[str, Any]
     games: int = 16
@@ -27,13 +28,11 @@ class DemoConfig:
     matrix_players: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.games < 1:
-            raise ValueError(f"games={self.games} must be >= 1")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency={self.concurrency} must be >= 1")
+        problems = at_least(self, 1, "games", "concurrency")
         for name, entry in self.matrix_players.items():
             if "policy" not in entry:
-                raise ValueError(f"matrix_players.{name} needs a 'policy' (e.g. matrix.random)")
+                problems.append(f"matrix_players.{name} needs a 'policy' (e.g. matrix.random)")
+        check(problems)
 
 
 @dataclass
@@ -69,25 +68,23 @@ async def _pairings(section: dict[str, Any], pairs: list[dict[str, str]], build,
     return list(await asyncio.gather(*(one(pair) for pair in pairs)))
 
 
-async def redteam_pairings(cfg: DemoConfig) -> list[PairingResult]:
+async def redteam_pairings(cfg: DemoConfig, resolver: PolicyResolver) -> list[PairingResult]:
     pairs = [{"attacker": a, "defender": d} for a in cfg.attackers for d in cfg.defenders]
-    return await _pairings(cfg.redteam, pairs, load_policy, cfg)
+    return await _pairings(cfg.redteam, pairs, resolver.resolve, cfg)
 
 
-async def matrix_pairings(cfg: DemoConfig) -> list[PairingResult]:
-    players = {name: dict(entry) for name, entry in cfg.matrix_players.items()}
-
-    def build(name: str):
-        entry = dict(players[name])
-        return load_policy(entry.pop("policy"), **entry)
-
+async def matrix_pairings(cfg: DemoConfig, resolver: PolicyResolver) -> list[PairingResult]:
+    players = cfg.matrix_players
     pairs = [{"player_0": row, "player_1": col} for row in players for col in players]
-    return await _pairings(cfg.matrix, pairs, build, cfg)
+    return await _pairings(cfg.matrix, pairs, lambda name: resolver.resolve(players[name]), cfg)
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, list[PairingResult]]:
+    """Every pairing of both games; the LLM seats of all of them share one pool."""
+    resolver = PolicyResolver()
+
     async def both():
-        return {"redteam": await redteam_pairings(cfg), "matrix": await matrix_pairings(cfg)}
+        return {"redteam": await redteam_pairings(cfg, resolver), "matrix": await matrix_pairings(cfg, resolver)}
 
     return asyncio.run(both())
 

@@ -1,7 +1,7 @@
 """Evaluate a red-teaming model against fixed opponents on held-out seeds.
 
-The model defends against every scripted attacker and attacks every scripted defender (it
-always revises the seed then). Each metric is computed per evaluation seed and reported as
+The model defends against every scripted attacker and attacks every scripted defender that
+the game registers as its baselines (it always revises the seed then). Each metric is computed per evaluation seed and reported as
 mean ± std over the seeds:
 
 - ``defender_reward`` / ``attacker_reward``: mean game reward of the model's seat;
@@ -22,21 +22,28 @@ from typing import Any
 import numpy as np
 
 from sparring.agents import Episode, load_policy, play_many
-from sparring.agents.llm import LLMPolicy, ensure_policy, resolve_model
-from sparring.envs import make
-from sparring.envs.redteam.diversity import embedding_diversity, self_bleu_diversity
-from sparring.pool import InferencePool, SamplingParams
+from sparring.agents.llm import LLMPolicy
+from sparring.config import Config, at_least, check
+from sparring.envs import make, spec
+from sparring.envs.parsing import split_hidden_cot
+from sparring.envs.redteam.diversity import (
+    embedding_diversity,
+    minilm_embedder,
+    self_bleu_diversity,
+)
+from sparring.pool import Pool, PoolConfig, SamplingParams, build_pool, serve_model
+from sparring.runs import resolve_model
 
 GAME = "sparring/redteam-v0"
 MODEL = "model"
-SCRIPTED_ATTACKERS = ("redteam.verbatim", "redteam.roleplay", "redteam.hypothetical", "redteam.misspell")
-SCRIPTED_DEFENDERS = ("redteam.comply", "redteam.refuse", "redteam.keyword")
+SCRIPTED_ATTACKERS = spec(GAME).baselines["attacker"]
+SCRIPTED_DEFENDERS = spec(GAME).baselines["defender"]
 DIVERSITY_SAMPLE = 128
 """Attacker prompts per seed that the diversity metrics compare (self-BLEU is quadratic)."""
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Config):
     model: str = "tiny"
     """``tiny``, a model directory, a training checkpoint or a whole run directory (its latest
     checkpoint)."""
@@ -52,15 +59,18 @@ class EvalConfig:
     embedder: str | None = "minilm"
     """``minilm`` (all-MiniLM-L6-v2) or None to skip embedding diversity."""
     concurrency: int = 256
-    device: str = "cpu"
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    """The pool the model is served by (``pool.device=cuda`` for a GPU)."""
 
     def __post_init__(self) -> None:
-        if self.games < 1:
-            raise ValueError(f"games={self.games} must be >= 1")
+        problems = at_least(self, 1, "games")
         if not self.eval_seeds:
-            raise ValueError("eval_seeds must name at least one seed")
+            problems.append("eval_seeds must name at least one seed")
         if not (self.attackers or self.defenders):
-            raise ValueError("give at least one scripted attacker or defender to play against")
+            problems.append("give at least one scripted attacker or defender to play against")
+        if self.embedder not in (None, "minilm"):
+            problems.append(f"embedder={self.embedder!r} is unknown; use 'minilm' or None")
+        check(problems)
 
 
 @dataclass
@@ -77,9 +87,10 @@ class EvalReport:
                 "per_seed": self.per_seed}
 
 
-def evaluate(cfg: EvalConfig, pool: InferencePool | None = None) -> EvalReport:
-    pool = pool or InferencePool()
-    ensure_policy(pool, cfg.model, name=MODEL, device=cfg.device)
+def evaluate(cfg: EvalConfig, pool: Pool | None = None) -> EvalReport:
+    source = resolve_model(cfg.model)  # a missing model fails here, before any game
+    pool = pool or build_pool(cfg.pool)
+    serve_model(pool, cfg.model, name=MODEL)
     sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens)
 
     def llm() -> LLMPolicy:
@@ -100,8 +111,8 @@ def evaluate(cfg: EvalConfig, pool: InferencePool | None = None) -> EvalReport:
     async def all_seeds():
         return await asyncio.gather(*(matches(s) for s in cfg.eval_seeds))
 
-    embed = _embedder(cfg.embedder, cfg.device)
-    report = EvalReport(str(resolve_model(cfg.model)))
+    embed = minilm_embedder(cfg.pool.device) if cfg.embedder == "minilm" else None
+    report = EvalReport(source.location)
     for defended, attacked in asyncio.run(all_seeds()):
         for name, value in seed_metrics(defended, attacked, embed).items():
             report.per_seed.setdefault(name, []).append(value)
@@ -154,16 +165,4 @@ def _attacker_won(e: Episode) -> bool:
 
 
 def _visible(output: str) -> str:
-    from sparring.envs.parsing import split_hidden_cot
-
-    return split_hidden_cot(output).answer or output
-
-
-def _embedder(name: str | None, device: str):
-    if name is None:
-        return None
-    if name != "minilm":
-        raise ValueError(f"embedder={name!r} is unknown; use 'minilm' or None")
-    from sparring.envs.redteam.diversity import minilm_embedder
-
-    return minilm_embedder(device)
+    return split_hidden_cot(output).answer

@@ -76,7 +76,7 @@ def analyse(cfg: TournamentConfig, matches: list[MatchRecord]) -> Analysis:
         bradley_terry=ratings.with_intervals(ratings.bradley_terry, agents, games, cfg.bootstrap, cfg.seed),
         elo=ratings.with_intervals(ratings.elo, agents, games, cfg.bootstrap, cfg.seed, point_from_resamples=True),
         openskill=ratings.openskill(agents, games), meta=meta, nash=metagame.nash_lp(adv),
-        nash_average=mixture, nash_skill=skill, alpharank=metagame.alpharank(meta.payoffs, cfg.alpharank_alpha),
+        nash_average=mixture, nash_skill=skill, alpharank=metagame.alpharank(meta.scores, cfg.alpharank_alpha),
         elo_history=ratings.elo_history(agents, games), record=record,
         per_seat={a: {s: (float(np.mean(v)), len(v)) for s, v in seats.items()} for a, seats in per_seat.items()},
         win_rates=ratings.win_rates(agents, games),
@@ -116,6 +116,7 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
         "name": analysis.cfg.name, "game": analysis.cfg.game, "matches": len(analysis.matches),
         "leaderboard": analysis.leaderboard(), "agents": analysis.agents,
         "payoffs": [[None if np.isnan(v) else float(v) for v in row] for row in analysis.meta.payoffs],
+        "scores": [[float(v) for v in row] for row in analysis.meta.scores],
         "per_seat": {a: {s: {"mean_reward": m, "matches": n} for s, (m, n) in seats.items()}
                      for a, seats in analysis.per_seat.items()},
         "forfeits": [{"match": m.key, "agent": m.forfeit_by, "reason": m.reason}
@@ -264,8 +265,9 @@ def html_report(analysis: Analysis) -> str:
 <th>OpenSkill μ ± σ</th><th>Nash (LP)</th><th>Nash average (skill)</th><th>α-Rank</th><th>W-D-L</th><th>forfeits</th>
 </tr></thead><tbody>{''.join(rows)}</tbody></table>
 <p>A match is won by the agent with the higher reward. Intervals: {cfg.bootstrap} bootstrap resamples of the
-matches (Elo: their median and percentiles). Nash and Nash averaging: the zero-sum meta-game of reward differences; α-Rank (α = {cfg.alpharank_alpha:g}):
-the payoff matrix below.</p>
+matches (Elo: their median and percentiles). Nash, Nash averaging and α-Rank (α = {cfg.alpharank_alpha:g}): the meta-game
+of match scores (win 1, draw ½, loss 0; a forfeit is a loss), whose zero-sum form is each pair's score difference.
+The heatmap shows mean rewards of completed matches.</p>
 <h2>Payoffs</h2>
 <img id="heatmap" alt="payoff heatmap" src="{_heatmap(analysis)}">
 <h2>Win rates</h2>

@@ -2,8 +2,12 @@
 agents share one pool), write each finished match to the store, resume after a kill.
 
 A move that raises or exceeds ``move_timeout_s`` forfeits the match for its agent: the match is
-recorded with the reason and the tournament goes on. With ``ray=True`` matches run as Ray tasks
-(a local cluster unless one is running) and this process stays the store's only writer.
+recorded with the reason and the tournament goes on. A roster entry that cannot work fails
+before the first match instead: every agent is built for every seat, then plays a probe game
+against itself, and a move that raises one of sparring's own errors (a bad argument, an
+illegal fixed move, an unknown model) stops the tournament with that error. With ``ray=True``
+matches run as Ray tasks (a local cluster unless one is running) and this process stays the
+store's only writer.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sparring.agents import PolicyResolver
 from sparring.agents.base import Action, Policy
-from sparring.agents.registry import load_policy
 from sparring.agents.rollout import play
 from sparring.arenas.ratings import games_from_matches
-from sparring.arenas.store import DB_NAME, MatchRecord, Store, StoreError
+from sparring.arenas.store import DB_NAME, MatchRecord, Store
 from sparring.arenas.tournament import (
     MatchSpec,
     TournamentConfig,
@@ -29,6 +33,7 @@ from sparring.arenas.tournament import (
     swiss_pairs,
 )
 from sparring.envs import make
+from sparring.errors import ConfigError, SparringError, StoreError
 
 
 class Forfeit(Exception):
@@ -53,62 +58,63 @@ class Guarded(Policy):
     async def act(self, seat: str, observation: dict[str, Any]) -> Action:
         try:
             return await asyncio.wait_for(self.inner.act(seat, observation), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Forfeit(self.agent, f"no move within {self.timeout_s:g} s") from None
-        except Exception as e:  # noqa: BLE001 - any failure of a user's agent is its forfeit
+        except Exception as e:
             raise Forfeit(self.agent, f"{type(e).__name__}: {e}") from e
 
 
 class Roster:
-    """Builds each agent's policy for a seat from its spec. LLM agents on local models share
-    one in-process pool; ``base_url`` agents talk to an OpenAI-compatible server."""
+    """Builds each agent's policy for a seat from its spec, through one resolver: LLM agents
+    on local models share one pool (built from the tournament's ``pool``), ``base_url``
+    agents talk to their server."""
 
-    def __init__(self, specs: dict[str, dict[str, Any]]):
+    PROBE_SEEDS = 4
+    """Probe games per agent at most (until every seat has moved once)."""
+
+    def __init__(self, specs: dict[str, dict[str, Any]], pool: Any = None):
         self.specs = specs
-        self._pools: dict[str | None, Any] = {}
+        self.resolver = PolicyResolver(pool_config=pool)
 
     def spec(self, agent: str, seat: str) -> dict[str, Any]:
         spec = self.specs[agent]
         if "seats" in spec:
             if seat not in spec["seats"]:
-                raise ValueError(f"roster.{agent} has no policy for seat {seat!r} (its seats: {sorted(spec['seats'])})")
+                raise ConfigError(f"roster.{agent} has no policy for seat {seat!r} (its seats: {sorted(spec['seats'])})")
             return dict(spec["seats"][seat])
         return dict(spec)
 
     def policy(self, agent: str, seat: str) -> Policy:
-        kwargs = self.spec(agent, seat)
-        name = kwargs.pop("policy")
-        if name == "llm":
-            return self._llm(agent, kwargs)
-        return load_policy(name, **kwargs)
+        spec = self.spec(agent, seat)
+        try:
+            return self.resolver.resolve(spec, **({"name": agent} if spec.get("policy") == "llm" else {}))
+        except SparringError as error:
+            raise type(error)(f"roster.{agent}: {error}") from None
 
-    def _llm(self, agent: str, kwargs: dict[str, Any]) -> Policy:
-        import dataclasses
+    def check(self, cfg: TournamentConfig, seats: Sequence[str]) -> None:
+        """Build every agent for every seat and play each one probe game against itself: a
+        spec that cannot be built, or a move that raises a sparring error, fails here."""
+        policies = {agent: {seat: self.policy(agent, seat) for seat in seats} for agent in self.specs}
+        asyncio.run(self._probe(cfg, policies))
 
-        from sparring.agents.llm import DEFAULT_SAMPLING, LLMPolicy
+    async def _probe(self, cfg: TournamentConfig, policies: dict[str, dict[str, Policy]]) -> None:
+        game_id, kwargs = cfg.game["id"], {k: v for k, v in cfg.game.items() if k != "id"}
 
-        base_url = kwargs.pop("base_url", None)
-        api_key = kwargs.pop("api_key", None)
-        sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "top_k", "max_new_tokens") if k in kwargs}
-        model = kwargs.pop("model", "tiny")
-        if base_url not in self._pools:
-            if base_url is None:
-                from sparring.pool import InferencePool
+        async def probe(agent: str) -> None:
+            moved: set[str] = set()
+            for k in range(self.PROBE_SEEDS):
+                seats = {seat: Guarded(p, agent, cfg.move_timeout_s) for seat, p in policies[agent].items()}
+                try:
+                    episode = await play(make(game_id, **kwargs), seats, seed=cfg.seed * 1_000_003 + k)
+                except Forfeit as forfeit:
+                    if isinstance(forfeit.__cause__, SparringError):
+                        raise type(forfeit.__cause__)(f"roster.{agent}: {forfeit.__cause__}") from None
+                    return  # a crash or a stall is the agent's to forfeit, match by match
+                moved |= {t.agent for t in episode.turns}
+                if moved >= set(seats):
+                    return
 
-                self._pools[base_url] = InferencePool()
-            else:
-                from sparring.pool import RemotePool
-
-                self._pools[base_url] = RemotePool(base_url, api_key=api_key)
-        return LLMPolicy(model, pool=self._pools[base_url], sampling=dataclasses.replace(DEFAULT_SAMPLING, **sampling),
-                         name=agent, **kwargs)
-
-    def check(self, seats: Sequence[str]) -> None:
-        """Build every agent for every seat once: an unknown policy fails before any match."""
-        for agent in self.specs:
-            for seat in seats:
-                if "seats" in self.specs[agent] or seat == seats[0]:
-                    self.policy(agent, seat)
+        await asyncio.gather(*(probe(agent) for agent in policies))
 
 
 async def play_match(spec: MatchSpec, cfg: TournamentConfig, roster: Roster) -> MatchRecord:
@@ -130,7 +136,7 @@ class Tournament:
     def __init__(self, cfg: TournamentConfig, store: Store | None):
         self.cfg = cfg
         self.store = store
-        self.roster = Roster(cfg.roster)
+        self.roster = Roster(cfg.roster, cfg.pool)
         game_id, kwargs = cfg.game["id"], {k: v for k, v in cfg.game.items() if k != "id"}
         self.seats = list(make(game_id, **kwargs).possible_agents)
 
@@ -139,7 +145,7 @@ class Tournament:
         """A new tournament; or, when one of that name exists with exactly this config, that
         one (running it again plays only what is missing)."""
         tournament = cls(cfg, None)  # the game and the roster are checked before any file is written
-        tournament.roster.check(tournament.seats)
+        tournament.roster.check(cfg, tournament.seats)
         home = directory(cfg.out_dir, cfg.name)
         if (home / DB_NAME).exists():
             store = Store.open(home)
@@ -155,7 +161,7 @@ class Tournament:
     @classmethod
     def open(cls, name: str, out_dir: str = "runs/arena") -> Tournament:
         store = Store.open(directory(out_dir, name))
-        return cls(TournamentConfig(**store.config), store)
+        return cls(TournamentConfig.from_dict(store.config), store)
 
     @property
     def total_matches(self) -> int:
@@ -223,8 +229,8 @@ class Tournament:
 
 def _play_chunk(cfg_values: dict[str, Any], specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A Ray task: play some matches in a worker and return their records."""
-    cfg = TournamentConfig(**cfg_values)
-    roster = Roster(cfg.roster)
+    cfg = TournamentConfig.from_dict(cfg_values)
+    roster = Roster(cfg.roster, cfg.pool)
 
     async def all_of_them():
         return await asyncio.gather(*(play_match(MatchSpec(**s), cfg, roster) for s in specs))
@@ -238,13 +244,11 @@ def directory(out_dir: str | Path, name: str) -> Path:
 
 def list_tournaments(out_dir: str | Path) -> list[tuple[str, int, int | None]]:
     """(name, matches stored, matches scheduled) of every tournament under ``out_dir``."""
-    from sparring.arenas.store import DB_NAME, StoreError
-
     rows = []
     for db in sorted(Path(out_dir).glob(f"*/{DB_NAME}")):
         try:
             t = Tournament.open(db.parent.name, out_dir)
-        except (StoreError, ValueError, TypeError):
+        except (SparringError, ValueError, TypeError):
             rows.append((db.parent.name, -1, None))
             continue
         rows.append((db.parent.name, len(t.store.done_keys()), t.total_matches))

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparring.errors import StoreError
+
 FORMAT = "sparring-arena"
 VERSION = 1
 DB_NAME = "tournament.sqlite"
@@ -33,10 +35,6 @@ CREATE TABLE ratings (
     lo REAL, hi REAL, matches INTEGER NOT NULL, created REAL NOT NULL
 );
 """
-
-
-class StoreError(Exception):
-    """The tournament file is missing, corrupt, foreign or of another version."""
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """A tournament: a roster of agents × one game × a schedule × seeds (``configs/arena/*.yaml``).
 
-An agent is a policy spec: ``{policy: NAME, ...kwargs}`` (a registered policy, ``llm`` with
-``model:`` a model, checkpoint or run directory, or a user's ``module:Class``), optionally
-``base_url:`` (and ``api_key:``) for a model behind an OpenAI-compatible server; or, for
-asymmetric games whose roles need different policies, ``{seats: {SEAT: spec, ...}}``.
+An agent is a policy spec (:mod:`sparring.agents.resolve`): ``{policy: NAME, ...kwargs}`` (a
+registered policy, ``llm`` with ``model:`` a model, checkpoint or run directory, a model or
+run path itself, or a user's ``module:Class``), optionally ``base_url:`` (and ``api_key:``)
+for a model behind an OpenAI-compatible server; or, for asymmetric games whose roles need
+different policies, ``{seats: {SEAT: spec, ...}}``. LLM agents share one pool, built from
+``pool:`` (``configs/pool/``).
 
 Matches are scheduled deterministically from the config: every pairing plays the same game
 seeds (common random numbers), each pair in both seat orders when ``role_swap`` is on. A
@@ -13,16 +15,21 @@ Swiss schedule pairs agents of similar score round by round from the results so 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from sparring.config import Config, above, at_least, check
+from sparring.errors import ConfigError, did_you_mean
+from sparring.pool import PoolConfig
 
 SCHEDULES = ("round_robin", "swiss")
 
 
 @dataclass(frozen=True)
-class TournamentConfig:
+class TournamentConfig(Config):
     name: str
     game: dict[str, Any]
     """The game: ``id`` plus its constructor arguments (``configs/env/*.yaml``)."""
@@ -45,8 +52,12 @@ class TournamentConfig:
     alpharank_alpha: float = 10.0
     transcripts_per_pairing: int = 2
     """Transcripts per pairing shown in the HTML report."""
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    """The pool LLM agents share (those with ``base_url`` use that server)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.pool, Mapping):
+            object.__setattr__(self, "pool", PoolConfig.from_dict(self.pool))
         problems = []
         if not self.name or "/" in self.name or self.name.startswith("."):
             problems.append(f"name={self.name!r} must be a plain directory name")
@@ -58,19 +69,11 @@ class TournamentConfig:
             if not isinstance(spec, dict) or not ("policy" in spec or "seats" in spec):
                 problems.append(f"roster.{agent} needs 'policy: NAME' or 'seats: {{SEAT: {{policy: NAME}}}}'")
         if self.schedule not in SCHEDULES:
-            problems.append(f"schedule={self.schedule!r} is unknown; use one of {SCHEDULES}")
-        for name in ("games_per_pairing", "concurrency", "bootstrap"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be >= 1")
-        if self.swiss_rounds is not None and self.swiss_rounds < 1:
-            problems.append(f"swiss_rounds={self.swiss_rounds} must be >= 1")
-        if self.move_timeout_s <= 0:
-            problems.append(f"move_timeout_s={self.move_timeout_s} must be > 0")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+            problems.append(f"schedule={self.schedule!r} is unknown; use one of {SCHEDULES}."
+                            f"{did_you_mean(self.schedule, SCHEDULES)}")
+        problems += at_least(self, 1, "games_per_pairing", "concurrency", "bootstrap", "swiss_rounds")
+        problems += above(self, 0, "move_timeout_s")
+        check(problems)
 
     @property
     def rounds(self) -> int:
@@ -108,7 +111,7 @@ def pairing_matches(cfg: TournamentConfig, seats: list[str], pairs: list[tuple[s
                     start: int) -> list[MatchSpec]:
     """Matches of the given pairs: every seed, both seat orders when ``role_swap``."""
     if len(seats) != 2:
-        raise ValueError(f"tournaments are between two agents; {cfg.game['id']} has seats {seats}")
+        raise ConfigError(f"tournaments are between two agents; {cfg.game['id']} has seats {seats}")
     matches = []
     for a, b in pairs:
         orders = [(a, b), (b, a)] if cfg.role_swap and a != b else [(a, b)]
