@@ -48,15 +48,15 @@ def test_chat_template_and_prefill_contract(tok):
         [{"role": "user", "content": "Hello"}], add_generation_prompt=True, tokenize=False
     )
     assert chat == "<|user|>\nHello\n<|assistant|>\n"
-    assert prompt_text(tok, "Hello") == chat
+    assert prompt_text(tok, {"text": "Hello", "hidden_cot": 0}) == chat
     hidden = "then </think>, then"
-    assert prompt_text(tok, hidden) == f"<|user|>\n{hidden}\n<|assistant|>\n<think>"
+    assert prompt_text(tok, {"text": hidden, "hidden_cot": 1}) == f"<|user|>\n{hidden}\n<|assistant|>\n<think>"
 
 
 def test_greedy_answers_heldout_defender_prompts_in_hidden_cot_format(tok, model):
     units = redteam_units(40, np.random.default_rng(0), seeds="heldout", hidden_cot_fraction=1.0,
                           defenders_only=True)
-    observations = [unit[0].observation for unit in units][:4]
+    observations = [unit[0].observation_dict for unit in units][:4]
     enc = tok([prompt_text(tok, o) for o in observations], return_tensors="pt", padding=True,
               add_special_tokens=False)
     with torch.no_grad():

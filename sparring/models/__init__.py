@@ -1,6 +1,7 @@
-"""Models shipped with the suite.
+"""The shipped tiny model and the script that trains it.
 
-``TINY_MODEL`` is a ~1M-parameter Llama-architecture causal LM with its own byte-level BPE
+``TINY_MODEL`` (also :data:`sparring.paths.TINY_MODEL`, which is all that policies and pools
+need of it) is a ~1M-parameter Llama-architecture causal LM with its own byte-level BPE
 tokenizer (vocab 1024), pretrained on CPU in a few minutes by
 ``python -m sparring.models.pretrain`` on transcripts of the suite's own games played by its
 scripted agents. It answers in the games' formats (hidden CoT, bracketed moves) but has no
@@ -11,27 +12,25 @@ self-play, tests and CPU demos, not a capable assistant. Load it offline with
 
 The prompt contract (what the model was trained on, so what a policy must send): the chat
 template renders each message as ``<|{role}|>\\n{content}\\n`` and the generation prompt as
-``<|assistant|>\\n``; when the observation asks for hidden CoT (it contains ``</think>``) the
-prompt is pre-filled with ``<think>``. :func:`prompt_text` builds exactly that string; the
+``<|assistant|>\\n``; when the observation asks for hidden CoT (``observation["hidden_cot"]``)
+the prompt is pre-filled with ``<think>``. :func:`prompt_text` builds exactly that string; the
 model ends its answer with the EOS token ``<|end|>``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
-
-#: The committed tiny model directory (config, weights, tokenizer, model card).
-TINY_MODEL: Path = Path(__file__).parent / "tiny"
 
 from sparring.envs.parsing import THINK_OPEN as PREFILL
 from sparring.envs.parsing import cot_prefill
+from sparring.paths import TINY_MODEL
 
 
-def prompt_text(tokenizer: Any, observation: str) -> str:
-    """The exact prompt the tiny model was trained on for one observation text."""
+def prompt_text(tokenizer: Any, observation: Mapping[str, Any]) -> str:
+    """The exact prompt the tiny model was trained on for one observation."""
     chat = tokenizer.apply_chat_template(
-        [{"role": "user", "content": observation}], add_generation_prompt=True, tokenize=False
+        [{"role": "user", "content": observation["text"]}], add_generation_prompt=True, tokenize=False
     )
     return chat + cot_prefill(observation)
 

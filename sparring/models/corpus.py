@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import sparring  # noqa: F401  (registers the games)
 from sparring.agents import load_policy
 from sparring.agents.scripted.matrix import legal_moves
 from sparring.envs import make
@@ -68,6 +67,13 @@ class Example:
     """The scripted output (without prefill or EOS)."""
     label: str = ""
     """The defender's answer family (``refuse``/``comply``); empty for other kinds."""
+    hidden_cot: bool = False
+    """Whether the game asked for the hidden-CoT format (the prompt then pre-fills ``<think>``)."""
+
+    @property
+    def observation_dict(self) -> dict:
+        """The observation as a policy reads it (its text and the format the game asks for)."""
+        return {"text": self.observation, "hidden_cot": int(self.hidden_cot)}
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -96,10 +102,10 @@ def redteam_units(
             if agent == "attacker":
                 output = attacker.respond(agent, obs)
                 if not defenders_only:
-                    yield [Example(agent, obs["text"], output)]
+                    yield [Example(agent, obs["text"], output, hidden_cot=hidden_cot)]
             else:
                 pair = [
-                    Example(agent, obs["text"], _defend(defenders[f], obs, f, hidden_cot, rng), f)
+                    Example(agent, obs["text"], _defend(defenders[f], obs, f, hidden_cot, rng), f, hidden_cot)
                     for f in DEFENDERS
                 ]
                 yield pair
@@ -144,7 +150,8 @@ def matrix_units(
             for move in legal_moves(obs["text"]):
                 if move not in players:
                     players[move] = load_policy("matrix.constant", move=move)
-                unit.append(Example("matrix", obs["text"], players[move].respond(agent, obs)))
+                unit.append(Example("matrix", obs["text"], players[move].respond(agent, obs),
+                                    hidden_cot=bool(obs["hidden_cot"])))
             yield unit
             env.step(unit[int(rng.integers(len(unit)))].output)
 

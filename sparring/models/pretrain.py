@@ -6,9 +6,10 @@ corpus of :mod:`sparring.models.corpus` (loss on the completions only), evaluate
 output formats on held-out redteam seeds and fresh matrix games, and saves model, tokenizer,
 generation config and a model card (``README.md``) to ``--out``.
 
-Regenerate the shipped model (``sparring/models/tiny``)::
+Train a model (into ``runs/tiny-model`` unless ``--out`` says otherwise; the shipped model in
+``sparring/models/tiny`` is only replaced when ``--out`` names it and ``--force`` is given)::
 
-    python -m sparring.models.pretrain                   # --out DIR --steps N --seed S
+    python -m sparring.models.pretrain                   # --out DIR --steps N --seed S [--force]
 
 On an idle 2-core CPU this takes about 4 minutes: corpus and tokenizer ~5 s, training
 ~230 s (600 steps of 32 sequences, ~0.38 s a step), evaluation ~6 s; more when other work
@@ -31,7 +32,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from sparring.agents.scripted.matrix import legal_moves
-from sparring.envs.parsing import THINK_CLOSE, parse_bracketed_choice, split_hidden_cot
+from sparring.envs.parsing import parse_bracketed_choice, split_hidden_cot
 from sparring.judges.rules import RuleJudge
 from sparring.models import TINY_MODEL, prompt_text
 from sparring.models.corpus import Example, build_corpus, matrix_units, redteam_units
@@ -84,7 +85,7 @@ def encode(tok: PreTrainedTokenizerFast, examples: list[Example]) -> list[Sequen
     """Prompt and completion are tokenized apart, as at inference, where generation
     continues the tokenized prompt."""
     eos = tok.eos_token_id
-    prompts = tok([prompt_text(tok, e.observation) for e in examples], add_special_tokens=False)
+    prompts = tok([prompt_text(tok, e.observation_dict) for e in examples], add_special_tokens=False)
     outputs = tok([e.output for e in examples], add_special_tokens=False)
     encoded = []
     for prompt, output in zip(prompts["input_ids"], outputs["input_ids"]):
@@ -172,7 +173,7 @@ def train(model, data, *, steps: int, batch: int, lr: float, rng: np.random.Gene
 
 # -- evaluation ------------------------------------------------------------------------------
 @torch.no_grad()
-def generate(model, tok, observations: list[str], *, sample: bool, max_new_tokens: int):
+def generate(model, tok, observations: list[dict], *, sample: bool, max_new_tokens: int):
     """Completions (text after the prompt, prefill excluded) for a left-padded batch."""
     enc = tok([prompt_text(tok, o) for o in observations], return_tensors="pt", padding=True,
               add_special_tokens=False)
@@ -183,22 +184,22 @@ def generate(model, tok, observations: list[str], *, sample: bool, max_new_token
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def eval_prompts(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+def eval_prompts(rng: np.random.Generator, n: int) -> tuple[list[dict], list[dict]]:
     """``n`` held-out hidden-CoT defender observations and ``n`` fresh matrix observations."""
-    defender = [u[0].observation for u in redteam_units(
+    defender = [u[0].observation_dict for u in redteam_units(
         4 * n, rng, seeds="heldout", hidden_cot_fraction=1.0, defenders_only=True)][:n]
-    matrix = [u[0].observation for u in matrix_units(n, rng)][:n]
+    matrix = [u[0].observation_dict for u in matrix_units(n, rng)][:n]
     return defender, matrix
 
 
-def matrix_valid(observation: str, output: str) -> bool:
+def matrix_valid(observation: dict, output: str) -> bool:
     """A legal bracketed move, inside a valid hidden-CoT answer when the game asks for one."""
-    if THINK_CLOSE in observation:
+    if observation["hidden_cot"]:
         parsed = split_hidden_cot(output)
         if not parsed.valid:
             return False
         output = parsed.answer
-    legal = {m.lower(): i for i, m in enumerate(legal_moves(observation))}
+    legal = {m.lower(): i for i, m in enumerate(legal_moves(observation["text"]))}
     return parse_bracketed_choice(output, legal)[0] is not None
 
 
@@ -240,8 +241,8 @@ Loss on the completions only; {steps} AdamW steps, batch {batch}, lr {lr:g} cosi
 
 ## Prompt contract
 The chat template renders each message as `<|{{role}}|>\\n{{content}}\\n` and the generation
-prompt as `<|assistant|>\\n`. When the observation asks for hidden CoT (it contains
-`</think>`) the prompt is pre-filled with `<think>` and the model writes
+prompt as `<|assistant|>\\n`. When the observation asks for hidden CoT (its `hidden_cot`
+field is 1) the prompt is pre-filled with `<think>` and the model writes
 `reasoning </think> <answer> TEXT </answer>`. It ends with `<|end|>` (EOS); `<|pad|>` pads
 on the left; there is no BOS. `<|user|>`, `<|assistant|>`, `<|system|>` are special tokens;
 the four format tags are whole but not special (`skip_special_tokens` keeps them).
@@ -260,7 +261,8 @@ the model's preference: sample at temperature 1 with `top_k=0` (transformers' de
 `top_k=50` is not plain sampling).
 
 ## Regenerate
-`python -m sparring.models.pretrain --out DIR --steps {steps} --seed {seed}`
+`python -m sparring.models.pretrain --out DIR --steps {steps} --seed {seed}` (add `--force` to
+overwrite an existing model, such as the shipped one)
 (deterministic for a given seed and thread count).
 """
 
@@ -283,12 +285,18 @@ def save(model, tok, out: Path, card: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=TINY_MODEL)
+    parser.add_argument("--out", type=Path, default=Path("runs/tiny-model"),
+                        help="where to save the model (default: runs/tiny-model)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a directory that already holds a model (the shipped one included)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--lr", type=float, default=2e-3)
     args = parser.parse_args(argv)
+    if (args.out / "config.json").exists() and not args.force:
+        shipped = " (the shipped tiny model)" if args.out.resolve() == TINY_MODEL.resolve() else ""
+        parser.error(f"{args.out}{shipped} already holds a model; pass --force to overwrite it, or another --out")
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(args.seed)
