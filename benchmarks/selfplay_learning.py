@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparring.agents.learners import TrainConfig, train
+from sparring.agents.learners import SelfPlayConfig, train
 from sparring.arenas.evaluate import EvalConfig, evaluate
 
 ROWS = ("defender_reward", "safety", "compliance", "defender_valid_format", "attacker_reward", "attacker_success",
@@ -47,7 +47,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(args.run_dir or Path(scratch) / "run")
-        cfg = TrainConfig.from_dict({
+        cfg = SelfPlayConfig.from_dict({
             "env": {"id": "sparring/redteam-v0", "seeds": "train"},
             "learner": {"lr": args.lr, "kl_coef": args.kl_coef},
             "updates": 10_000, "max_minutes": args.minutes, "games_per_update": args.games_per_update,

@@ -13,26 +13,28 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def test_env_overhead_prints_one_json_object_last():
     pytest.importorskip("textarena")
     out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "env_overhead.py"), "--json", "--games", "3", "--repeats", "1"],
+        [sys.executable, str(BENCHMARKS / "env_overhead.py"), "--json", "--games", "3", "--repeats", "1", "--reused"],
         capture_output=True, text=True, timeout=300, check=True,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("sparring_steps_per_s", "textarena_steps_per_s", "ratio"):
+    for key in ("sparring_steps_per_s", "textarena_fresh_env_steps_per_s", "ratio_fresh_env", "ratio_reused_env"):
         assert summary[key] > 0
-    assert summary["ratio"] == pytest.approx(
-        summary["sparring_steps_per_s"] / summary["textarena_steps_per_s"], rel=0.01)
+    assert summary["ratio_fresh_env"] == pytest.approx(
+        summary["sparring_steps_per_s"] / summary["textarena_fresh_env_steps_per_s"], rel=0.01)
+    assert summary["meets_target"] == (summary["ratio_fresh_env"] >= summary["target_ratio"])
 
 
 def test_pool_throughput_prints_its_figures_as_json():
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "pool_throughput.py"), "--json", "--games", "4", "--rounds", "1", "--max-new-tokens", "8",
-         "--naive-seconds", "1", "--adapters", "2"],
+         "--naive-seconds", "1", "--adapters", "2", "--no-scaling"],
         capture_output=True, text=True, timeout=600, check=True,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("raw_tok_s", "pool_tok_s", "naive_tok_s", "pool_vs_raw", "pool_vs_naive",
-                "lora_mem_mb", "copies_mem_mb", "n_games"):
+    for key in ("raw_tok_s", "pool_tok_s", "naive_tok_s", "generate_tok_s", "pool_vs_generate", "pool_vs_raw",
+                "pool_vs_naive", "lora_mem_mb", "copies_mem_mb", "n_games", "scaling"):
         assert key in summary
+    assert summary["pool_vs_generate"] == pytest.approx(summary["pool_tok_s"] / summary["generate_tok_s"], rel=0.02)
     assert summary["n_games"] == 4 and summary["pool_tok_s"] > 0
     assert summary["lora_mem_mb"] < summary["copies_mem_mb"]
 
