@@ -1,6 +1,6 @@
 import pytest
 
-import sparring  # noqa: F401  (registers the games)
+import sparring
 
 
 @pytest.fixture(autouse=True)
