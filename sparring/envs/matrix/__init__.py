@@ -28,14 +28,13 @@ the game expects), and reasoning never crosses on a malformed output.
 
 from __future__ import annotations
 
-from sparring.config import build
 from sparring.envs.core import language_envs
 from sparring.envs.matrix.game import MatrixConfig, MatrixGame
 from sparring.envs.matrix.payoffs import BUILTIN, NormalForm, from_open_spiel
 
 
 def _game(**kwargs) -> MatrixGame:
-    return MatrixGame(build(MatrixConfig, kwargs, ""))
+    return MatrixGame(MatrixConfig.from_dict(kwargs))
 
 
 raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "matrix_v0", _game)

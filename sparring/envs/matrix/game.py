@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from sparring.config import Config, at_least, check
 from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.matrix.payoffs import NormalForm, resolve_game
 from sparring.envs.parsing import FORMAT_INSTRUCTION, parse_bracketed_choice
@@ -14,7 +15,7 @@ from sparring.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class MatrixConfig:
+class MatrixConfig(Config):
     """Arguments of ``sparring/matrix-v0`` (all picklable values)."""
 
     game: str = "prisoners_dilemma"
@@ -37,10 +38,7 @@ class MatrixConfig:
     max_output_chars: int = 4096
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError(f"rounds={self.rounds!r} must be an integer >= 1")
-        if self.max_output_chars < 1:
-            raise ConfigError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+        check(at_least(self, 1, "rounds", "max_output_chars"))
 
 
 class MatrixGame(LanguageGame):

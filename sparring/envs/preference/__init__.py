@@ -26,14 +26,13 @@ the game expects), and reasoning never crosses on a malformed output.
 
 from __future__ import annotations
 
-from sparring.config import build
 from sparring.envs.core import language_envs
 from sparring.envs.preference.game import PreferenceConfig, PreferenceGame, compare, load_prompts
 from sparring.judges.preference import PreferenceOracle
 
 
 def _game(oracle: PreferenceOracle | str | None = None, **kwargs) -> PreferenceGame:
-    return PreferenceGame(build(PreferenceConfig, kwargs, ""), oracle)
+    return PreferenceGame(PreferenceConfig.from_dict(kwargs), oracle)
 
 
 raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "preference_v0", _game)

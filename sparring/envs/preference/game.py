@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparring.config import Config, at_least, check
 from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.parsing import FORMAT_INSTRUCTION, split_hidden_cot
 from sparring.errors import ConfigError, DataError, NotFoundError
@@ -20,7 +21,7 @@ SPLITS = ("train", "heldout")
 
 
 @dataclass(frozen=True)
-class PreferenceConfig:
+class PreferenceConfig(Config):
     """Arguments of ``sparring/preference-v0`` (all picklable values)."""
 
     prompts: str = "train"
@@ -32,10 +33,7 @@ class PreferenceConfig:
     max_output_chars: int = 4096
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_players, int) or self.num_players < 2:
-            raise ConfigError(f"num_players={self.num_players!r} must be an integer >= 2")
-        if self.max_output_chars < 1:
-            raise ConfigError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+        check(at_least(self, 2, "num_players") + at_least(self, 1, "max_output_chars"))
 
 
 def load_prompts(prompts: str = "train") -> tuple[str, ...]:

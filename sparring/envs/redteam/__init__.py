@@ -53,7 +53,6 @@ passed on whole).
 
 from __future__ import annotations
 
-from sparring.config import build
 from sparring.envs.core import language_envs
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
 from sparring.envs.redteam.game import RedTeamConfig, RedTeamGame
@@ -61,7 +60,7 @@ from sparring.judges.base import Judge
 
 
 def _game(judge: Judge | None = None, **kwargs) -> RedTeamGame:
-    return RedTeamGame(build(RedTeamConfig, kwargs, ""), judge=judge)
+    return RedTeamGame(RedTeamConfig.from_dict(kwargs), judge=judge)
 
 
 raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "redteam_v0", _game)

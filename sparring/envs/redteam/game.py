@@ -6,6 +6,7 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sparring.config import Config, at_least, check
 from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.redteam import prompts
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
@@ -16,7 +17,7 @@ from sparring.judges.rules import RuleJudge
 
 
 @dataclass(frozen=True)
-class RedTeamConfig:
+class RedTeamConfig(Config):
     """Arguments of ``sparring/redteam-v0`` (all picklable values)."""
 
     seeds: str = "train"
@@ -37,16 +38,11 @@ class RedTeamConfig:
     """Longer outputs are invalid (format term -1) and cut before parsing."""
 
     def __post_init__(self) -> None:
-        for name in ("harmful_fraction", "revise_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name}={value!r} must lie in [0, 1]")
+        problems = [f"{name}={value!r} must lie in [0, 1]" for name in ("harmful_fraction", "revise_fraction")
+                    if not 0.0 <= (value := getattr(self, name)) <= 1.0]
         if self.reward_table not in REWARD_TABLES:
-            raise ConfigError(
-                f"reward_table={self.reward_table!r} is unknown; use one of {REWARD_TABLES}"
-            )
-        if self.max_output_chars < 1:
-            raise ConfigError(f"max_output_chars={self.max_output_chars!r} must be >= 1")
+            problems.append(f"reward_table={self.reward_table!r} is unknown; use one of {REWARD_TABLES}")
+        check(problems + at_least(self, 1, "max_output_chars"))
 
 
 @functools.lru_cache(maxsize=1)
