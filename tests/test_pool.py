@@ -165,6 +165,39 @@ def test_the_factory_builds_pools_from_one_config_and_serves_models_by_spec(tmp_
         PoolConfig(backend="remote")
 
 
+def test_an_adapter_is_served_on_a_base_started_as_its_pool_needs(tmp_path):
+    import json
+
+    from sparring.pool import serve_model
+    from sparring.pool.vllm_pool import VLLMPool
+    from sparring.runs import TINY_MODEL
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "tiny", "r": 40}))
+
+    class Recorder:  # what vLLM's pool is asked, without an engine
+        adapter_base_kwargs = VLLMPool.adapter_base_kwargs
+
+        def __init__(self):
+            self.policies, self.calls = [], []
+
+        def add_policy(self, name, location, **kwargs):
+            self.policies.append(name)
+            self.calls.append(("policy", name, location, kwargs))
+
+        def add_adapter(self, name, base, path):
+            self.policies.append(name)
+            self.calls.append(("adapter", name, base, path))
+
+    pool = Recorder()
+    assert serve_model(pool, adapter, name="rival") == "rival"
+    assert pool.calls == [
+        ("policy", "tiny", str(TINY_MODEL), {"enable_lora": True, "max_lora_rank": 64, "dtype": "bfloat16"}),
+        ("adapter", "rival", "tiny", adapter.resolve()),
+    ]
+
+
 def test_scoring_after_a_weight_update_uses_the_new_weights():
     pool = InferencePool()
     pool.add_policy("p", make_model(seed=0), make_tokenizer())

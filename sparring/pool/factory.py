@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sparring.errors import InvalidRequestError
 from sparring.pool.config import PoolConfig
@@ -48,10 +49,12 @@ def build_pool(config: PoolConfig | None = None, models: Mapping[str, str | Path
     return pool
 
 
-def serve_model(pool: Pool, model: str | Path, name: str | None = None) -> str:
+def serve_model(pool: Pool, model: str | Path, name: str | None = None, **load_kwargs: Any) -> str:
     """Serve ``model`` in ``pool`` as policy ``name`` (default: the model as written) unless
     it already serves that name; returns the name. A saved LoRA adapter is served on its
-    base model (itself served under the base's own spec, so adapters of one base share it)."""
+    base model (itself served under the base's own spec, so adapters of one base share it),
+    started as the pool needs for adapters (``adapter_base_kwargs``: vLLM's engine needs
+    LoRA on). ``load_kwargs`` go to the pool's ``add_policy``."""
     name = name or str(model)
     if name in pool.policies:
         return name
@@ -60,8 +63,9 @@ def serve_model(pool: Pool, model: str | Path, name: str | None = None) -> str:
                                   f"it there first (it serves {pool.policies})")
     source = resolve_model(model)
     if source.is_adapter:
-        base = serve_model(pool, source.base)
+        needs = getattr(pool, "adapter_base_kwargs", None)
+        base = serve_model(pool, source.base, **(needs(source.path) if needs else {}))
         pool.add_adapter(name, base, source.path)
     else:
-        pool.add_policy(name, source.location)
+        pool.add_policy(name, source.location, **load_kwargs)
     return name

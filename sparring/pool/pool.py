@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 import time
 import weakref
 from collections import defaultdict
@@ -76,6 +77,7 @@ class InferencePool:
         self.stats = PoolStats()
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._updates: dict[str, dict[str, torch.Tensor]] = {}
+        self._updates_lock = threading.Lock()
         # One queue and batcher per event loop: a pool may serve an async rollout and, at the
         # same time, a synchronous caller that runs its own loop in another thread.
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[asyncio.Queue, asyncio.Task]] = (
@@ -117,8 +119,9 @@ class InferencePool:
 
     def info(self, policy: str) -> PolicyInfo:
         served = self._served(policy)
-        queued = 1 if policy in self._updates else 0  # applies before the next batch
-        return PolicyInfo(policy, served.loaded.context_length, served.version + queued)
+        with self._updates_lock:
+            queued = 1 if policy in self._updates else 0  # applies before the next batch
+            return PolicyInfo(policy, served.loaded.context_length, served.version + queued)
 
     def tokenizer(self, policy: str) -> Any:
         return self._served(policy).loaded.tokenizer
@@ -157,24 +160,29 @@ class InferencePool:
             )
         else:
             _check_fits(policy, served.loaded.model, weights)
-        self._updates[policy] = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
-        version = served.version + 1
+        state = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+        with self._updates_lock:
+            self._updates[policy] = state
+            version = served.version + 1
         if not any(not task.done() for _, task in self._batchers.values()):
             self._apply_updates()
         return version
 
     def _apply_updates(self) -> None:
+        """Load the queued weights (from the worker before each batch or scoring pass, or
+        from :meth:`update_weights` when nothing is batching; the lock keeps them apart)."""
         from sparring.pool.adapters import load_adapter_state
 
-        while self._updates:
-            policy, state = self._updates.popitem()
-            served = self.served[policy]
-            with served.loaded.lock:  # never under a batch that is running
-                if served.adapter is None:
-                    served.loaded.model.load_state_dict(state, strict=False)
-                else:
-                    load_adapter_state(served.loaded, served.adapter, state)
-                served.version += 1
+        with self._updates_lock:
+            while self._updates:
+                policy, state = self._updates.popitem()
+                served = self.served[policy]
+                with served.loaded.lock:  # never under a batch that is running
+                    if served.adapter is None:
+                        served.loaded.model.load_state_dict(state, strict=False)
+                    else:
+                        load_adapter_state(served.loaded, served.adapter, state)
+                    served.version += 1
 
     def _served(self, policy: str) -> _Served:
         served = self.served.get(policy)
@@ -213,6 +221,13 @@ class InferencePool:
         self._apply_updates()
         return fn(*args)
 
+    def _generate(self, loaded: LoadedModel, requests: list[GenerationRequest], adapters: list[str | None] | None,
+                  served: list[_Served]) -> list[Generation]:
+        """One batch on the worker: queued weights first, then each row tagged with the version
+        it ran on."""
+        self._apply_updates()
+        return generate_batch(loaded, requests, self._generator, adapters, [s.version for s in served])
+
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._closed:
             raise PoolClosedError("the pool is closed")
@@ -243,7 +258,6 @@ class InferencePool:
                     batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
                 except (TimeoutError, asyncio.QueueEmpty):
                     break
-            self._apply_updates()
             groups: dict[int, list[_Pending]] = defaultdict(list)
             for pending in batch:  # a model and its adapters batch together
                 if not pending.future.cancelled():
@@ -257,11 +271,10 @@ class InferencePool:
         served = [self.served[r.policy] for r in requests]
         loaded = served[0].loaded
         adapters = [s.adapter for s in served] if loaded.has_adapters else None
-        versions = [s.version for s in served]
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._worker, generate_batch, loaded, requests, self._generator, adapters, versions)
+                self._worker, self._generate, loaded, requests, adapters, served)
         except InvalidRequestError as error:
             if len(group) == 1:
                 if not group[0].future.done():

@@ -266,9 +266,11 @@ async def completions(request: web.Request) -> web.Response:
     # With nothing to sample, the other sampling parameters are still checked, then unused.
     sampling = _sampling({**body, "max_tokens": None} if prompt_only else body)
     if prompt_only:
+        # The version read first counts updates queued before the pass, which apply before it.
+        info = await asyncio.to_thread(pool.info, policy)
         ids, prompt_logprobs = await pool.prompt_logprobs(policy, prompt)
         gen = Generation(text="", prompt_ids=tuple(ids), completion_ids=(), logprobs=(), finish_reason="length",
-                         policy=policy, weights_version=pool.info(policy).weights_version)
+                         policy=policy, weights_version=info.weights_version)
     else:
         gen = await pool.generate(GenerationRequest(policy, prompt, sampling))
         if echo and logprobs is not None:
@@ -276,7 +278,7 @@ async def completions(request: web.Request) -> web.Response:
     completion = _visible_text(gen, sampling, body)
     choice: dict[str, Any] = {"index": 0, "text": prompt + completion if echo else completion, "logprobs": None}
     if logprobs is not None:
-        tokenizer = pool.tokenizer(policy)
+        tokenizer = await asyncio.to_thread(pool.tokenizer, policy)  # a Ray pool's may load
         pieces = _token_pieces(tokenizer, gen.completion_ids)
         offsets = [0, *accumulate(map(len, pieces[:-1]))] if pieces else []
         values: list[float | None] = list(gen.logprobs)
@@ -307,7 +309,7 @@ async def chat_completions(request: web.Request) -> web.Response:
     choice: dict[str, Any] = {"index": 0, "logprobs": None, "message": {
         "role": "assistant", "content": _visible_text(gen, sampling, body)}}
     if body.get("logprobs"):
-        pieces = _token_pieces(pool.tokenizer(policy), gen.completion_ids)
+        pieces = _token_pieces(await asyncio.to_thread(pool.tokenizer, policy), gen.completion_ids)
         choice["logprobs"] = {"content": [
             {"token": piece, "logprob": logprob, "bytes": list(piece.encode()), "top_logprobs": []}
             for piece, logprob in zip(pieces, gen.logprobs)]}
@@ -316,7 +318,7 @@ async def chat_completions(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     pool = request.app[POOL]
-    infos = [pool.info(name) for name in pool.policies]
+    infos = await asyncio.to_thread(lambda: [pool.info(name) for name in pool.policies])  # Ray asks replicas
     return web.json_response({"object": "list", "data": [
         {"id": info.name, "object": "model", "created": 0, "owned_by": "sparring",
          "max_model_len": info.context_length, "weights_version": info.weights_version}

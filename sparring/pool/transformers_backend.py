@@ -73,10 +73,9 @@ def load_model(name: str, model: str | Path | Any, tokenizer: Any = None, device
         if found.is_adapter:
             raise InvalidRequestError(f"policy {name!r}: {model} is a LoRA adapter; serve its base model and "
                                       "add the adapter with add_adapter (build_pool and serve_model do both)")
-        source = found.location
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+            tokenizer = found.load(AutoTokenizer)
+        model = found.load(AutoModelForCausalLM, dtype=dtype or torch.float32)
     elif tokenizer is None:
         raise InvalidRequestError(f"policy {name!r}: a model object needs its tokenizer (tokenizer=...)")
     tokenizer.padding_side = "left"

@@ -262,6 +262,15 @@ class VLLMPool:
         llm = self._engines.run(self._start(args))
         self.served[name] = _Served(_Engine(llm, hf_tokenizer, str(model)), _Version(0))
 
+    def adapter_base_kwargs(self, adapter: str | Path) -> dict[str, Any]:
+        """What :meth:`add_policy` needs to start a base that can serve the saved ``adapter``
+        (:func:`~sparring.pool.serve_model` asks for it): LoRA on, a rank that fits, and a
+        half-precision engine (vLLM's LoRA kernels need one)."""
+        config = Path(adapter) / "adapter_config.json"
+        rank = json.loads(config.read_text()).get("r", 16) if config.is_file() else 16
+        fitting = next((r for r in (16, 32, 64, 128, 256, 512) if r >= rank), rank)
+        return {"enable_lora": True, "max_lora_rank": fitting, "dtype": "bfloat16"}
+
     async def _start(self, args: Any) -> Any:
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -319,7 +328,8 @@ class VLLMPool:
 
     def info(self, policy: str) -> PolicyInfo:
         served = self._served(policy)
-        return PolicyInfo(policy, served.engine.context_length, served.current.number)
+        # The version its next requests run on: those arriving during an update wait for it.
+        return PolicyInfo(policy, served.engine.context_length, served.requested)
 
     def tokenizer(self, policy: str) -> Any:
         return self._served(policy).engine.tokenizer
@@ -464,7 +474,7 @@ class VLLMPool:
 
     def _check_new(self, name: str) -> None:
         if name in self.served:
-            raise ValueError(f"policy {name!r} is already served by this pool")
+            raise InvalidRequestError(f"policy {name!r} is already served by this pool")
 
     def _check_open(self) -> None:
         if self._closed:
