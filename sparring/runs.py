@@ -93,6 +93,17 @@ class ModelSource:
     def is_adapter(self) -> bool:
         return self.base is not None
 
+    def load(self, kind: Any, **kwargs: Any) -> Any:
+        """``kind.from_pretrained(location, **kwargs)`` for a transformers Auto class; a hub id
+        that cannot be loaded (no network, a misspelt id) is a :class:`ModelNotFoundError`."""
+        try:
+            return kind.from_pretrained(self.location, **kwargs)
+        except OSError as error:
+            if self.hub_id is None:
+                raise
+            raise ModelNotFoundError(f"model {self.spec!r} is no local directory, and as a Hugging Face id it "
+                                     f"could not be loaded ({str(error).splitlines()[0]})") from None
+
 
 def resolve_model(spec: str | Path) -> ModelSource:
     """Where the model named by ``spec`` lives: ``tiny`` (the shipped model), a model
@@ -116,7 +127,8 @@ def resolve_model(spec: str | Path) -> ModelSource:
     if path.exists():
         raise ModelNotFoundError(f"{text}: no model here (expected config.json, adapter_config.json, a "
                                  "checkpoint's model/ or a run's latest checkpoint)")
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and " " not in text:
+    looks_local = text.startswith((".", "/", "~")) or Path(text.split("/")[0]).expanduser().is_dir()
+    if text.count("/") == 1 and not looks_local and " " not in text:
         return ModelSource(text, hub_id=text)
     raise ModelNotFoundError(f"model {text!r} not found: no such directory, and not a hub id (hub ids look like "
                              "'org/name'); give 'tiny', a model directory, a checkpoint or a run directory")

@@ -47,6 +47,25 @@ def test_unknown_policies_suggest_the_closest_name():
         load_policy("runs/nothing/here")
 
 
+def test_a_missing_local_run_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    from sparring.runs import ModelSource, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ModelNotFoundError, match="model 'runs/selfplay' not found: no such directory"):
+        resolve_model("runs/selfplay")
+    assert resolve_model("org/model").hub_id == "org/model"
+
+    class Offline:
+        @staticmethod
+        def from_pretrained(location, **kwargs):
+            raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {location}\nmore lines")
+
+    with pytest.raises(ModelNotFoundError, match=r"model 'org/model' is no local directory, and as a Hugging Face "
+                                                 r"id it could not be loaded \(We couldn't connect .*org/model\)$"):
+        ModelSource("org/model", hub_id="org/model").load(Offline)
+
+
 def test_config_errors_name_the_field_its_type_or_its_range():
     with pytest.raises(ConfigError, match=r"learner\.lrr: unknown field\. Did you mean 'lr'\?"):
         SelfPlayConfig.from_dict({"env": {"id": "sparring/redteam-v0"}, "learner": {"lrr": 1e-3}})
@@ -54,6 +73,8 @@ def test_config_errors_name_the_field_its_type_or_its_range():
         SelfPlayConfig.from_dict({"env": {"id": "sparring/redteam-v0"}, "learner": {"lr": "abc"}})
     with pytest.raises(ConfigError, match=r"games_per_update=0 must be >= 1"):
         SelfPlayConfig.from_dict({"env": {"id": "sparring/redteam-v0"}, "games_per_update": 0})
+    with pytest.raises(ConfigError, match=r"group_size=0 must be >= 1"):
+        SelfPlayConfig.from_dict({"env": {"id": "sparring/redteam-v0"}, "group_size": 0})
     with pytest.raises(ConfigError, match=r"pool\.backend='vlm' is unknown.*Did you mean 'vllm'\?"):
         build(PoolConfig, {"backend": "vlm"}, "pool")
     with pytest.raises(ConfigError, match=r"rounds='three' must be an integer"):

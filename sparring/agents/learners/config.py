@@ -111,7 +111,7 @@ class RunConfig(Config):
             out.append("env needs an 'id' (e.g. env=redteam)")
         out += at_least(self, 1, "updates", "games_per_update", "group_size", "concurrency", "checkpoint_every",
                         "keep_checkpoints")
-        if self.games_per_update % self.group_size:
+        if self.group_size >= 1 and self.games_per_update % self.group_size:
             out.append(f"games_per_update={self.games_per_update} must be a multiple of group_size={self.group_size}")
         return out + above(self, 0, "max_minutes", "progress_every_s")
 

@@ -13,7 +13,7 @@ from sparring.agents.learners.config import LoraSettings
 from sparring.agents.learners.losses import token_logprobs
 from sparring.agents.trajectories import Sample
 from sparring.errors import RunError
-from sparring.runs import read_safetensors
+from sparring.runs import ModelSource, read_safetensors, resolve_model
 
 
 @dataclass
@@ -57,13 +57,15 @@ class LearnerModel:
     """Trainable weights (all of them, or a LoRA adapter on a frozen base), the frozen
     reference (a copy, or the base with the adapter switched off), and the optimizer."""
 
-    def __init__(self, source: str | Path, lr: float, lora: LoraSettings | None = None, device: str = "cpu"):
+    def __init__(self, source: str | Path | ModelSource, lr: float, lora: LoraSettings | None = None,
+                 device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.source = str(source)
+        found = source if isinstance(source, ModelSource) else resolve_model(source)
+        self.source = found.location
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-        model = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32)
+        self.tokenizer = found.load(AutoTokenizer)
+        model = found.load(AutoModelForCausalLM, dtype=torch.float32)
         self.lora = lora
         if lora is not None:
             from peft import LoraConfig, get_peft_model
@@ -73,7 +75,7 @@ class LearnerModel:
             model = get_peft_model(model, self.lora_config)
             self.reference = None
         else:
-            self.reference = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32)
+            self.reference = found.load(AutoModelForCausalLM, dtype=torch.float32)
             self.reference.to(self.device).eval().requires_grad_(False)
         self.model = model.to(self.device)
         self.model.train()
