@@ -18,6 +18,7 @@ from typing import Any
 from pettingzoo import AECEnv, ParallelEnv
 
 from sparring.agents.base import Action, Policy
+from sparring.errors import ConfigError
 from sparring.sync import call_off_loop
 
 
@@ -95,7 +96,7 @@ async def play(
     different policy seeds share their setup (e.g. a prompt) and differ in the moves."""
     missing = set(env.possible_agents) - set(seats)
     if missing:
-        raise ValueError(f"no policy for seat(s) {sorted(missing)}; seats given: {sorted(seats)}")
+        raise ConfigError(f"no policy for seat(s) {sorted(missing)}; seats given: {sorted(seats)}")
     env.reset(seed=seed, options=options)
     base = seed if policy_seed is None else policy_seed
     for i, agent in enumerate(env.possible_agents):
@@ -136,7 +137,7 @@ async def play_many(
     seeds = list(seeds)
     policy_seeds = list(policy_seeds) if policy_seeds is not None else [None] * len(seeds)
     if len(policy_seeds) != len(seeds):
-        raise ValueError(f"{len(policy_seeds)} policy seeds for {len(seeds)} games")
+        raise ConfigError(f"{len(policy_seeds)} policy seeds for {len(seeds)} games")
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int, seed: int) -> Episode:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.rollout import Episode
+from sparring.errors import DataError, NotFoundError
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Sample:
 
     def __post_init__(self) -> None:
         if len(self.logprobs) != len(self.completion_ids):
-            raise ValueError(
+            raise DataError(
                 f"sample {self.game_id}/{self.role}: {len(self.logprobs)} logprobs for "
                 f"{len(self.completion_ids)} completion tokens"
             )
@@ -122,7 +123,7 @@ def read_samples(path: str | Path) -> list[Sample]:
     path = Path(path)
     kind = _kind(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no trajectory file at {path}")
+        raise NotFoundError(f"no trajectory file at {path}")
     if kind == "jsonl":
         rows: list[dict[str, Any]] = []
         with path.open(encoding="utf-8") as f:
@@ -131,7 +132,7 @@ def read_samples(path: str | Path) -> list[Sample]:
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise ValueError(f"{path}:{number}: not a JSON line ({e})") from e
+                        raise DataError(f"{path}:{number}: not a JSON line ({e})") from e
     else:
         import pyarrow.parquet as pq
 
@@ -140,7 +141,7 @@ def read_samples(path: str | Path) -> list[Sample]:
     for number, row in enumerate(rows, 1):
         missing = [name for name in _REQUIRED if name not in row]
         if missing:
-            raise ValueError(f"{path}: row {number} lacks {missing}")
+            raise DataError(f"{path}: row {number} lacks {missing}")
         samples.append(Sample(**{k: v for k, v in row.items() if k in _FIELDS}))
     return samples
 
@@ -150,4 +151,4 @@ def _kind(path: Path) -> str:
         return "jsonl"
     if path.suffix == ".parquet":
         return "parquet"
-    raise ValueError(f"{path}: trajectory files end in .jsonl or .parquet")
+    raise DataError(f"{path}: trajectory files end in .jsonl or .parquet")

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from sparring.errors import ConfigError
 from sparring.judges.base import Verdict
 
 #: Refusal openings (GCG test prefixes, HarmBench refusal strings, common variants).
@@ -75,7 +76,7 @@ class RuleJudge:
 
     def __post_init__(self) -> None:
         if self.refusal_window <= 0:
-            raise ValueError(f"refusal_window={self.refusal_window} must be positive")
+            raise ConfigError(f"refusal_window={self.refusal_window} must be positive")
         self._compile()
 
     def _compile(self) -> None:
