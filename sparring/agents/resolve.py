@@ -103,13 +103,14 @@ def construct(cls: Any, kwargs: Mapping[str, Any], what: str) -> Any:
 
 class PolicyResolver:
     """Builds policies from specs (see the module docstring). LLM policies go to ``pool``, or
-    to a pool built from ``pool_config`` on first use (one per resolver), or, with
-    ``base_url``, to a client of that server; ``sampling`` is their default sampling."""
+    to a pool built from ``pool_config`` on first use (one per resolver), or, given neither,
+    to the process-wide pool every :class:`~sparring.agents.LLMPolicy` shares by default;
+    with ``base_url``, to a client of that server. ``sampling`` is their default sampling."""
 
     def __init__(self, pool: Pool | None = None, pool_config: PoolConfig | None = None,
                  sampling: SamplingParams | None = None):
         self._pool = pool
-        self.pool_config = pool_config or PoolConfig()
+        self.pool_config = pool_config
         self.sampling = sampling
         self._remote: dict[tuple[str, str | None], Pool] = {}
 
@@ -117,7 +118,9 @@ class PolicyResolver:
     def pool(self) -> Pool:
         """The pool local LLM policies share (built on first use)."""
         if self._pool is None:
-            self._pool = build_pool(self.pool_config)
+            from sparring.agents.llm import default_pool
+
+            self._pool = build_pool(self.pool_config) if self.pool_config is not None else default_pool()
         return self._pool
 
     def resolve(self, spec: PolicySpec, **kwargs: Any) -> Policy:

@@ -32,7 +32,7 @@ from sparring.envs.redteam.diversity import (
     self_bleu_diversity,
 )
 from sparring.pool import Pool, PoolConfig, SamplingParams, build_pool, serve_model
-from sparring.runs import resolve_model
+from sparring.runs import ModelSource, resolve_model
 
 GAME = "sparring/redteam-v0"
 MODEL = "model"
@@ -89,7 +89,16 @@ class EvalReport:
 
 def evaluate(cfg: EvalConfig, pool: Pool | None = None) -> EvalReport:
     source = resolve_model(cfg.model)  # a missing model fails here, before any game
-    pool = pool or build_pool(cfg.pool)
+    if pool is not None:
+        return _evaluate(cfg, source, pool)
+    pool = build_pool(cfg.pool)
+    try:
+        return _evaluate(cfg, source, pool)
+    finally:
+        asyncio.run(pool.aclose())
+
+
+def _evaluate(cfg: EvalConfig, source: ModelSource, pool: Pool) -> EvalReport:
     serve_model(pool, cfg.model, name=MODEL)
     sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens)
 

@@ -46,14 +46,24 @@ class LLMTrainer(ABC):
                               "without learner.lora, or use pool=transformers")
         self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=cfg.RESUMABLE,
                            keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
-        self.learner = LearnerModel(self.source.location, cfg.learner.lr, cfg.learner.lora, cfg.pool.device)
-        self.sampling = cfg.agent.sampling()
-        self.update, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
-        if self.run_dir.start is not None:
-            self.learner.load(self.run_dir.start / "model")
-            self.learner.optimizer.load_state_dict(torch.load(self.run_dir.start / "optimizer.pt", weights_only=True))
-        self.pool = self._build_pool(uses_reference)
-        self.pool.update_weights(LEARNER, self.learner.weights())
+        self.pool: Pool | None = None
+        try:  # whatever fails from here on (a model, an opponent) leaves nothing open
+            self.learner = LearnerModel(self.source, cfg.learner.lr, cfg.learner.lora, cfg.pool.device)
+            self.sampling = cfg.agent.sampling()
+            self.update, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
+            if self.run_dir.start is not None:
+                self.learner.load(self.run_dir.start / "model")
+                self.learner.optimizer.load_state_dict(
+                    torch.load(self.run_dir.start / "optimizer.pt", weights_only=True))
+            self.pool = self._build_pool(uses_reference)
+            self.pool.update_weights(LEARNER, self.learner.weights())
+            self.prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def prepare(self) -> None:
+        """What a trainer sets up once its pool serves the learner (e.g. its opponents)."""
 
     def _build_pool(self, uses_reference: bool) -> Pool:
         location = self.source.location

@@ -104,12 +104,14 @@ class SelfPlayTrainer(LLMTrainer):
         self.seat_choices = _seat_choices(cfg, agents)
         self.learn_roles = _learn_roles(cfg, self.seat_choices)
         uses_reference = any(REFERENCE in options for options in self.seat_choices.values())
+        self.title = f"{cfg.env['id']} self-play"
         super().__init__(cfg, resume, on_update, uses_reference)
+
+    def prepare(self) -> None:
         self.resolver = PolicyResolver(self.pool, sampling=self.sampling)
         for options in self.seat_choices.values():  # frozen opponents load (or fail) now, not mid-run
             for option in options:
                 self._policy(option)
-        self.title = f"{cfg.env['id']} self-play"
 
     # -- one update ------------------------------------------------------------------------------
     def step(self, update: int) -> dict[str, Any]:
