@@ -39,7 +39,6 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import sparring
 from sparring.agents import load_policy
 from sparring.agents.rollout import play
 from sparring.envs import make

@@ -324,11 +324,19 @@ def _train_rllib(overrides: list[str], resume: bool) -> None:
 
     values = _recipe("rllib", overrides, resume)
     with _errors():
-        trainer = RLlibTrainer(RLlibConfig.from_dict(values), resume=resume)
-        metrics = trainer.run()
+        cfg = RLlibConfig.from_dict(values)
+        trainer = RLlibTrainer(cfg, resume=resume)
+        with _progress("iteration", cfg.iterations, trainer.iteration, cfg.progress_every_s, cfg.progress) as show:
+            trainer.on_update = lambda row: show(row["update"], _returns_summary(row))
+            metrics = trainer.run()
     last = metrics[-1]["update"] if metrics else 0
     console.print(f"trained {last} iterations; checkpoints, metrics.jsonl and learning_curve.png in "
                   f"{trainer.run_dir.dir}", highlight=False)
+
+
+def _returns_summary(row: dict[str, Any]) -> str:
+    shown = "  ".join(f"{k.removeprefix('return/')} {v:+.2f}" for k, v in row.items() if k.startswith("return/"))
+    return f"return: {shown or 'no episode yet'}"
 
 
 def _training_summary(row: dict[str, Any]) -> str:
@@ -340,9 +348,12 @@ def _training_summary(row: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _progress(unit: str, total: int, done: int, every_s: float):
+def _progress(unit: str, total: int, done: int, every_s: float, shown: bool = True):
     """``show(n, text)``: a live progress bar in a terminal; elsewhere (output to a file) a
-    plain line at most every ``every_s`` seconds, and at the end."""
+    plain line at most every ``every_s`` seconds, and at the end; nothing unless ``shown``."""
+    if not shown:
+        yield lambda n, text: None
+        return
     if console.is_terminal:
         from rich.progress import (
             BarColumn,

@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,33 @@ class Run:
 
     def is_saved(self, update: int) -> bool:
         return self.latest() == self.checkpoint_path(update)
+
+    def train(self, step: Callable[[int], dict[str, Any]], save: Callable[[int, float], Any], *, until: int,
+              every: int, max_minutes: float | None = None,
+              on_row: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """The update loop every trainer shares. ``step(n)`` plays and learns update ``n``
+        (from the one after the checkpoint resumed) and returns its metrics, until ``until``
+        updates or ``max_minutes`` of training time (summed over resumed runs) are spent. Each
+        row is logged with its ``update`` and ``elapsed_min`` and handed to ``on_row``;
+        ``save(n, elapsed_s)`` writes a checkpoint every ``every`` updates and after the last.
+        The metrics close whatever happens: what was logged stays, the last checkpoint resumes."""
+        update, elapsed_s = self.update, float(self.state["elapsed_s"])
+        try:
+            while update < until and (max_minutes is None or elapsed_s < 60 * max_minutes):
+                started = time.perf_counter()
+                row = step(update + 1)
+                elapsed_s += time.perf_counter() - started
+                update += 1
+                row = {"update": update, **row, "elapsed_min": elapsed_s / 60}
+                self.metrics.log(row)
+                if update % every == 0:
+                    save(update, elapsed_s)
+                if on_row is not None:
+                    on_row(row)
+            if not self.is_saved(update):
+                save(update, elapsed_s)
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._metrics is not None:

@@ -7,8 +7,9 @@
   acts in a game (the attacker of a verbatim redteam game) never appears in that episode.
 - :class:`RLlibConfig` / :func:`build_ppo_config`: the typed recipe (``configs/rllib/*.yaml``)
   and the ``PPOConfig`` it describes: policy mapping, small MLPs, CPU-sized batches.
-- :class:`RLlibTrainer` / :func:`train_rllib`: trains for N iterations with a progress bar,
-  through the run module (:mod:`sparring.runs`): ``config.json``, ``metrics.jsonl`` (one line
+- :class:`RLlibTrainer` / :func:`train_rllib`: trains for N iterations (``on_update`` sees
+  each iteration's metrics; the command line shows them as progress), through the run module
+  (:mod:`sparring.runs`): ``config.json``, ``metrics.jsonl`` (one line
   per iteration), ``checkpoints/update-N/`` (``algorithm/`` from ``save_to_path`` plus the
   view's description, written atomically), TensorBoard events and ``learning_curve.png``;
   ``resume=True`` continues from the last checkpoint. Run directories are absolute paths by
@@ -22,8 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ VIEW_FILE = "sparring_view.json"
 SHARING = ("per_agent", "shared")
 # Changing these between a run and its resumption is fine; anything else must match.
 RESUMABLE_CHANGES = {"iterations", "max_minutes", "checkpoint_every", "keep_checkpoints", "tensorboard", "plot",
-                     "progress"}
+                     "progress", "progress_every_s"}
 
 
 class TurnBasedEnv(ParallelPettingZooEnv):
@@ -165,6 +165,9 @@ class RLlibConfig(Config):
     tensorboard: bool = False
     plot: bool = True
     progress: bool = True
+    """``sparring train engine=rllib`` shows progress: a bar in a terminal, else a line every
+    ``progress_every_s``."""
+    progress_every_s: float = 30.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -178,7 +181,7 @@ class RLlibConfig(Config):
         if self.rollout_fragment_length != "auto" and not (
                 isinstance(self.rollout_fragment_length, int) and self.rollout_fragment_length >= 1):
             problems.append(f"rollout_fragment_length={self.rollout_fragment_length!r} must be 'auto' or an integer >= 1")
-        problems += above(self, 0, "max_minutes")
+        problems += above(self, 0, "max_minutes", "progress_every_s")
         check(problems)
 
     def discrete(self) -> DiscreteConfig:
@@ -263,8 +266,9 @@ class RLlibTrainer:
     :data:`RESUMABLE_CHANGES` may differ). :meth:`run` trains until the iteration or time
     budget is spent and returns the metrics, one row per iteration."""
 
-    def __init__(self, cfg: RLlibConfig, resume: bool = False):
+    def __init__(self, cfg: RLlibConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
         self.cfg = cfg
+        self.on_update = on_update
         self.ppo, mapping, probe = build_ppo_config(cfg)  # every check runs before anything is written
         self.described = {"view": probe.config.to_dict(), "policy_mapping": mapping,
                           "strategies": {a: [s.name for s in probe.strategies[a]] for a in probe.possible_agents}}
@@ -278,30 +282,21 @@ class RLlibTrainer:
     def run(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         try:
-            with _Progress(cfg, self.iteration) as show:
-                while self.iteration < cfg.iterations and (cfg.max_minutes is None
-                                                           or self.elapsed_s < 60 * cfg.max_minutes):
-                    started = time.perf_counter()
-                    result = self.algo.train()
-                    self.elapsed_s += time.perf_counter() - started
-                    self.iteration += 1
-                    row = metrics_row(result, self.iteration, self.elapsed_s)
-                    self.run_dir.metrics.log(row)
-                    show(row)
-                    if self.iteration % cfg.checkpoint_every == 0:
-                        self.save()
-            if not self.run_dir.is_saved(self.iteration):
-                self.save()
+            self.run_dir.train(lambda _: metrics_row(self.algo.train()), self.save, until=cfg.iterations,
+                               every=cfg.checkpoint_every, max_minutes=cfg.max_minutes,
+                               on_row=lambda row: self.on_update and self.on_update(row))
         finally:
             self.algo.stop()
         return self.run_dir.finish(f"{cfg.env['id']} (RLlib PPO)", plot=cfg.plot, prefix="return/",
                                    xlabel="iteration", ylabel="mean episode return")
 
-    def save(self) -> Path:
-        partial = self.run_dir.begin_checkpoint(self.iteration)
+    def save(self, iteration: int, elapsed_s: float) -> Path:
+        """Checkpoint ``iteration``: the algorithm and the view it was trained on."""
+        self.iteration, self.elapsed_s = iteration, elapsed_s
+        partial = self.run_dir.begin_checkpoint(iteration)
         self.algo.save_to_path(str(partial / "algorithm"))
         atomic_write_text(partial / VIEW_FILE, json.dumps(self.described, indent=1))
-        return self.run_dir.commit(partial, self.iteration, {"elapsed_s": self.elapsed_s})
+        return self.run_dir.commit(partial, iteration, {"elapsed_s": elapsed_s})
 
 
 def train_rllib(values: Mapping[str, Any], resume: bool = False) -> list[dict[str, Any]]:
@@ -310,11 +305,11 @@ def train_rllib(values: Mapping[str, Any], resume: bool = False) -> list[dict[st
     return RLlibTrainer(RLlibConfig.from_dict(values), resume=resume).run()
 
 
-def metrics_row(result: Mapping[str, Any], iteration: int, elapsed_s: float) -> dict[str, Any]:
+def metrics_row(result: Mapping[str, Any]) -> dict[str, Any]:
     """One ``metrics.jsonl`` line from ``algo.train()``'s result: episode return per policy
     (``return/<policy>``) and per seat, episode length, and each policy's PPO losses."""
     runners = result.get("env_runners", {})
-    row: dict[str, Any] = {"update": iteration, "elapsed_min": elapsed_s / 60}
+    row: dict[str, Any] = {}
     for key, value in runners.get("module_episode_returns_mean", {}).items():
         row[f"return/{key}"] = float(value)
     for key, value in runners.get("agent_episode_returns_mean", {}).items():
@@ -329,40 +324,6 @@ def metrics_row(result: Mapping[str, Any], iteration: int, elapsed_s: float) -> 
             if key in stats:
                 row[f"{key}/{module}"] = float(stats[key])
     return row
-
-
-class _Progress:
-    """A rich progress bar showing each policy's episode return (or nothing, when off)."""
-
-    def __init__(self, cfg: RLlibConfig, done: int):
-        self.cfg, self.done = cfg, done
-
-    def __enter__(self):
-        if not self.cfg.progress:
-            return lambda row: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(TextColumn("[bold]iteration"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"))
-        self.bar.__enter__()
-        task = self.bar.add_task("", total=self.cfg.iterations, completed=self.done)
-
-        def show(row: dict[str, Any]) -> None:
-            returns = "  ".join(f"{k.removeprefix('return/')} {v:+.2f}" for k, v in row.items()
-                                if k.startswith("return/"))
-            self.bar.update(task, completed=row["update"], description=f"return: {returns or 'no episode yet'}")
-
-        return show
-
-    def __exit__(self, *exc) -> None:
-        if self.cfg.progress:
-            self.bar.__exit__(*exc)
 
 
 # -- trained agents in sparring games ---------------------------------------------------------------

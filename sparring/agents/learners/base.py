@@ -12,7 +12,6 @@ metrics row per update.
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -82,32 +81,17 @@ class LLMTrainer(ABC):
     def run(self) -> list[dict[str, Any]]:
         """Train until the update or time budget is spent; returns the run's metrics."""
         cfg = self.cfg
-        try:
-            while self.update < cfg.updates and not self._out_of_time():
-                started = time.perf_counter()
-                row = self.step(self.update + 1)
-                self.elapsed_s += time.perf_counter() - started
-                row["elapsed_min"] = self.elapsed_s / 60
-                self.update += 1
-                self.run_dir.metrics.log(row)
-                if self.update % cfg.checkpoint_every == 0:
-                    self.save()
-                if self.on_update:
-                    self.on_update(row)
-            if not self.run_dir.is_saved(self.update):
-                self.save()
-        finally:
-            self.run_dir.close()
+        self.run_dir.train(self.step, self.save, until=cfg.updates, every=cfg.checkpoint_every,
+                           max_minutes=cfg.max_minutes, on_row=lambda row: self.on_update and self.on_update(row))
         return self.run_dir.finish(self.title, plot=cfg.plot)
 
-    def _out_of_time(self) -> bool:
-        return self.cfg.max_minutes is not None and self.elapsed_s >= 60 * self.cfg.max_minutes
-
-    def save(self) -> Path:
-        partial = self.run_dir.begin_checkpoint(self.update)
+    def save(self, update: int, elapsed_s: float) -> Path:
+        """Checkpoint ``update``: the learner's weights and its optimizer's state."""
+        self.update, self.elapsed_s = update, elapsed_s
+        partial = self.run_dir.begin_checkpoint(update)
         self.learner.save(partial / "model")
         torch.save(self.learner.optimizer.state_dict(), partial / "optimizer.pt")
-        return self.run_dir.commit(partial, self.update, {"elapsed_s": self.elapsed_s})
+        return self.run_dir.commit(partial, update, {"elapsed_s": elapsed_s})
 
     def push_weights(self) -> int:
         """Send the learner's weights to the pool; returns the version they serve as."""
@@ -115,4 +99,5 @@ class LLMTrainer(ABC):
 
     def close(self) -> None:
         self.run_dir.close()
-        asyncio.run(self.pool.aclose())
+        if self.pool is not None:
+            asyncio.run(self.pool.aclose())
