@@ -137,6 +137,7 @@ def one_line_error(result, message):
         (["train", "lerner.lr=0.1"], "lerner.lr: no such setting in configs/train.yaml. Did you mean 'learner.lr'?"),
         (["train", "learner=grpoo"], "learner=grpoo: no such config. Did you mean 'grpo'?"),
         (["train", "+lerner.lr=0.1"], "lerner: unknown field. Did you mean 'learner'?"),
+        (["train", "pool=remote", "pool.base_url=http://127.0.0.1:9/v1"], "pool.backend=remote cannot receive the learner's weights"),
         (["serve", "--model", "x=/nonexistent"], "model '/nonexistent' not found"),
         (["play", "redteam-v1"], "redteam-v1: no such version; available: v0"),
         (["play", "matrix-v0", "--set", "rounds=abc"], "rounds='abc' must be an integer"),

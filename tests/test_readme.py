@@ -52,6 +52,42 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in args if not a.startswith("--")], options
 
 
+REFERENCE = re.compile(r"\bsparring(?:\.[a-z_][a-z0-9_]*)+(?:[.:][A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _references() -> list[tuple[str, str]]:
+    """Every dotted ``sparring.…`` name written in the README, the configs and the package."""
+    files = [ROOT / "README.md", *sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "sparring").rglob("*.py"))]
+    return sorted({(str(f.relative_to(ROOT)), m.group(0)) for f in files
+                   for m in REFERENCE.finditer(f.read_text(encoding="utf-8"))})
+
+
+def _resolves(reference: str) -> bool:
+    import importlib
+
+    module, _, name = reference.replace(":", ".").rpartition(".")
+    try:
+        importlib.import_module(reference.replace(":", "."))
+        return True
+    except ImportError:
+        pass
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except ImportError:
+        return False
+
+
+def test_every_dotted_name_in_the_docs_and_configs_exists():
+    """A class named in a config comment or a docstring moves: the name must move with it."""
+    found = _references()
+    assert len(found) > 20
+    assert [f"{where}: {reference}" for where, reference in found if not _resolves(reference)] == []
+
+
+def test_the_reference_check_sees_a_stale_name():
+    assert not _resolves("sparring.agents.rllib.RLlibConfig") and _resolves("sparring.views.rllib.RLlibConfig")
+
+
 @pytest.mark.parametrize("args", commands(), ids=lambda a: " ".join(a)[:60])
 def test_every_command_composes_to_a_valid_config(args):
     from sparring import cli

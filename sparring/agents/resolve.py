@@ -104,7 +104,7 @@ def construct(cls: Any, kwargs: Mapping[str, Any], what: str) -> Any:
 class PolicyResolver:
     """Builds policies from specs (see the module docstring). LLM policies go to ``pool``, or
     to a pool built from ``pool_config`` on first use (one per resolver), or, given neither,
-    to the process-wide pool every :class:`~sparring.agents.LLMPolicy` shares by default;
+    to the process-wide pool every :class:`~sparring.agents.llm.LLMPolicy` shares by default;
     with ``base_url``, to a client of that server. ``sampling`` is their default sampling."""
 
     def __init__(self, pool: Pool | None = None, pool_config: PoolConfig | None = None,

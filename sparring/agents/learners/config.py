@@ -113,6 +113,9 @@ class RunConfig(Config):
                         "keep_checkpoints")
         if self.group_size >= 1 and self.games_per_update % self.group_size:
             out.append(f"games_per_update={self.games_per_update} must be a multiple of group_size={self.group_size}")
+        if self.pool.backend == "remote":
+            out.append("pool.backend=remote cannot receive the learner's weights (a server loads checkpoints from "
+                       "its own disk); train with pool=transformers, ray or vllm")
         return out + above(self, 0, "max_minutes", "progress_every_s")
 
     @property
