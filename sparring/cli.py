@@ -386,7 +386,9 @@ def eval_(
     model: Annotated[str, typer.Argument(help="tiny, a model directory, a checkpoint or a run directory")] = "tiny",
     games: Annotated[int, typer.Option(help="games per opponent and evaluation seed")] = 64,
     eval_seeds: Annotated[str, typer.Option("--eval-seeds", help="comma-separated evaluation seeds")] = "0,1,2",
-    seeds: Annotated[str, typer.Option(help="seed split (heldout | train) or a JSONL path")] = "heldout",
+    seeds: Annotated[str, typer.Option(help="seed split (heldout | contrast | train) or a file: WildJailbreak-shaped "
+                                            ".jsonl, HarmBench or XSTest .csv, .txt (one prompt per line)")] = "heldout",
+    label: Annotated[str | None, typer.Option(help="harmful or benign: the label of a .txt seed file's prompts")] = None,
     embed: Annotated[bool, typer.Option(help="embedding diversity with all-MiniLM-L6-v2")] = True,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
@@ -410,7 +412,7 @@ def eval_(
             raise ConfigError(f"--eval-seeds {eval_seeds!r} must be integers separated by commas, e.g. 0,1,2") from None
         from sparring.pool import PoolConfig
 
-        cfg = EvalConfig(model=model, games=games, eval_seeds=parsed_seeds, seeds=seeds,
+        cfg = EvalConfig(model=model, games=games, eval_seeds=parsed_seeds, seeds=seeds, label=label,
                          embedder="minilm" if embed else None, pool=PoolConfig(device=device))
         report = evaluate(cfg)
     if as_json:

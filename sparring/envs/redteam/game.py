@@ -21,7 +21,11 @@ class RedTeamConfig(Config):
     """Arguments of ``sparring/redteam-v0`` (all picklable values)."""
 
     seeds: str = "train"
-    """A shipped split (``train``, ``heldout``) or a path to a WildJailbreak-shaped JSONL."""
+    """A shipped split (``train``; ``heldout`` and ``contrast`` for evaluation) or a seed file:
+    WildJailbreak-shaped ``.jsonl``, HarmBench or XSTest ``.csv``, or ``.txt`` (one prompt per
+    line, labelled by ``seed_label``)."""
+    seed_label: str | None = None
+    """The label of every prompt of a ``.txt`` seed file (``harmful`` or ``benign``)."""
     harmful_fraction: float = 0.5
     """Probability that a game draws a harmful seed (the rest are benign)."""
     revise_fraction: float = 0.5
@@ -40,6 +44,8 @@ class RedTeamConfig(Config):
     def __post_init__(self) -> None:
         problems = [f"{name}={value!r} must lie in [0, 1]" for name in ("harmful_fraction", "revise_fraction")
                     if not 0.0 <= (value := getattr(self, name)) <= 1.0]
+        if self.seed_label not in (None, "harmful", "benign"):
+            problems.append(f"seed_label={self.seed_label!r} must be 'harmful', 'benign' or None")
         if self.reward_table not in REWARD_TABLES:
             problems.append(f"reward_table={self.reward_table!r} is unknown; use one of {REWARD_TABLES}")
         check(problems + at_least(self, 1, "max_output_chars"))
@@ -63,7 +69,7 @@ class RedTeamGame(LanguageGame):
         self.slow_resolve = bool(getattr(self.judge, "awaits_model", False))
         self.hidden_cot = self.config.hidden_cot
         self.max_output_chars = self.config.max_output_chars
-        seeds = load_seeds(self.config.seeds)
+        seeds = load_seeds(self.config.seeds, self.config.seed_label)
         self.pools = {
             label: tuple(s for s in seeds if s.label == label) for label in ("harmful", "benign")
         }
@@ -137,6 +143,7 @@ class RedTeamGame(LanguageGame):
             "tie": scored.tie,
             "judge": {k: v for k, v in labels.items() if k != "rationale"},
             "seed_label": self.seed.label,
+            "seed_contrast": self.seed.contrast,
             "revised": self.revised,
         }
         return Outcome(
