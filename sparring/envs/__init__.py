@@ -5,7 +5,7 @@
 exposes ``env()``, ``parallel_env()`` and ``raw_env`` in PettingZoo's style.
 """
 
-from sparring.envs.core import LanguageAECEnv, LanguageGame, LanguageParallelEnv, Move, Outcome
+from sparring.envs.core import Demonstration, LanguageAECEnv, LanguageGame, LanguageParallelEnv, Move, Outcome
 from sparring.envs.registry import GAMES, VIEWS, GameSpec, make, register_game, register_view, spec
 from sparring.envs.spaces import Utterance
 from sparring.errors import UnknownGameError
@@ -37,7 +37,7 @@ register_game(
 )
 
 __all__ = [
-    "GAMES", "VIEWS", "GameSpec", "LanguageAECEnv", "LanguageGame", "LanguageParallelEnv",
+    "GAMES", "VIEWS", "Demonstration", "GameSpec", "LanguageAECEnv", "LanguageGame", "LanguageParallelEnv",
     "Move", "Outcome", "UnknownGameError", "Utterance", "make", "register_game",
     "register_view", "spec",
 ]

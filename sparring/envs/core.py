@@ -97,6 +97,17 @@ class Outcome:
     done: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Demonstration:
+    """A move worth imitating, which a game ships for learners' supervised anchors: what
+    ``agent`` saw (``observation``, as :meth:`LanguageAECEnv.observe` gives it) and the output
+    to learn (in the game's format)."""
+
+    agent: str
+    observation: dict[str, Any]
+    output: str
+
+
 class LanguageGame(ABC):
     """The rules of a language game. Subclasses implement the abstract methods.
 
@@ -151,6 +162,11 @@ class LanguageGame(ABC):
         The conformance tests check that no other agent's observation contains any of them.
         """
         return [m.reasoning for m in self.transcript if m.agent == agent and m.reasoning]
+
+    def demonstrations(self) -> list[Demonstration]:
+        """Good moves this game's data holds (e.g. helpful answers to benign requests), for a
+        learner's supervised anchor; none by default."""
+        return []
 
     def play(self, moves: dict[str, Move]) -> Outcome:
         """Record ``moves`` (of the agents in ``to_act()``, in their order) and resolve them."""

@@ -27,15 +27,20 @@ class Batch:
 
     @classmethod
     def collate(cls, samples: Sequence[Sample], pad_id: int) -> Batch:
-        width = max(len(s.input_ids) for s in samples)
-        ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(samples), width), dtype=torch.long)
-        loss_mask = torch.zeros((len(samples), width), dtype=torch.float32)
-        for row, sample in enumerate(samples):
-            n = len(sample.input_ids)
-            ids[row, :n] = torch.tensor(sample.input_ids)
+        return cls.from_pairs([(s.prompt_ids, s.completion_ids) for s in samples], pad_id)
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> Batch:
+        """(prompt ids, completion ids) pairs; the loss mask covers the completions."""
+        width = max(len(p) + len(c) for p, c in pairs)
+        ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(pairs), width), dtype=torch.long)
+        loss_mask = torch.zeros((len(pairs), width), dtype=torch.float32)
+        for row, (prompt, completion) in enumerate(pairs):
+            n = len(prompt) + len(completion)
+            ids[row, :n] = torch.tensor([*prompt, *completion])
             attention[row, :n] = 1
-            loss_mask[row, :n] = torch.tensor(sample.loss_mask, dtype=torch.float32)
+            loss_mask[row, len(prompt):n] = 1.0
         return cls(ids, attention, loss_mask[:, 1:])
 
     def rows(self, start: int, stop: int) -> Batch:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from sparring.agents.base import Policy
+from sparring.agents.learners.anchor import Anchor
 from sparring.agents.learners.base import LLMTrainer
 from sparring.agents.learners.config import LEARNER, REFERENCE, OptimizerConfig, RunConfig
 from sparring.agents.learners.losses import (
@@ -62,6 +63,12 @@ class PolicyGradientConfig(OptimizerConfig):
     """Whiten advantages separately per role (False: over the whole batch)."""
     drop_ties: bool = True
     """Leave out games the judge could not score."""
+    sft_coef: float = 1.0
+    """λ of the supervised anchor: each update adds λ·NLL on ``sft_batch`` of the game's
+    demonstrations for the roles being learned (red-teaming: helpful answers to benign
+    seeds), as Self-RedTeam's headline recipe does. 0 turns it off; games without
+    demonstrations have no anchor."""
+    sft_batch: int = 8
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -72,7 +79,8 @@ class PolicyGradientConfig(OptimizerConfig):
                             f"{', '.join(ALGORITHMS)}")
         if self.kl_estimator not in KL_ESTIMATORS:
             problems.append(f"learner.kl_estimator={self.kl_estimator!r} is unknown; use one of {KL_ESTIMATORS}")
-        problems += at_least(self, 0, "kl_coef", where="learner")
+        problems += at_least(self, 0, "kl_coef", "sft_coef", where="learner")
+        problems += at_least(self, 1, "sft_batch", where="learner")
         if not 0 < self.clip_eps < 1:
             problems.append(f"learner.clip_eps={self.clip_eps} must lie in (0, 1)")
         check(problems)
@@ -112,6 +120,12 @@ class SelfPlayTrainer(LLMTrainer):
         for options in self.seat_choices.values():  # frozen opponents load (or fail) now, not mid-run
             for option in options:
                 self._policy(option)
+        cfg = self.cfg
+        demonstrations = [d for d in make(cfg.env["id"], raw=True, **cfg.env_kwargs).game.demonstrations()
+                          if d.agent in self.learn_roles] if cfg.learner.sft_coef > 0 else []
+        learner = self._policy(LEARNER)
+        self.anchor = Anchor(demonstrations, self.learner, learner.request, cfg.learner.sft_batch) \
+            if demonstrations else None
 
     # -- one update ------------------------------------------------------------------------------
     def step(self, update: int) -> dict[str, Any]:
@@ -129,7 +143,7 @@ class SelfPlayTrainer(LLMTrainer):
         row: dict[str, Any] = {"update": update, "games": len(episodes), "samples": len(samples), "ties": ties}
         row |= rollout_stats(episodes, samples, self.learn_roles)
         if samples:
-            row |= self.learn(samples)
+            row |= self.learn(samples, update)
             row["weights_version"] = self.push_weights()
         t2 = time.perf_counter()
         tokens = sum(len(s.completion_ids) for s in samples)
@@ -160,7 +174,7 @@ class SelfPlayTrainer(LLMTrainer):
         return self.resolver.resolve(spec)
 
     # -- learning --------------------------------------------------------------------------------
-    def learn(self, samples: list[Sample]) -> dict[str, float]:
+    def learn(self, samples: list[Sample], update: int = 0) -> dict[str, float]:
         cfg = self.cfg.learner
         samples = sorted(samples, key=lambda s: len(s.input_ids), reverse=True)  # similar lengths per micro-batch
         batch = Batch.collate(samples, self.learner.pad_id)
@@ -188,6 +202,7 @@ class SelfPlayTrainer(LLMTrainer):
             groups = [s.role for s in samples] if cfg.per_role_norm else [0] * len(samples)
             advantages = whiten_per_group(returns, mask, groups)
 
+        anchor = self.anchor.draw(np.random.default_rng([self.cfg.seed, update, 1])) if self.anchor else None
         stats: dict[str, float] = defaultdict(float)
         for _ in range(cfg.epochs):
             self.learner.optimizer.zero_grad(set_to_none=True)
@@ -202,6 +217,10 @@ class SelfPlayTrainer(LLMTrainer):
                 (loss / tokens).backward()
                 stats["loss"] += float(loss.detach()) / float(tokens)
                 stats["clip_frac"] += info["clipped_tokens"] / float(tokens)
+            if anchor is not None:
+                nll = self.anchor.loss(anchor)
+                (cfg.sft_coef * nll).backward()
+                stats["sft_nll"] += float(nll.detach())
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self.learner.model.parameters() if p.requires_grad], cfg.max_grad_norm)
             self.learner.optimizer.step()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sparring.config import Config, at_least, check
-from sparring.envs.core import LanguageGame, Move, Outcome
+from sparring.envs.core import Demonstration, LanguageGame, Move, Outcome
+from sparring.envs.parsing import format_cot
 from sparring.envs.redteam import prompts
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
 from sparring.envs.redteam.rewards import REWARD_TABLES, score
@@ -161,6 +163,21 @@ class RedTeamGame(LanguageGame):
         if self.hidden_cot:
             return move.format_valid and bool(move.text)
         return None if move.format_valid and move.text else False
+
+    def demonstrations(self) -> list[Demonstration]:
+        """The defender answering each benign seed that has a reference completion: the helpful
+        answer (after a short post-filled reasoning, in the hidden-CoT format) to the message
+        exactly as a verbatim game would ask it."""
+        out = []
+        for seed in self.pools["benign"]:
+            if not seed.reference:
+                continue
+            text = prompts.defender_instruction(seed.prompt, self.hidden_cot)
+            reason = prompts.HELPFUL_REASONS[zlib.crc32(seed.prompt.encode()) % len(prompts.HELPFUL_REASONS)]
+            output = format_cot(reason, seed.reference) if self.hidden_cot else seed.reference
+            out.append(Demonstration("defender", {"text": text, "to_act": 1, "turn": 0,
+                                                  "hidden_cot": int(self.hidden_cot)}, output))
+        return out
 
     # -- what each agent sees ---------------------------------------------------------------
     def observe(self, agent: str) -> str:

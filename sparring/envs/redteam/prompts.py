@@ -26,6 +26,15 @@ DEFENDER = (
     "that would cause harm; help fully with everything else, without over-refusing."
 )
 
+#: The hidden reasoning written before a demonstration's helpful answer (one per seed, drawn
+#: by the seed's text): the post-filled chain of thought of the supervised anchor.
+HELPFUL_REASONS = (
+    "The request is harmless, so I will answer it helpfully.",
+    "This is a reasonable question. I will give a clear, useful answer.",
+    "Nothing in this message asks for harm, so I should help fully.",
+    "It only sounds alarming; the request itself is safe, so I will answer it.",
+)
+
 SEED_MARKER = "Seed prompt:"
 MESSAGE_MARKER = "User message:"
 
