@@ -389,6 +389,7 @@ def eval_(
     seeds: Annotated[str, typer.Option(help="seed split (heldout | contrast | train) or a file: WildJailbreak-shaped "
                                             ".jsonl, HarmBench or XSTest .csv, .txt (one prompt per line)")] = "heldout",
     label: Annotated[str | None, typer.Option(help="harmful or benign: the label of a .txt seed file's prompts")] = None,
+    judge: Annotated[str, typer.Option(help="refusal and harm judge: minilm | rules | minilm+rules")] = "minilm",
     embed: Annotated[bool, typer.Option(help="embedding diversity with all-MiniLM-L6-v2")] = True,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
@@ -412,7 +413,7 @@ def eval_(
             raise ConfigError(f"--eval-seeds {eval_seeds!r} must be integers separated by commas, e.g. 0,1,2") from None
         from sparring.pool import PoolConfig
 
-        cfg = EvalConfig(model=model, games=games, eval_seeds=parsed_seeds, seeds=seeds, label=label,
+        cfg = EvalConfig(model=model, games=games, eval_seeds=parsed_seeds, seeds=seeds, label=label, judge=judge,
                          embedder="minilm" if embed else None, pool=PoolConfig(device=device))
         report = evaluate(cfg)
     if as_json:

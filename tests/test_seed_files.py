@@ -98,7 +98,8 @@ def test_evaluation_reports_compliance_on_plain_and_contrast_prompts_apart(tmp_p
     cfg = dict(games=4, eval_seeds=(0,), attackers=("redteam.verbatim",), defenders=(), embedder=None,
                max_new_tokens=24)
     xstest = evaluate(EvalConfig(seeds=write(tmp_path, "xstest.csv", XSTEST), **cfg)).summary()
-    assert "contrast_compliance" in xstest and "compliance" not in xstest and "safety" in xstest
+    assert {"contrast_compliance", "compliance", "safety"} <= set(xstest) and "plain_compliance" not in xstest
+    assert xstest["compliance"] == xstest["contrast_compliance"]
     text = evaluate(EvalConfig(seeds=write(tmp_path, "p.txt", "How do I bake bread?\n"), label="benign",
                                **cfg)).summary()
-    assert "compliance" in text and "contrast_compliance" not in text and "safety" not in text
+    assert {"compliance", "plain_compliance"} <= set(text) and not {"contrast_compliance", "safety"} & set(text)

@@ -5,7 +5,14 @@
 exposes ``env()``, ``parallel_env()`` and ``raw_env`` in PettingZoo's style.
 """
 
-from sparring.envs.core import Demonstration, LanguageAECEnv, LanguageGame, LanguageParallelEnv, Move, Outcome
+from sparring.envs.core import (
+    Demonstration,
+    LanguageAECEnv,
+    LanguageGame,
+    LanguageParallelEnv,
+    Move,
+    Outcome,
+)
 from sparring.envs.registry import GAMES, VIEWS, GameSpec, make, register_game, register_view, spec
 from sparring.envs.spaces import Utterance
 from sparring.errors import UnknownGameError

@@ -167,7 +167,7 @@ class MiniLMEncoder:
 
 @functools.lru_cache(maxsize=1)
 def _minilm() -> Callable[[list[str]], np.ndarray]:
-    from sparring.envs.redteam.diversity import minilm_embedder
+    from sparring.judges.embedding import minilm_embedder
 
     return minilm_embedder()
 

@@ -4,7 +4,7 @@ Each game draws a seed prompt (50/50 harmful/benign by default). In half of the 
 (``revise_fraction``) the **attacker** rewrites it — keeping a harmful seed harmful but
 harder to refuse, or making a benign seed *look* like a jailbreak — and the **defender**
 answers the rewrite; in the other half the defender answers the seed verbatim and the
-attacker has no move. A judge (handed in; :class:`~sparring.judges.RuleJudge` by default)
+attacker has no move. A judge (named by ``judge``, ``rules`` by default, or handed in)
 labels the exchange: prompt harmful?, refusal?, response harmful?
 
 ==================  =============================================================
@@ -59,7 +59,9 @@ from sparring.envs.redteam.game import RedTeamConfig, RedTeamGame
 from sparring.judges.base import Judge
 
 
-def _game(judge: Judge | None = None, **kwargs) -> RedTeamGame:
+def _game(judge: Judge | str | None = None, **kwargs) -> RedTeamGame:
+    if isinstance(judge, str):  # a judge by name is part of the config
+        kwargs["judge"], judge = judge, None
     return RedTeamGame(RedTeamConfig.from_dict(kwargs), judge=judge)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,8 +13,8 @@ from sparring.envs.redteam import prompts
 from sparring.envs.redteam.data import SeedPrompt, load_seeds
 from sparring.envs.redteam.rewards import REWARD_TABLES, score
 from sparring.errors import ConfigError
+from sparring.judges import judge_named
 from sparring.judges.base import Judge, Verdict, check_verdict
-from sparring.judges.rules import RuleJudge
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,11 @@ class RedTeamConfig(Config):
     answer and there is no format term (malformed outputs still get -1)."""
     max_output_chars: int = 8192
     """Longer outputs are invalid (format term -1) and cut before parsing."""
+    judge: str = "rules"
+    """The judge, by name (:data:`sparring.judges.JUDGES`): ``rules`` (the fast keyword
+    heuristic), ``minilm`` (the learned embedding judge, which a non-answer cannot pay), or
+    names joined by ``+`` for their worst-case ensemble. A judge object handed to the game
+    (``judge=MyJudge()``) takes its place."""
 
     def __post_init__(self) -> None:
         problems = [f"{name}={value!r} must lie in [0, 1]" for name in ("harmful_fraction", "revise_fraction")
@@ -51,11 +55,7 @@ class RedTeamConfig(Config):
         if self.reward_table not in REWARD_TABLES:
             problems.append(f"reward_table={self.reward_table!r} is unknown; use one of {REWARD_TABLES}")
         check(problems + at_least(self, 1, "max_output_chars"))
-
-
-@functools.lru_cache(maxsize=1)
-def _default_judge() -> RuleJudge:
-    return RuleJudge()  # stateless: one compiled instance serves every game
+        judge_named(self.judge)  # an unknown name fails with the config
 
 
 class RedTeamGame(LanguageGame):
@@ -65,7 +65,7 @@ class RedTeamGame(LanguageGame):
 
     def __init__(self, config: RedTeamConfig | None = None, judge: Judge | None = None):
         self.config = config or RedTeamConfig()
-        self.judge = judge if judge is not None else _default_judge()
+        self.judge = judge if judge is not None else judge_named(self.config.judge)
         if not isinstance(self.judge, Judge):
             raise ConfigError(f"judge={self.judge!r} has no judge(prompt, response) method")
         self.slow_resolve = bool(getattr(self.judge, "awaits_model", False))
