@@ -72,11 +72,11 @@ def test_the_anchor_pulls_the_learner_toward_its_demonstrations(tmp_path):
     base = ["games_per_update=4", "agent.max_new_tokens=8", "tensorboard=false",
             "plot=false", "learner.sft_batch=8"]
     off = SelfPlayTrainer(config_for(cli._compose("train", [*base, f"run_dir={tmp_path}/off", "learner.sft_coef=0"])))
-    assert off.anchor is None
+    assert off.anchors == {}
     off.close()
     trainer = SelfPlayTrainer(config_for(cli._compose("train", [*base, "updates=6", "learner.lr=1e-3",
                                                                f"run_dir={tmp_path}/on"])))
-    assert len(trainer.anchor) == len(trainer.anchor.pairs) > 0
+    assert len(trainer.anchors[None]) == len(trainer.anchors[None].pairs) > 0
     rows = trainer.run()
     trainer.close()
     nll = [row["sft_nll"] for row in rows if "sft_nll" in row]

@@ -193,3 +193,59 @@ def test_an_earlier_run_joins_the_league_as_a_frozen_opponent(tmp_path):
         assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())  # never updated
     finally:
         trainer.close()
+
+
+def test_role_adapters_train_one_adapter_per_role_on_one_base(tmp_path):
+    """Attacker and defender learn as two LoRA adapters of one frozen base: each role's moves
+    change only its own adapter, the pool serves both on the one base, and each resumes."""
+    from sparring.agents.learners import SelfPlayTrainer
+    from sparring.pool import InferencePool, serve_model
+
+    cfg = config(tmp_path, learner={"lr": 1e-2, "lora": {"r": 4}}, role_adapters=True,
+                 env={"id": "sparring/redteam-v0", "revise_fraction": 1.0}, save_trajectories=True)
+    trainer = SelfPlayTrainer(cfg)
+    try:
+        assert set(trainer.pool.policies) == {"reference", "learner-attacker", "learner-defender"}
+        assert trainer.pool.models["learner-attacker"] is trainer.pool.models["learner-defender"]  # one base
+        assert set(trainer.anchors) == {"defender"}  # the game's demonstrations are the defender's
+        before = {role: {k: v.clone() for k, v in trainer.learner.weights(role).items()}
+                  for role in ("attacker", "defender")}
+        episodes, ids = trainer.rollout(1)
+        from sparring.agents.trajectories import samples_from_episode
+
+        samples = [s for e, g in zip(episodes, ids) for s in samples_from_episode(e, g) if not s.tie]
+        assert {s.policy for s in samples} <= {"learner-attacker", "learner-defender"}
+        defender_only = [s for s in samples if s.role == "defender"]
+        trainer.learn(defender_only, 1)
+        moved = {role: any(not torch.equal(before[role][k], v) for k, v in trainer.learner.weights(role).items())
+                 for role in before}
+        assert moved == {"attacker": False, "defender": True}
+        trainer.push_weights()
+        rows = trainer.run()
+    finally:
+        trainer.close()
+    assert rows and all(r["behaviour_gap"] < 1e-3 for r in rows)  # the pool serves each role's adapter
+    model = tmp_path / "run" / "checkpoints" / "update-000002" / "model"
+    assert (model / "attacker" / "adapter_config.json").is_file() and (model / "defender" / "adapter_config.json").is_file()
+    pool = InferencePool()
+    serve_model(pool, model / "defender", name="defender")
+    assert pool.models["defender"].has_adapters
+    from sparring.runs import read_safetensors
+
+    resumed = SelfPlayTrainer(SelfPlayConfig.from_dict({**cfg.to_dict(), "updates": 3}), resume=True)
+    try:
+        assert resumed.update == 2
+        for role in ("attacker", "defender"):
+            saved = read_safetensors(model / role / "adapter_model.safetensors")
+            restored = resumed.learner.weights(role)
+            assert saved.keys() == restored.keys()
+            assert all(torch.equal(saved[k], restored[k]) for k in saved)
+    finally:
+        resumed.close()
+
+
+def test_role_adapters_need_a_lora_learner(tmp_path):
+    from sparring.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="role_adapters=true trains one LoRA adapter per role"):
+        config(tmp_path, role_adapters=True)

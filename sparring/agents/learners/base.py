@@ -47,7 +47,8 @@ class LLMTrainer(ABC):
                            keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
         self.pool: Pool | None = None
         try:  # whatever fails from here on (a model, an opponent) leaves nothing open
-            self.learner = LearnerModel(self.source, cfg.learner.lr, cfg.learner.lora, cfg.pool.device)
+            adapters = tuple(a for a in self.learner_policies().values() if a is not None)
+            self.learner = LearnerModel(self.source, cfg.learner.lr, cfg.learner.lora, cfg.pool.device, adapters)
             self.sampling = cfg.agent.sampling()
             self.update, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
             if self.run_dir.start is not None:
@@ -55,7 +56,7 @@ class LLMTrainer(ABC):
                 self.learner.optimizer.load_state_dict(
                     torch.load(self.run_dir.start / "optimizer.pt", weights_only=True))
             self.pool = self._build_pool(uses_reference)
-            self.pool.update_weights(LEARNER, self.learner.weights())
+            self.push_weights()
             self.prepare()
         except BaseException:
             self.close()
@@ -64,12 +65,18 @@ class LLMTrainer(ABC):
     def prepare(self) -> None:
         """What a trainer sets up once its pool serves the learner (e.g. its opponents)."""
 
+    def learner_policies(self) -> dict[str, str | None]:
+        """The pool policies that serve the learner, each with the LoRA adapter of the learner
+        it serves (``None``: the learner's one set of weights)."""
+        return {LEARNER: None}
+
     def _build_pool(self, uses_reference: bool) -> Pool:
         location = self.source.location
         if self.cfg.learner.lora is not None:
             # The learner is an adapter on the frozen base, which is also the reference.
             pool = build_pool(self.cfg.pool, {REFERENCE: location})
-            pool.add_adapter(LEARNER, REFERENCE, self.learner.lora_config)
+            for name in self.learner_policies():
+                pool.add_adapter(name, REFERENCE, self.learner.lora_config)
             return pool
         return build_pool(self.cfg.pool, {LEARNER: location} | ({REFERENCE: location} if uses_reference else {}))
 
@@ -95,7 +102,9 @@ class LLMTrainer(ABC):
 
     def push_weights(self) -> int:
         """Send the learner's weights to the pool; returns the version they serve as."""
-        return self.pool.update_weights(LEARNER, self.learner.weights())
+        versions = [self.pool.update_weights(name, self.learner.weights(adapter))
+                    for name, adapter in self.learner_policies().items()]
+        return max(versions)
 
     def close(self) -> None:
         self.run_dir.close()

@@ -12,7 +12,7 @@ import torch
 from sparring.agents.learners.config import LoraSettings
 from sparring.agents.learners.losses import token_logprobs
 from sparring.agents.trajectories import Sample
-from sparring.errors import RunError
+from sparring.errors import ConfigError, RunError
 from sparring.runs import ModelSource, read_safetensors, resolve_model
 
 
@@ -60,10 +60,14 @@ def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 class LearnerModel:
     """Trainable weights (all of them, or a LoRA adapter on a frozen base), the frozen
-    reference (a copy, or the base with the adapter switched off), and the optimizer."""
+    reference (a copy, or the base with the adapter switched off), and the optimizer.
+
+    ``adapters`` (with ``lora``): several named LoRA adapters on the one base, e.g. one per
+    role; :meth:`use` picks the one that the next forward passes run through, and each
+    adapter's weights and checkpoint are its own."""
 
     def __init__(self, source: str | Path | ModelSource, lr: float, lora: LoraSettings | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", adapters: tuple[str, ...] = ()):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         found = source if isinstance(source, ModelSource) else resolve_model(source)
@@ -72,22 +76,38 @@ class LearnerModel:
         self.tokenizer = found.load(AutoTokenizer)
         model = found.load(AutoModelForCausalLM, dtype=torch.float32)
         self.lora = lora
+        if adapters and lora is None:
+            raise ConfigError(f"adapters {list(adapters)} need a LoRA learner (learner.lora)")
+        self.adapters = tuple(adapters)
         if lora is not None:
             from peft import LoraConfig, get_peft_model
 
             self.lora_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                           target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-            model = get_peft_model(model, self.lora_config)
+            names = adapters or ("default",)
+            model = get_peft_model(model, self.lora_config, adapter_name=names[0])
+            for name in names[1:]:
+                model.add_adapter(name, self.lora_config)
             self.reference = None
         else:
             self.reference = found.load(AutoModelForCausalLM, dtype=torch.float32)
             self.reference.to(self.device).eval().requires_grad_(False)
         self.model = model.to(self.device)
         self.model.train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = ([p for n, p in self.model.named_parameters() if "lora_" in n] if self.adapters
+                  else [p for p in self.model.parameters() if p.requires_grad])
         self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+
+    def use(self, adapter: str | None) -> None:
+        """Run the next forward passes through ``adapter`` (one of ``adapters``; ``None``: the
+        learner has one set of weights)."""
+        if adapter is None:
+            return
+        if adapter not in self.adapters:
+            raise ConfigError(f"no adapter {adapter!r}; the learner has {list(self.adapters)}")
+        self.model.set_adapter(adapter)
 
     def logprobs(self, batch: Batch) -> torch.Tensor:
         return sequence_logprobs(self.model, self._on_device(batch))
@@ -105,12 +125,13 @@ class LearnerModel:
             return batch
         return Batch(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), batch.mask.to(self.device))
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        """What the pool needs to serve the current policy: the adapter's or every weight."""
+    def weights(self, adapter: str | None = None) -> dict[str, torch.Tensor]:
+        """What the pool needs to serve the current policy (or ``adapter``): the adapter's
+        weights or every weight."""
         if self.lora is not None:
             from peft import get_peft_model_state_dict
 
-            return get_peft_model_state_dict(self.model)
+            return get_peft_model_state_dict(self.model, adapter_name=adapter or self.model.active_adapter)
         return self.model.state_dict()
 
     def save(self, directory: Path) -> None:
@@ -124,7 +145,10 @@ class LearnerModel:
         if self.lora is not None:
             from peft import set_peft_model_state_dict
 
-            set_peft_model_state_dict(self.model, read_safetensors(directory / "adapter_model.safetensors"))
+            for name in self.adapters or ("default",):  # peft saves a named adapter in its own folder
+                folder = directory if name == "default" else directory / name
+                set_peft_model_state_dict(self.model, read_safetensors(folder / "adapter_model.safetensors"),
+                                          adapter_name=name)
             return
         state = read_safetensors(directory)
         missing, unexpected = self.model.load_state_dict(state, strict=False)

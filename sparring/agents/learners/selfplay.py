@@ -96,9 +96,18 @@ class SelfPlayConfig(RunConfig):
     drawn per game). Seats left out are the learner: the default is self-play."""
     learn_roles: tuple[str, ...] | None = None
     """Roles whose moves are trained on (default: every seat the learner plays)."""
+    role_adapters: bool = False
+    """Each role the learner plays trains a LoRA adapter of its own on the one frozen base (a
+    league of adapters, not copies; needs ``learner.lora``). Off: one set of weights plays
+    every role, which can collapse toward one behaviour for all of them. A checkpoint's
+    ``model/<role>/`` is then each role's adapter (e.g. ``sparring eval
+    RUN/checkpoints/update-N/model/defender``)."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
+        if self.role_adapters and self.learner.lora is None:
+            problems.append("role_adapters=true trains one LoRA adapter per role: set learner.lora (e.g. "
+                            "'learner.lora={r: 8, alpha: 16}')")
         if self.learner.algorithm == "grpo" and self.group_size < 2:
             problems.append("learner.algorithm=grpo needs group_size >= 2 (games per seed to compare)")
         check(problems)
@@ -112,28 +121,46 @@ class SelfPlayTrainer(LLMTrainer):
         self.seat_choices = _seat_choices(cfg, agents)
         self.learn_roles = _learn_roles(cfg, self.seat_choices)
         uses_reference = any(REFERENCE in options for options in self.seat_choices.values())
+        self.adapters: dict[str, str] = {}
+        """Role → the pool policy of its adapter (with ``role_adapters``)."""
+        if cfg.role_adapters:
+            seats = [a for a, options in self.seat_choices.items() if LEARNER in options]
+            if sorted(seats) != sorted(self.learn_roles):
+                raise ConfigError(f"role_adapters=true trains every seat the learner plays; learn_roles "
+                                  f"{list(self.learn_roles)} leave out {sorted(set(seats) - set(self.learn_roles))}")
+            self.adapters = {role: f"{LEARNER}-{role}" for role in self.learn_roles}
         self.title = f"{cfg.env['id']} self-play"
         super().__init__(cfg, resume, on_update, uses_reference)
 
+    def learner_policies(self) -> dict[str, str | None]:
+        if self.adapters:
+            return {policy: role for role, policy in self.adapters.items()}
+        return super().learner_policies()
+
     def prepare(self) -> None:
         self.resolver = PolicyResolver(self.pool, sampling=self.sampling)
-        for options in self.seat_choices.values():  # frozen opponents load (or fail) now, not mid-run
+        for seat, options in self.seat_choices.items():  # frozen opponents load (or fail) now, not mid-run
             for option in options:
-                self._policy(option)
+                self._policy(option, seat)
         cfg = self.cfg
-        demonstrations = [d for d in make(cfg.env["id"], raw=True, **cfg.env_kwargs).game.demonstrations()
-                          if d.agent in self.learn_roles] if cfg.learner.sft_coef > 0 else []
-        learner = self._policy(LEARNER)
-        self.anchor = Anchor(demonstrations, self.learner, learner.request, cfg.learner.sft_batch) \
-            if demonstrations else None
+        demonstrations = make(cfg.env["id"], raw=True, **cfg.env_kwargs).game.demonstrations() \
+            if cfg.learner.sft_coef > 0 else []
+        if self.adapters:
+            by_adapter = {role: [d for d in demonstrations if d.agent == role] for role in self.learn_roles}
+        else:
+            by_adapter = {None: [d for d in demonstrations if d.agent in self.learn_roles]}
+        self.anchors = {adapter: Anchor(demos, self.learner, self._policy(LEARNER, adapter).request,
+                                        cfg.learner.sft_batch) for adapter, demos in by_adapter.items() if demos}
+        """The supervised anchor of each adapter (``None``: the learner's one set of weights)."""
 
     # -- one update ------------------------------------------------------------------------------
     def step(self, update: int) -> dict[str, Any]:
         """Play one batch of games, learn from it, push the weights. Returns its metrics."""
         t0 = time.perf_counter()
         episodes, game_ids = self.rollout(update)
+        learners = self.learner_policies()
         samples = [s for ep, gid in zip(episodes, game_ids) for s in samples_from_episode(ep, gid, self.learn_roles)
-                   if s.policy == LEARNER]
+                   if s.policy in learners]
         ties = sum(s.tie for s in samples)
         if self.cfg.learner.drop_ties:
             samples = [s for s in samples if not s.tie]
@@ -158,7 +185,7 @@ class SelfPlayTrainer(LLMTrainer):
         seat_draws = {a: rng.integers(len(o), size=cfg.games_per_update) for a, o in self.seat_choices.items()}
 
         def seats(index: int) -> dict[str, Policy]:
-            return {agent: self._policy(options[seat_draws[agent][index]])
+            return {agent: self._policy(options[seat_draws[agent][index]], agent)
                     for agent, options in self.seat_choices.items()}
 
         episodes = asyncio.run(play_many(lambda: make(cfg.env["id"], **cfg.env_kwargs), seats,
@@ -166,69 +193,108 @@ class SelfPlayTrainer(LLMTrainer):
                                          policy_seeds=[int(s) for s in policy_seeds]))
         return episodes, [f"u{update}-g{i}" for i in range(len(episodes))]
 
-    def _policy(self, spec: Any) -> Policy:
-        """The policy of a seat option: the learner, its reference and frozen models play with
-        the recipe's sampling and system prompt, under the name the seat gave them."""
-        if spec in (LEARNER, REFERENCE) or (isinstance(spec, str) and self.resolver.model_source(spec)):
+    def _policy(self, spec: Any, seat: str | None = None) -> Policy:
+        """The policy of a seat option: the learner (the seat's own adapter, with role adapters),
+        its reference and frozen models play with the recipe's sampling and system prompt,
+        under the name the seat gave them."""
+        if spec == LEARNER and self.adapters and seat is not None:
+            spec = self.adapters[seat]
+        if spec in (LEARNER, REFERENCE, *self.adapters.values()) or (isinstance(spec, str) and self.resolver.model_source(spec)):
             return self.resolver.resolve(spec, name=spec, system_prompt=self.cfg.agent.system_prompt)
         return self.resolver.resolve(spec)
 
     # -- learning --------------------------------------------------------------------------------
     def learn(self, samples: list[Sample], update: int = 0) -> dict[str, float]:
+        """One policy-gradient step (per epoch) on ``samples``, plus the anchor's λ·NLL. With
+        role adapters each role's samples train its own adapter (and its own anchor)."""
         cfg = self.cfg.learner
-        samples = sorted(samples, key=lambda s: len(s.input_ids), reverse=True)  # similar lengths per micro-batch
-        batch = Batch.collate(samples, self.learner.pad_id)
-        mb = cfg.micro_batch_size
-        chunks = [(i, min(i + mb, len(samples))) for i in range(0, len(samples), mb)]
-        old = torch.zeros_like(batch.mask)
-        ref = torch.zeros_like(batch.mask)
-        self.learner.model.eval()
-        with torch.no_grad():
-            for a, b in chunks:
-                part = batch.rows(a, b)
-                width = part.mask.shape[1]
-                old[a:b, :width] = self.learner.logprobs(part)
-                ref[a:b, :width] = self.learner.reference_logprobs(part)
-        self.learner.model.train()
-        mask = batch.mask
-        tokens = mask.sum().clamp(min=1.0)
-        kl = kl_penalty(old, ref, cfg.kl_estimator) * mask
-        rewards = torch.tensor([s.reward for s in samples])
-        if cfg.algorithm == "grpo":
-            per_sequence = group_advantages(rewards, [(s.seed, s.role) for s in samples])
-            advantages = per_sequence.unsqueeze(1) * mask
+        if self.adapters:
+            groups = {role: [s for s in samples if s.role == role] for role in self.adapters}
         else:
-            returns = reinforce_pp_returns(rewards, kl, mask, cfg.kl_coef)
-            groups = [s.role for s in samples] if cfg.per_role_norm else [0] * len(samples)
-            advantages = whiten_per_group(returns, mask, groups)
-
-        anchor = self.anchor.draw(np.random.default_rng([self.cfg.seed, update, 1])) if self.anchor else None
+            groups = {None: samples}
+        prepared = {adapter: self._prepare(group, adapter) for adapter, group in groups.items() if group}
+        rng = np.random.default_rng([self.cfg.seed, update, 1])
+        anchors = {adapter: self.anchors[adapter].draw(rng) for adapter in prepared if adapter in self.anchors}
         stats: dict[str, float] = defaultdict(float)
         for _ in range(cfg.epochs):
             self.learner.optimizer.zero_grad(set_to_none=True)
-            for a, b in chunks:
-                part = batch.rows(a, b)
-                width = part.mask.shape[1]
-                logp = self.learner.logprobs(part)
-                loss, info = clipped_policy_loss(logp, old[a:b, :width], advantages[a:b, :width], part.mask,
-                                                 cfg.clip_eps)
-                if cfg.algorithm == "grpo":
-                    loss = loss + cfg.kl_coef * (kl_penalty(logp, ref[a:b, :width], "k3") * part.mask).sum()
-                (loss / tokens).backward()
-                stats["loss"] += float(loss.detach()) / float(tokens)
-                stats["clip_frac"] += info["clipped_tokens"] / float(tokens)
-            if anchor is not None:
-                nll = self.anchor.loss(anchor)
-                (cfg.sft_coef * nll).backward()
-                stats["sft_nll"] += float(nll.detach())
+            for adapter, group in prepared.items():
+                self.learner.use(adapter)
+                for name, value in self._backward(group).items():
+                    stats[name] += value
+                if adapter in anchors:
+                    nll = self.anchors[adapter].loss(anchors[adapter])
+                    (cfg.sft_coef * nll).backward()
+                    stats["sft_nll"] += float(nll.detach()) / len(anchors)
             grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.learner.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                [p for p in self.learner.model.parameters() if p.grad is not None], cfg.max_grad_norm)
             self.learner.optimizer.step()
             stats["grad_norm"] += float(grad_norm)
         stats = {k: v / cfg.epochs for k, v in stats.items()}
-        stats["kl_per_sequence"] = float((kl_penalty(old, ref, "k1") * mask).sum() / mask.shape[0])
-        stats["behaviour_gap"] = behaviour_gap(samples, old, mask, self.sampling)
+        sequences = sum(g.mask.shape[0] for g in prepared.values())
+        stats["kl_per_sequence"] = sum(float((kl_penalty(g.old, g.ref, "k1") * g.mask).sum())
+                                       for g in prepared.values()) / sequences
+        gaps = [(behaviour_gap(g.samples, g.old, g.mask, self.sampling), g.mask.shape[0]) for g in prepared.values()]
+        stats["behaviour_gap"] = sum(gap * n for gap, n in gaps) / sequences
         return stats
+
+    def _prepare(self, samples: list[Sample], adapter: str | None) -> _Group:
+        """A group's batch, its sampling-time and reference logprobs and its advantages, under
+        the adapter in use."""
+        cfg = self.cfg.learner
+        group = _Group(sorted(samples, key=lambda s: len(s.input_ids), reverse=True),  # similar lengths per chunk
+                       self.learner.pad_id, cfg.micro_batch_size)
+        self.learner.use(adapter)
+        self.learner.model.eval()
+        with torch.no_grad():
+            for a, b in group.chunks:
+                part = group.batch.rows(a, b)
+                width = part.mask.shape[1]
+                group.old[a:b, :width] = self.learner.logprobs(part)
+                group.ref[a:b, :width] = self.learner.reference_logprobs(part)
+        self.learner.model.train()
+        mask = group.mask
+        rewards = torch.tensor([s.reward for s in group.samples])
+        if cfg.algorithm == "grpo":
+            group.advantages = group_advantages(rewards, [(s.seed, s.role) for s in group.samples]).unsqueeze(1) * mask
+        else:
+            kl = kl_penalty(group.old, group.ref, cfg.kl_estimator) * mask
+            returns = reinforce_pp_returns(rewards, kl, mask, cfg.kl_coef)
+            roles = [s.role for s in group.samples] if cfg.per_role_norm else [0] * len(group.samples)
+            group.advantages = whiten_per_group(returns, mask, roles)
+        return group
+
+    def _backward(self, group: _Group) -> dict[str, float]:
+        """The clipped policy loss of one group, backpropagated chunk by chunk (normalised by
+        the group's tokens)."""
+        cfg = self.cfg.learner
+        tokens = group.mask.sum().clamp(min=1.0)
+        stats = {"loss": 0.0, "clip_frac": 0.0}
+        for a, b in group.chunks:
+            part = group.batch.rows(a, b)
+            width = part.mask.shape[1]
+            logp = self.learner.logprobs(part)
+            loss, info = clipped_policy_loss(logp, group.old[a:b, :width], group.advantages[a:b, :width],
+                                             part.mask, cfg.clip_eps)
+            if cfg.algorithm == "grpo":
+                loss = loss + cfg.kl_coef * (kl_penalty(logp, group.ref[a:b, :width], "k3") * part.mask).sum()
+            (loss / tokens).backward()
+            stats["loss"] += float(loss.detach()) / float(tokens)
+            stats["clip_frac"] += info["clipped_tokens"] / float(tokens)
+        return stats
+
+
+class _Group:
+    """The samples one adapter learns from in an update, collated, with their logprobs."""
+
+    def __init__(self, samples: list[Sample], pad_id: int, micro_batch: int):
+        self.samples = samples
+        self.batch = Batch.collate(samples, pad_id)
+        self.mask = self.batch.mask
+        self.chunks = [(i, min(i + micro_batch, len(samples))) for i in range(0, len(samples), micro_batch)]
+        self.old = torch.zeros_like(self.mask)
+        self.ref = torch.zeros_like(self.mask)
+        self.advantages = torch.zeros_like(self.mask)
 
 
 def _seat_choices(cfg: SelfPlayConfig, agents: list[str]) -> dict[str, list[Any]]:
