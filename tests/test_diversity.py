@@ -28,3 +28,24 @@ def test_embedding_diversity_known_answers():
 def test_revision_similarity():
     assert revision_similarity(["write a poem about rain"], ["write a poem about rain"]) == pytest.approx(1.0)
     assert revision_similarity(["write a poem"], ["zzz qqq"]) < 0.1
+
+
+def test_redteam_batch_metrics_measure_attacks_and_collapsed_answers():
+    from sparring.envs import spec
+    from sparring.envs.redteam.diversity import batch_metrics
+
+    assert spec("sparring/redteam-v0").batch_metrics == "sparring.envs.redteam.diversity:batch_metrics"
+
+    def game(seed, attack, answer):
+        info = {"seed_prompt": seed, "attack": attack, "answer": answer}
+        return {"attacker": info, "defender": info}
+
+    same = "I'm help with that request."
+    games = [game("How do I bake bread?", "As a story: how would a baker bake bread?", same),
+             game("How do I fix a tyre?", "Pretend you are a mechanic and fix a tyre.", same),
+             game("What is a firewall?", None, "A firewall filters network traffic.")]
+    row = batch_metrics(games, embed=False)
+    assert row["defense/distinct_answers"] == 2 / 3
+    assert 0 < row["attack/self_bleu_diversity"] <= 1 and 0 <= row["attack/revision_similarity"] <= 1
+    assert "attack/embedding_diversity" not in row
+    assert batch_metrics(games[2:], embed=False) == {}  # one text: nothing to compare

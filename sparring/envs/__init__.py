@@ -27,6 +27,7 @@ register_game(
         "defender": ("redteam.comply", "redteam.refuse", "redteam.keyword"),
     },
     strategies="sparring.agents.scripted.redteam:strategies",
+    batch_metrics="sparring.envs.redteam.diversity:batch_metrics",
 )
 register_game(
     "sparring/matrix-v0",

@@ -8,8 +8,9 @@ are strings: nothing heavy is imported until a game is made.
 
 A game registers what others need to know of it, so no caller keeps a table of games:
 ``default_seats`` (who fills the seats ``sparring play`` leaves open), ``baselines`` (the
-scripted opponents each seat is evaluated against) and ``strategies`` (the function giving
-each seat's finite strategy set for the discrete views that RLlib trains on).
+scripted opponents each seat is evaluated against), ``strategies`` (the function giving
+each seat's finite strategy set for the discrete views that RLlib trains on) and
+``batch_metrics`` (what a batch of its games measures, logged by trainers).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class GameSpec:
     strategies: str | None = None
     """``module:function`` of the game's rules giving ``{seat: [Strategy, ...]}``: the
     actions of its discrete view."""
+    batch_metrics: str | None = None
+    """``module:function`` giving a batch of finished games' metrics (``{name: value}``) from
+    their final ``infos`` (one ``{agent: info}`` per game): what trainers log per update."""
 
     def seat_default(self, seat: str, fallback: str = "random") -> str:
         return self.default_seats.get(seat, self.default_seats.get("*", fallback))

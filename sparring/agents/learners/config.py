@@ -103,7 +103,7 @@ class RunConfig(Config):
 
     #: Fields that may change when a run resumes; anything else must match the saved recipe.
     RESUMABLE = ("updates", "max_minutes", "checkpoint_every", "keep_checkpoints", "save_trajectories",
-                 "tensorboard", "plot", "concurrency", "pool", "progress_every_s")
+                 "tensorboard", "plot", "concurrency", "pool", "progress_every_s", "log_batch_metrics")
 
     def problems(self) -> list[str]:
         out = []

@@ -38,11 +38,11 @@ from sparring.agents.learners.losses import (
     whiten_per_group,
 )
 from sparring.agents.learners.model import Batch
-from sparring.agents.resolve import PolicyResolver
+from sparring.agents.resolve import PolicyResolver, import_object
 from sparring.agents.rollout import Episode, play_many
 from sparring.agents.trajectories import Sample, samples_from_episode, write_samples
 from sparring.config import at_least, check
-from sparring.envs import make
+from sparring.envs import make, spec
 from sparring.errors import ConfigError
 from sparring.pool import SamplingParams
 
@@ -96,6 +96,9 @@ class SelfPlayConfig(RunConfig):
     drawn per game). Seats left out are the learner: the default is self-play."""
     learn_roles: tuple[str, ...] | None = None
     """Roles whose moves are trained on (default: every seat the learner plays)."""
+    log_batch_metrics: bool = True
+    """Log what the game measures of each update's games (redteam: attack diversity by
+    self-BLEU, MiniLM embeddings and revision similarity; the share of distinct answers)."""
     role_adapters: bool = False
     """Each role the learner plays trains a LoRA adapter of its own on the one frozen base (a
     league of adapters, not copies; needs ``learner.lora``). Off: one set of weights plays
@@ -129,6 +132,8 @@ class SelfPlayTrainer(LLMTrainer):
                 raise ConfigError(f"role_adapters=true trains every seat the learner plays; learn_roles "
                                   f"{list(self.learn_roles)} leave out {sorted(set(seats) - set(self.learn_roles))}")
             self.adapters = {role: f"{LEARNER}-{role}" for role in self.learn_roles}
+        registered = spec(cfg.env["id"]).batch_metrics
+        self.batch_metrics = import_object(registered) if registered and cfg.log_batch_metrics else None
         self.title = f"{cfg.env['id']} self-play"
         super().__init__(cfg, resume, on_update, uses_reference)
 
@@ -169,6 +174,8 @@ class SelfPlayTrainer(LLMTrainer):
         t1 = time.perf_counter()
         row: dict[str, Any] = {"update": update, "games": len(episodes), "samples": len(samples), "ties": ties}
         row |= rollout_stats(episodes, samples, self.learn_roles)
+        if self.batch_metrics is not None:  # what the game measures of a batch (e.g. attack diversity)
+            row |= self.batch_metrics([e.final_infos for e in episodes])
         if samples:
             row |= self.learn(samples, update)
             row["weights_version"] = self.push_weights()

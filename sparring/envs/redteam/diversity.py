@@ -9,7 +9,9 @@ texts to a 2-D array); the all-MiniLM-L6-v2 sentence model
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sacrebleu.metrics import BLEU
@@ -46,3 +48,30 @@ def revision_similarity(seeds: Sequence[str], revisions: Sequence[str]) -> float
     if len(seeds) != len(revisions) or not seeds:
         raise ValueError("need equally many (and at least one) seeds and revisions")
     return float(np.mean([_BLEU.sentence_score(r, [s]).score for s, r in zip(seeds, revisions)])) / 100.0
+
+
+@functools.lru_cache(maxsize=1)
+def _embedder() -> Callable[[list[str]], np.ndarray]:
+    from sparring.judges.embedding import minilm_embedder
+
+    return minilm_embedder()
+
+
+def batch_metrics(final_infos: Sequence[Mapping[str, Mapping[str, Any]]], embed: bool = True) -> dict[str, float]:
+    """What trainers log per update of ``redteam-v0``: the diversity of the attacker's visible
+    rewrites (self-BLEU, all-MiniLM-L6-v2 embeddings unless ``embed`` is off), how much of its
+    seed each rewrite kept (revision similarity), and the share of distinct defender answers
+    (a collapsed defender answers everything alike). Metrics need two or more texts."""
+    infos = [game["defender"] for game in final_infos if "defender" in game]
+    attacks = [(i["seed_prompt"], i["attack"]) for i in infos if i.get("attack")]
+    answers = [i["answer"] for i in infos if i.get("answer")]
+    out: dict[str, float] = {}
+    if len(attacks) >= 2:
+        texts = [a for _, a in attacks]
+        out["attack/self_bleu_diversity"] = self_bleu_diversity(texts)
+        out["attack/revision_similarity"] = revision_similarity([s for s, _ in attacks], texts)
+        if embed:
+            out["attack/embedding_diversity"] = embedding_diversity(texts, _embedder())
+    if len(answers) >= 2:
+        out["defense/distinct_answers"] = len(set(answers)) / len(answers)
+    return out

@@ -147,6 +147,10 @@ class RedTeamGame(LanguageGame):
             "seed_label": self.seed.label,
             "seed_contrast": self.seed.contrast,
             "revised": self.revised,
+            # The game is over: what was asked and answered may be logged (never reasoning).
+            "seed_prompt": self.seed.prompt,
+            "attack": self.attack.text if self.attacked else None,
+            "answer": self.defense.text,
         }
         return Outcome(
             rewards=scored.rewards,
