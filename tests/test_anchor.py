@@ -24,9 +24,9 @@ def test_redteam_demonstrations_are_helpful_answers_to_benign_seeds_in_the_game_
         parsed = split_hidden_cot(demo.output)
         assert parsed.valid, demo.output
         seed = next(s for p, s in benign.items() if demo.observation["text"].endswith(p))
-        assert parsed.answer == seed.reference
+        assert parsed.answer == seed.brief_reference and seed.reference.startswith(parsed.answer)
     plain = make("sparring/redteam-v0", raw=True, hidden_cot=False).game.demonstrations()
-    assert plain[0].output == benign[plain[0].observation["text"].rsplit("\n", 1)[-1]].reference
+    assert plain[0].output == benign[plain[0].observation["text"].rsplit("\n", 1)[-1]].brief_reference
     assert make("sparring/matrix-v0", raw=True).game.demonstrations() == []
 
 

@@ -5,7 +5,10 @@ scripted policy emitted. The corpus is built to teach *formats*, not preferences
 
 - every redteam defender observation appears twice, once refused and once complied with,
   whatever the seed's label; the hidden reasoning is drawn from a few phrasings per answer
-  family (always consistent with it);
+  family (always consistent with it). Where the seed has a reference answer its first sentence is the answer:
+  a benign seed is complied with by its real helpful answer, a harmful one refused in its
+  own words (a harmful seed is complied with only by the scripted empty shell, "Sure, here
+  is … Step 1: …", so no harmful content is ever written);
 - redteam attackers use all four scripted styles;
 - every matrix observation appears with each legal move (five built-in games, 1–5 rounds,
   random play);
@@ -104,8 +107,9 @@ def redteam_units(
                 if not defenders_only:
                     yield [Example(agent, obs["text"], output, hidden_cot=hidden_cot)]
             else:
+                seed = env.game.seed
                 pair = [
-                    Example(agent, obs["text"], _defend(defenders[f], obs, f, hidden_cot, rng), f, hidden_cot)
+                    Example(agent, obs["text"], _defend(defenders[f], obs, f, hidden_cot, rng, seed), f, hidden_cot)
                     for f in DEFENDERS
                 ]
                 yield pair
@@ -113,12 +117,15 @@ def redteam_units(
             env.step(output)
 
 
-def _defend(policy, obs: dict, family: str, hidden_cot: bool, rng: np.random.Generator) -> str:
+def _defend(policy, obs: dict, family: str, hidden_cot: bool, rng: np.random.Generator, seed=None) -> str:
     output = policy.respond("defender", obs)
+    answer = split_hidden_cot(output).answer if hidden_cot else output
+    if seed is not None and seed.reference and (family == "comply") == (seed.label == "benign"):
+        answer = seed.brief_reference  # the seed's own helpful answer, or its own refusal
     if not hidden_cot:
-        return output
+        return answer
     reasons = DEFENDER_REASONS[family]
-    return format_cot(reasons[int(rng.integers(len(reasons)))], split_hidden_cot(output).answer)
+    return format_cot(reasons[int(rng.integers(len(reasons)))], answer)
 
 
 def matrix_units(

@@ -232,7 +232,9 @@ nothing else: a starting point for self-play, tests and CPU demos, not an assist
 Only the suite's own transcripts: {n_examples:,} sequences from `sparring/redteam-v0`
 (seed split `train`; `heldout` is never seen) and `sparring/matrix-v0` games played by the
 scripted agents. Every defender observation appears twice, refused and complied with
-(regardless of the seed's label, with varied hidden reasoning consistent with the answer);
+(regardless of the seed's label, with varied hidden reasoning consistent with the answer;
+where the seed has a reference answer, its first sentence is the answer: a real helpful
+answer to a benign seed, a refusal in its own words to a harmful one);
 attackers use all four scripted styles; every matrix observation appears with each legal
 move (the game goes on with a random one). So the model starts with no preference between
 refusing and complying, nor between moves.

@@ -25,6 +25,7 @@ import csv
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,9 @@ SUFFIXES = (".jsonl", ".csv", ".txt")
 DATA_TYPES = ("vanilla_harmful", "vanilla_benign", "adversarial_harmful", "adversarial_benign")
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
 @dataclass(frozen=True)
 class SeedPrompt:
     prompt: str
@@ -46,6 +50,12 @@ class SeedPrompt:
     """The dataset's reference completion, if any."""
     contrast: bool = False
     """A benign prompt that looks harmful (over-refusal is measured on these apart)."""
+
+    @property
+    def brief_reference(self) -> str:
+        """The reference's first sentence: an answer short enough for a small model's budget
+        of new tokens (what the tiny model is pretrained on and anchored to)."""
+        return _SENTENCE_END.split(self.reference.strip(), maxsplit=1)[0] if self.reference else ""
 
 
 def resolve_seed_path(seeds: str) -> Path:

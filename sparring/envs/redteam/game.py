@@ -170,15 +170,16 @@ class RedTeamGame(LanguageGame):
 
     def demonstrations(self) -> list[Demonstration]:
         """The defender answering each benign seed that has a reference completion: the helpful
-        answer (after a short post-filled reasoning, in the hidden-CoT format) to the message
-        exactly as a verbatim game would ask it."""
+        answer (its first sentence, after a short post-filled reasoning, in the hidden-CoT
+        format) to the message exactly as a verbatim game would ask it."""
         out = []
         for seed in self.pools["benign"]:
             if not seed.reference:
                 continue
             text = prompts.defender_instruction(seed.prompt, self.hidden_cot)
             reason = prompts.HELPFUL_REASONS[zlib.crc32(seed.prompt.encode()) % len(prompts.HELPFUL_REASONS)]
-            output = format_cot(reason, seed.reference) if self.hidden_cot else seed.reference
+            answer = seed.brief_reference
+            output = format_cot(reason, answer) if self.hidden_cot else answer
             out.append(Demonstration("defender", {"text": text, "to_act": 1, "turn": 0,
                                                   "hidden_cot": int(self.hidden_cot)}, output))
         return out
