@@ -41,16 +41,21 @@ def test_pool_throughput_prints_its_figures_as_json():
 
 def test_selfplay_learning_prints_before_and_after_as_json(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "selfplay_learning.py"), "--json", "--minutes", "0.05", "--games", "2",
-         "--games-per-update", "4", "--run-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=600, check=True,
+        [sys.executable, str(BENCHMARKS / "selfplay_learning.py"), "--json", "--minutes", "0.02", "--games", "2",
+         "--games-per-update", "4", "--seeds", "0", "--eval-seeds", "0,1", "--run-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=900, check=True,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("before_mean", "before_std", "after_mean", "after_std", "minutes"):
         assert isinstance(summary[key], float), key
-    assert summary["updates"] >= 1
-    assert (tmp_path / "run" / "learning_curve.png").is_file()
-    assert "defender_reward" in out.stdout
+    for key in ("safety", "compliance", "contrast_compliance"):
+        assert set(summary[key]) == {"before_mean", "before_std", "after_mean", "after_std"}, key
+        assert set(summary["static_attacker"][key]) == {"before_mean", "before_std", "after_mean", "after_std"}
+    assert set(summary["attack_diversity"]) == {"selfplay", "static_defender"}
+    assert summary["seeds"]["0"]["updates"] >= 1 and isinstance(summary["meets_bar_every_seed"], bool)
+    assert len(summary["answers"]) == 5
+    assert (tmp_path / "runs" / "selfplay-seed0" / "learning_curve.png").is_file()
+    assert "greedy answers to held-out prompts" in out.stdout
 
 
 def test_inpo_learning_prints_win_rates_as_json(tmp_path):
