@@ -206,7 +206,8 @@ class SelfPlayTrainer(LLMTrainer):
         under the name the seat gave them."""
         if spec == LEARNER and self.adapters and seat is not None:
             spec = self.adapters[seat]
-        if spec in (LEARNER, REFERENCE, *self.adapters.values()) or (isinstance(spec, str) and self.resolver.model_source(spec)):
+        served_model = spec in (LEARNER, REFERENCE, *self.adapters.values())
+        if served_model or (isinstance(spec, str) and self.resolver.model_source(spec)):
             return self.resolver.resolve(spec, name=spec, system_prompt=self.cfg.agent.system_prompt)
         return self.resolver.resolve(spec)
 
