@@ -12,7 +12,9 @@ that keeps batching intact:
 - inside a running loop (a blocking call from async code): a fresh loop in a worker thread.
 
 :class:`LoopThread` is an event loop in a thread of its own, for engines that stay bound to
-the loop they first ran on (vLLM) and serve callers on any loop or thread.
+the loop they first ran on (vLLM) and serve callers on any loop or thread. :class:`Coalesced`
+joins concurrent calls on one loop into one batched call (a classifier judge scores the
+exchanges of every game in flight at once).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import atexit
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 ROLLOUT_LOOP: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
     "sparring_rollout_loop", default=None)
@@ -102,3 +105,48 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         await asyncio.to_thread(self._thread.join)
         self.loop.close()
+
+
+class Coalesced(Generic[T, R]):
+    """``await coalesced(item)`` from many tasks of one event loop: the items that arrive within
+    ``window_s`` of each other (and while a batch is being computed) are handed to
+    ``fn(items) -> results`` together, in a worker thread, one batch at a time per loop. An
+    error in ``fn`` reaches every caller of its batch."""
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], window_s: float = 0.002):
+        self.fn, self.window_s = fn, window_s
+        self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._draining: set[asyncio.AbstractEventLoop] = set()
+
+    async def __call__(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._waiting.setdefault(loop, []).append((item, future))
+        if loop not in self._draining:
+            self._draining.add(loop)
+            loop.create_task(self._drain(loop))
+        return await future
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            await asyncio.sleep(self.window_s)
+            while self._waiting.get(loop):
+                batch = self._waiting.pop(loop)
+                try:
+                    results = await asyncio.to_thread(self.fn, [item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"{self.fn!r} returned {len(results)} results for {len(batch)} items")
+                except Exception as e:  # every caller of the batch sees the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():  # its caller may have been cancelled
+                        future.set_result(result)
+        except asyncio.CancelledError:  # the loop is closing: nothing waits any more
+            for _, future in self._waiting.pop(loop, []):
+                future.cancel()
+            raise
+        finally:
+            self._draining.discard(loop)

@@ -76,3 +76,25 @@ def test_run_sync_works_inside_a_running_loop_too():
         return run_sync(Echo().act("a", {"text": "hi"})).text  # a blocking call from async code
 
     assert asyncio.run(inner()) == "hi"
+
+
+def test_coalesced_calls_share_batches_and_errors():
+    from sparring.sync import Coalesced
+
+    batches = []
+
+    def double(items):
+        batches.append(list(items))
+        if "boom" in items:
+            raise ValueError("bad item")
+        return [2 * x for x in items]
+
+    coalesced = Coalesced(double)
+
+    async def many(items):
+        return await asyncio.gather(*(coalesced(x) for x in items), return_exceptions=True)
+
+    assert asyncio.run(many([1, 2, 3])) == [2, 4, 6] and batches == [[1, 2, 3]]
+    results = asyncio.run(many([4, "boom"]))
+    assert all(isinstance(r, ValueError) for r in results)  # every caller of the batch sees it
+    assert asyncio.run(many([5])) == [10]  # and the next batch runs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from sparring.errors import ConfigError, did_you_mean
-from sparring.judges.base import Judge, Verdict
+from sparring.judges.base import REPLY_KINDS, Judge, Verdict, reply_kinds
 from sparring.judges.ensemble import JudgeEnsemble
 from sparring.judges.rules import RuleJudge
 from sparring.judges.wildguard import parse_wildguard
@@ -35,4 +35,5 @@ def judge_named(name: str) -> Judge:
     return RuleJudge()
 
 
-__all__ = ["JUDGES", "Judge", "JudgeEnsemble", "RuleJudge", "Verdict", "judge_named", "parse_wildguard"]
+__all__ = ["JUDGES", "REPLY_KINDS", "Judge", "JudgeEnsemble", "RuleJudge", "Verdict", "judge_named", "parse_wildguard",
+           "reply_kinds"]

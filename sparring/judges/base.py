@@ -16,6 +16,7 @@ a tie, as they do ``n/a``. Anything else (``True``, ``"yes"``, a typo) is refuse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -71,3 +72,18 @@ def check_verdict(verdict: Any, judge: Any) -> Verdict:
         raise JudgeError(f"{type(judge).__name__}.judge() returned {verdict!r}, not a sparring Verdict "
                          "(sparring.judges.Verdict(prompt_harmful, refusal, response_harmful))")
     return verdict
+
+
+#: What a reply does with its request, as a refusal detector reads it.
+REPLY_KINDS = ("refusal", "help", "neither")
+
+
+def reply_kinds(judge: Any, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
+    """What each response does with its prompt: ``refusal`` (it declines), ``help`` (it does
+    what was asked) or ``neither`` (a non-answer), by ``judge``'s own detector where it has
+    one (``judge.reply_kinds``: a judge whose refusal label also scores non-answers), else
+    from its verdicts' ``refusal`` label."""
+    if hasattr(judge, "reply_kinds"):
+        return list(judge.reply_kinds(prompts, responses))
+    labels = [check_verdict(judge.judge(p, r), judge).refusal for p, r in zip(prompts, responses)]
+    return [{"refusal": "refusal", "compliance": "help"}.get(label, "neither") for label in labels]

@@ -56,7 +56,7 @@ class PolicyGradientConfig(OptimizerConfig):
     algorithm: str = "reinforce_pp"
     """``reinforce_pp`` (KL in the reward, returns whitened per role) or ``grpo`` (group
     baselines over ``group_size`` games of one seed, KL as a loss term)."""
-    kl_coef: float = 0.02
+    kl_coef: float = 0.01
     kl_estimator: str = "k1"
     clip_eps: float = 0.2
     per_role_norm: bool = True
