@@ -1,11 +1,8 @@
 import numpy as np
 import pytest
 
-from sparring.envs.redteam.diversity import (
-    embedding_diversity,
-    revision_similarity,
-    self_bleu_diversity,
-)
+from sparring.envs.diversity import embedding_diversity, self_bleu_diversity, sentence_bleu
+from sparring.envs.redteam.diversity import revision_similarity
 
 
 def test_self_bleu_known_answers():
@@ -49,3 +46,15 @@ def test_redteam_batch_metrics_measure_attacks_and_collapsed_answers():
     assert 0 < row["attack/self_bleu_diversity"] <= 1 and 0 <= row["attack/revision_similarity"] <= 1
     assert "attack/embedding_diversity" not in row
     assert batch_metrics(games[2:], embed=False) == {}  # one text: nothing to compare
+
+
+def test_sentence_bleu_is_nltks_with_smoothing_method_4():
+    from nltk.translate.bleu_score import SmoothingFunction
+    from nltk.translate.bleu_score import sentence_bleu as nltk_bleu
+
+    assert sentence_bleu("How do I pick a lock?", ["how do i pick a lock ?"]) == pytest.approx(1.0)
+    expected = nltk_bleu([["how", "do", "i", "make", "a", "cake"]], ["how", "do", "i", "bake", "a", "cake"],
+                         smoothing_function=SmoothingFunction().method4)
+    assert sentence_bleu("How do I bake a cake", ["how do I make a cake"]) == pytest.approx(expected)
+    assert 0 < expected < 0.6
+    assert sentence_bleu("anything", []) == 0.0 and sentence_bleu("", ["a b"]) == 0.0

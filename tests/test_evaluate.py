@@ -64,7 +64,7 @@ def test_eval_cli_prints_json_and_rejects_bad_input():
 
 
 def test_minilm_embedding_diversity():
-    from sparring.envs.redteam.diversity import embedding_diversity
+    from sparring.envs.diversity import embedding_diversity
     from sparring.judges.embedding import minilm_embedder
 
     embed = minilm_embedder()

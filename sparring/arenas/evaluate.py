@@ -38,9 +38,9 @@ from sparring.agents import Episode, load_policy, play_many
 from sparring.agents.llm import LLMPolicy
 from sparring.config import Config, at_least, check
 from sparring.envs import make, spec
+from sparring.envs.diversity import embedding_diversity, self_bleu_diversity
 from sparring.envs.parsing import split_hidden_cot
 from sparring.envs.redteam import load_seeds
-from sparring.envs.redteam.diversity import embedding_diversity, self_bleu_diversity
 from sparring.judges import judge_named, reply_kinds
 from sparring.judges.embedding import minilm_embedder
 from sparring.pool import Pool, PoolConfig, SamplingParams, build_pool, serve_model
