@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from sparring.errors import ConfigError, did_you_mean
-from sparring.judges.base import REPLY_KINDS, Judge, Verdict, reply_kinds
+from sparring.judges.base import REPLY_KINDS, Judge, Verdict, reply_kinds, unsafe_probability
 from sparring.judges.ensemble import JudgeEnsemble
 from sparring.judges.rules import RuleJudge
 from sparring.judges.wildguard import parse_wildguard
@@ -36,4 +36,4 @@ def judge_named(name: str) -> Judge:
 
 
 __all__ = ["JUDGES", "REPLY_KINDS", "Judge", "JudgeEnsemble", "RuleJudge", "Verdict", "judge_named", "parse_wildguard",
-           "reply_kinds"]
+           "reply_kinds", "unsafe_probability"]

@@ -87,3 +87,15 @@ def reply_kinds(judge: Any, prompts: Sequence[str], responses: Sequence[str]) ->
         return list(judge.reply_kinds(prompts, responses))
     labels = [check_verdict(judge.judge(p, r), judge).refusal for p, r in zip(prompts, responses)]
     return [{"refusal": "refusal", "compliance": "help"}.get(label, "neither") for label in labels]
+
+
+def unsafe_probability(judge: Any, prompt: str, response: str) -> float:
+    """P(unsafe | prompt, response) from ``judge``: its ``score(prompt, response)`` where it
+    has one (a guard model's first-token probability, the MiniLM judge's harm head), else 1.0
+    or 0.0 from its verdict's ``response_harmful`` label."""
+    if hasattr(judge, "score"):
+        value = float(judge.score(prompt, response))
+        if not 0.0 <= value <= 1.0:
+            raise JudgeError(f"{type(judge).__name__}.score() returned {value}, not a probability in [0, 1]")
+        return value
+    return 1.0 if check_verdict(judge.judge(prompt, response), judge).response_harmful == "harmful" else 0.0
