@@ -30,6 +30,8 @@ VARIANTS = {
         },
     ],
     "sparring/preference-v0": [{}, {"hidden_cot": False, "prompts": "heldout"}, {"num_players": 3}],
+    "sparring/rainbow-v0": [{"judge": "rules"}, {"judge": "rules", "hidden_cot": False},
+                            {"judge": "rules", "single_elite": True, "similarity_reference": "mutator_prompt"}],
 }
 CASES = [(gid, kw) for gid in GAMES for kw in VARIANTS.get(gid, [{}])]
 IDS = [f"{gid.split('/')[1]}-{i}" for gid in GAMES for i, _ in enumerate(VARIANTS.get(gid, [{}]))]
@@ -143,8 +145,8 @@ def test_reasoning_never_crosses_whatever_follows_it(game_id, kwargs):
     the rest of the output breaks the format."""
     for seed in range(16):
         judge = RecordingJudge()
-        extra = {"judge": judge} if game_id == "sparring/redteam-v0" else {}
-        env = make(game_id, raw=True, **kwargs, **extra)
+        extra = {"judge": judge} if game_id in ("sparring/redteam-v0", "sparring/rainbow-v0") else {}
+        env = make(game_id, raw=True, **(kwargs | extra))
         env.reset(seed=seed)
         written = {a: [] for a in env.possible_agents}
         agents = {a: SecretAgent(seed * 10 + i, written[a]) for i, a in enumerate(env.possible_agents)}

@@ -45,6 +45,8 @@ POLICIES: dict[str, tuple[str, str]] = {
     "redteam.comply": ("sparring.agents.scripted.redteam:ComplyDefender", "defender: always complies"),
     "redteam.refuse": ("sparring.agents.scripted.redteam:RefuseDefender", "defender: always refuses"),
     "redteam.keyword": ("sparring.agents.scripted.redteam:KeywordDefender", "defender: refuses when the harm lexicon matches"),
+    "rainbow.style": ("sparring.agents.scripted.rainbow:StyleMutator", "mutator: recasts the parent in the requested attack style"),
+    "rainbow.verbatim": ("sparring.agents.scripted.rainbow:VerbatimMutator", "mutator: proposes the parent unchanged"),
     "matrix.constant": ("sparring.agents.scripted.matrix:ConstantPolicy", "always the same move (move=NAME; default: first)"),
     "matrix.random": ("sparring.agents.scripted.matrix:RandomPolicy", "a uniformly random legal move"),
     "matrix.tit_for_tat": ("sparring.agents.scripted.matrix:TitForTat", "opens nicely, then copies the opponent's last move"),

@@ -1,8 +1,9 @@
 """Games as PettingZoo environments, on one language-game core.
 
 ``make(id, **kwargs)`` builds any registered game; ``GAMES`` lists them. Each game module
-(``sparring.envs.redteam``, ``sparring.envs.matrix``, ``sparring.envs.preference``) also
-exposes ``env()``, ``parallel_env()`` and ``raw_env`` in PettingZoo's style.
+(``sparring.envs.redteam``, ``sparring.envs.rainbow``, ``sparring.envs.matrix``,
+``sparring.envs.preference``) also exposes ``env()``, ``parallel_env()`` and ``raw_env`` in
+PettingZoo's style.
 """
 
 from sparring.envs.core import (
@@ -28,6 +29,14 @@ register_game(
     },
     strategies="sparring.agents.scripted.redteam:strategies",
     batch_metrics="sparring.envs.redteam.diversity:batch_metrics",
+)
+register_game(
+    "sparring/rainbow-v0",
+    "sparring.envs.rainbow",
+    "RainbowPlus: a mutator fills an archive of attack prompts per (category, style); a target answers.",
+    default_seats={"mutator": "rainbow.style", "target": "redteam.keyword"},
+    baselines={"mutator": ("rainbow.style", "rainbow.verbatim"),
+               "target": ("redteam.comply", "redteam.refuse", "redteam.keyword")},
 )
 register_game(
     "sparring/matrix-v0",

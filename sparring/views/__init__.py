@@ -23,6 +23,11 @@ register_view(
     "redteam-v0 from the attacker's seat (every game revised); the defender is frozen.",
 )
 register_view(
+    "sparring/RainbowMutator-v0",
+    "sparring.views.gym:RainbowMutatorEnv",
+    "rainbow-v0 from the mutator's seat (the RainbowPlus loop); the target is frozen.",
+)
+register_view(
     "sparring/Matrix-v0",
     "sparring.views.gym:MatrixEnv",
     "matrix-v0 from player_0's seat; the other players are frozen policies.",

@@ -94,6 +94,19 @@ class RedTeamAttackerEnv(SingleAgentView):
         super().__init__("sparring/redteam-v0", "attacker", {"defender": opponent}, render_mode, **game_kwargs)
 
 
+class RainbowMutatorEnv(SingleAgentView):
+    """``sparring/rainbow-v0`` from the mutator's seat; ``opponent`` plays the frozen target:
+    the classic RainbowPlus loop, one candidate per step. The archive persists across
+    ``reset()`` (``archive=`` an :class:`~sparring.envs.rainbow.Archive` or a JSON path)."""
+
+    def __init__(self, opponent: PolicySpec = "redteam.keyword", render_mode: str | None = None, **game_kwargs: Any):
+        super().__init__("sparring/rainbow-v0", "mutator", {"target": opponent}, render_mode, **game_kwargs)
+
+    @property
+    def archive(self):
+        return self._env.unwrapped.game.archive
+
+
 class MatrixEnv(SingleAgentView):
     """``sparring/matrix-v0`` from ``player_0``'s seat; ``opponent`` plays every other seat."""
 
