@@ -127,23 +127,27 @@ async def play_many(
     seeds: Iterable[int],
     concurrency: int = 64,
     policy_seeds: Iterable[int] | None = None,
+    options: Iterable[dict[str, Any] | None] | None = None,
 ) -> list[Episode]:
     """Play one game per seed, up to ``concurrency`` at a time; results in seed order.
 
     ``seats`` is a mapping (policies shared by all games: they must not keep per-game state)
     or a function of the game's index returning one. ``policy_seeds`` (one per game) reseed
-    the policies apart from the game seeds (see :func:`play`).
+    the policies apart from the game seeds, and ``options`` (one per game) go to each game's
+    ``reset`` (see :func:`play`).
     """
     seeds = list(seeds)
     policy_seeds = list(policy_seeds) if policy_seeds is not None else [None] * len(seeds)
-    if len(policy_seeds) != len(seeds):
-        raise ConfigError(f"{len(policy_seeds)} policy seeds for {len(seeds)} games")
+    options = list(options) if options is not None else [None] * len(seeds)
+    for name, given in (("policy seeds", policy_seeds), ("option sets", options)):
+        if len(given) != len(seeds):
+            raise ConfigError(f"{len(given)} {name} for {len(seeds)} games")
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int, seed: int) -> Episode:
         async with limit:
             game_seats = seats(index) if callable(seats) else seats
-            return await play(make_env(), game_seats, seed, policy_seed=policy_seeds[index])
+            return await play(make_env(), game_seats, seed, policy_seed=policy_seeds[index], options=options[index])
 
     return await asyncio.gather(*(one(i, s) for i, s in enumerate(seeds)))
 

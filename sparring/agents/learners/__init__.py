@@ -1,7 +1,9 @@
 """Learners: algorithms that turn played games into better policies.
 
 Each trainer is a config + trainer pair: :class:`SelfPlayConfig` / :class:`SelfPlayTrainer`
-(REINFORCE++, GRPO) and :class:`INPOConfig` / :class:`INPOTrainer` (INPO, DPO). A recipe
+(REINFORCE++, GRPO), :class:`INPOConfig` / :class:`INPOTrainer` (INPO, DPO) and
+:class:`RainbowRunConfig` / :class:`RainbowSearch` (the RainbowPlus search, which fills an
+archive rather than training). A recipe
 (``configs/train/*.yaml``) names its trainer in ``trainer:``; :func:`trainer_for` builds the
 pair from composed values and :func:`train` runs it.
 """
@@ -14,12 +16,14 @@ from typing import Any
 from sparring.agents.learners.base import LLMTrainer
 from sparring.agents.learners.config import AgentConfig, LoraSettings, OptimizerConfig, RunConfig
 from sparring.agents.learners.inpo import INPOConfig, INPOLearnerConfig, INPOTrainer
+from sparring.agents.learners.rainbow import RainbowRunConfig, RainbowSearch
 from sparring.agents.learners.selfplay import PolicyGradientConfig, SelfPlayConfig, SelfPlayTrainer
 from sparring.errors import ConfigError, did_you_mean
 
 TRAINERS: dict[str, tuple[type[RunConfig], type[LLMTrainer]]] = {
     "selfplay": (SelfPlayConfig, SelfPlayTrainer),
     "inpo": (INPOConfig, INPOTrainer),
+    "rainbow": (RainbowRunConfig, RainbowSearch),
 }
 #: The trainer of each ``learner.algorithm``.
 ALGORITHMS = {"reinforce_pp": "selfplay", "grpo": "selfplay", "inpo": "inpo", "dpo": "inpo"}
@@ -68,6 +72,8 @@ __all__ = [
     "LoraSettings",
     "OptimizerConfig",
     "PolicyGradientConfig",
+    "RainbowRunConfig",
+    "RainbowSearch",
     "RunConfig",
     "SelfPlayConfig",
     "SelfPlayTrainer",

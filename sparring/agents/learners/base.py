@@ -98,7 +98,12 @@ class LLMTrainer(ABC):
         partial = self.run_dir.begin_checkpoint(update)
         self.learner.save(partial / "model")
         torch.save(self.learner.optimizer.state_dict(), partial / "optimizer.pt")
+        self.save_extra(partial)
         return self.run_dir.commit(partial, update, {"elapsed_s": elapsed_s})
+
+    def save_extra(self, checkpoint: Path) -> None:
+        """What a trainer keeps in a checkpoint besides the model and the optimizer (e.g. a
+        search's archive); written before the checkpoint is committed."""
 
     def push_weights(self) -> int:
         """Send the learner's weights to the pool; returns the version they serve as."""
