@@ -287,7 +287,7 @@ def train(
     """Train policies: self-play (REINFORCE++, GRPO), INPO/DPO, or RLlib PPO (engine=rllib).
 
     Checkpoints, metrics.jsonl, TensorBoard events and a learning curve go to run_dir.
-    Recipes: configs/train/ (train=selfplay | inpo); with engine=rllib, configs/rllib/
+    Recipes: configs/train/ (train=selfplay | inpo | rainbow); with engine=rllib, configs/rllib/
     (e.g. engine=rllib rllib=redteam)."""
     from sparring.errors import ConfigError, did_you_mean
 
@@ -317,6 +317,14 @@ def train(
     last = metrics[-1]["update"] if metrics else 0
     console.print(f"trained {last} updates; checkpoints, metrics.jsonl and learning_curve.png in "
                   f"{trainer.run_dir.dir}", highlight=False)
+    archive = getattr(trainer, "archive", None)
+    if archive is not None:  # a search: its archive's pictures go with the run
+        from sparring.arenas.archive_report import write_archive_report
+
+        paths = write_archive_report(archive, trainer.run_dir.dir)
+        console.print(f"the archive: {len(archive)} prompts, coverage {archive.coverage():.0%}, QD-score "
+                      f"{archive.qd_score():.2f}; {paths['heatmap'].name} and {paths['html'].name} there too",
+                      highlight=False)
 
 
 def _train_rllib(overrides: list[str], resume: bool) -> None:

@@ -261,3 +261,46 @@ def test_the_search_refuses_a_config_it_cannot_run(tmp_path):
         search_config(tmp_path, env={"id": "sparring/redteam-v0"})
     with pytest.raises(ConfigError, match="env.archive"):
         search_config(tmp_path, env={"id": "sparring/rainbow-v0", "archive": "a.json"})
+
+
+def test_the_search_command_writes_the_archive_heatmap_and_report(tmp_path):
+    import shutil
+
+    import numpy as np
+
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "sparring.cli", "train", "train=rainbow", "updates=2",
+                             "games_per_update=20", f"run_dir={run}", "env.fitness_threshold=0.0",
+                             "target=redteam.comply", "tensorboard=false"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the archive:" in result.stdout and (run / "archive_heatmap.png").stat().st_size > 1000
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium or Chrome found (Debian: apt-get install chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
+    page = (run / "archive.html").as_uri()
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page],
+                         capture_output=True, text=True, timeout=120)
+    assert 'data-rendered="ok"' in dom.stdout, dom.stderr[-2000:]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1100,1600", page],
+                   capture_output=True, text=True, timeout=120, check=True)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert (pixels.sum(-1) < 600).mean() > 0.01  # the heatmap's dark cells and the tables' text
+
+
+def test_rainbow_plays_in_an_arena_tournament(tmp_path):
+    from sparring.arenas.report import analyse
+    from sparring.arenas.runner import Tournament
+    from sparring.arenas.tournament import TournamentConfig
+
+    roster = {"style_refuse": {"seats": {"mutator": {"policy": "rainbow.style"}, "target": {"policy": "redteam.refuse"}}},
+              "verbatim_comply": {"seats": {"mutator": {"policy": "rainbow.verbatim"},
+                                            "target": {"policy": "redteam.comply"}}}}
+    cfg = TournamentConfig(name="rb", game={"id": "sparring/rainbow-v0", "judge": "rules"}, roster=roster,
+                           games_per_pairing=3, out_dir=str(tmp_path), bootstrap=50)
+    analysis = analyse(cfg, Tournament.create(cfg).run())
+    assert len(analysis.matches) == 3 * 2 and all(m.status == "done" for m in analysis.matches)
