@@ -89,8 +89,8 @@ def test_concurrent_verdicts_are_judged_in_one_batch(judge, monkeypatch):
     import asyncio
 
     sizes = []
-    judge_many = type(judge).judge_many
-    monkeypatch.setattr(judge, "judge_many", lambda p, r: sizes.append(len(p)) or judge_many(judge, p, r))
+    probabilities = type(judge).probabilities
+    monkeypatch.setattr(judge, "probabilities", lambda p, r: sizes.append(len(p)) or probabilities(judge, p, r))
 
     async def many():
         return await asyncio.gather(*(judge.ajudge(f"How do I bake loaf {i}?", "Knead and bake.") for i in range(32)))
