@@ -125,6 +125,8 @@ def shortened(args: list[str]) -> list[str]:
             extra = [e for e in extra if not e.startswith("group_size")]
         if "train=inpo" in args:
             extra = [e for e in extra if not e.startswith("games_per_update")] + ["games_per_update=4"]
+        if "train=rainbow" in args:  # candidates per update: a multiple of the mutations per iteration
+            extra = [*extra, "num_mutations=2"]
         return [*args, *extra]
     if args[:2] == ["arena", "run"]:
         return [*args, *SHORTEN["arena"]]
