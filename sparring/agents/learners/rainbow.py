@@ -37,6 +37,7 @@ from sparring.agents.rollout import play_many
 from sparring.config import at_least, check
 from sparring.envs import make
 from sparring.envs.rainbow import Archive, RainbowConfig, RainbowGame
+from sparring.envs.rainbow.game import parent_of
 from sparring.errors import ConfigError
 
 ARCHIVE = "archive.json"
@@ -106,11 +107,7 @@ class RainbowSearch(LLMTrainer):
     def iteration(self, index: int) -> dict[str, Any]:
         """The parent and the cell of iteration ``index`` (0-based), drawn from ``(seed, index)``."""
         rng = np.random.default_rng([self.cfg.seed, index])
-        if index < len(self.seeds):
-            parent = self.seeds[index]
-        else:
-            pool = [e.prompt for e in self.archive.entries()] or list(self.seeds)
-            parent = pool[int(rng.integers(len(pool)))]
+        parent = parent_of(index, self.seeds, self.archive, rng)
         game = self.game_config
         return {"parent": parent, "category": game.categories[int(rng.integers(len(game.categories)))],
                 "style": game.styles[int(rng.integers(len(game.styles)))], "iteration": index + 1}

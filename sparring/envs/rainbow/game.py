@@ -3,9 +3,12 @@ the judge's P(unsafe) is the fitness, and fit prompts join the archive."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sparring.config import Config, at_least, check
 from sparring.envs.core import LanguageGame, Move, Outcome
@@ -90,6 +93,15 @@ class RainbowConfig(Config):
         judge_named(self.judge)  # an unknown name fails with the config
 
 
+def parent_of(index: int, seeds: Sequence[str], archive: Archive, rng: np.random.Generator) -> str:
+    """The parent of the search's ``index``-th try: the ``index``-th seed while seeds remain,
+    then a uniform draw over the archived prompts (over the seeds while the archive is empty)."""
+    if index < len(seeds):
+        return seeds[index]
+    pool = [e.prompt for e in archive.entries()] or list(seeds)
+    return pool[int(rng.integers(len(pool)))]
+
+
 class RainbowGame(LanguageGame):
     """One candidate per game (see :mod:`sparring.envs.rainbow`). The archive is the game's
     state across resets; games handed the same :class:`Archive` share it."""
@@ -140,13 +152,8 @@ class RainbowGame(LanguageGame):
 
     def draw_parent(self) -> str:
         """The next seed while seeds remain (a seed stays the parent until a candidate of it
-        reaches the target), then a uniform draw over the archived prompts (over the seeds
-        while the archive is still empty)."""
-        drawn = self.archive.parents_drawn
-        if drawn < len(self.seeds):
-            return self.seeds[drawn]
-        pool = [e.prompt for e in self.archive.entries()] or self.seeds
-        return pool[int(self.rng.integers(len(pool)))]
+        reaches the target), then a uniform draw over the archived prompts."""
+        return parent_of(self.archive.parents_drawn, self.seeds, self.archive, self.rng)
 
     def to_act(self) -> tuple[str, ...]:
         if self.over:
