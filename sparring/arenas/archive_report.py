@@ -68,7 +68,9 @@ def heatmap_png(archive: Archive, title: str = "") -> bytes:
     return base64.b64decode(uri.split(",", 1)[1])
 
 
-def html_report(archive: Archive, metrics: dict[str, Any] | None = None, title: str = "RainbowPlus archive") -> str:
+def html_report(archive: Archive, metrics: dict[str, Any] | None = None, title: str = "RainbowPlus archive",
+                heatmap: bytes | None = None) -> str:
+    """The report page; ``heatmap``: the PNG of :func:`heatmap_png` when already drawn."""
     e = html.escape
     shown = {"prompts": len(archive), "coverage": archive.coverage(), "qd_score": archive.qd_score(),
              "unique_prompts": archive.unique_prompts()} | dict(metrics or {})
@@ -82,7 +84,7 @@ def html_report(archive: Archive, metrics: dict[str, Any] | None = None, title: 
                 best = max(cell, key=lambda entry: entry.fitness)
                 cells.append(f"<tr><td>{len(cell)}</td><td>{e(category)} × {e(style)}</td><td>{best.fitness:.2f}</td>"
                              f"<td style='text-align:left'>{e(best.prompt)}</td></tr>")
-    picture = base64.b64encode(heatmap_png(archive)).decode()
+    picture = base64.b64encode(heatmap if heatmap is not None else heatmap_png(archive, title)).decode()
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)} · sparring</title>
 <style>{_STYLE}</style></head>
@@ -106,6 +108,7 @@ def write_archive_report(archive: Archive, directory: str | Path, metrics: dict[
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"heatmap": directory / HEATMAP, "html": directory / REPORT}
-    paths["heatmap"].write_bytes(heatmap_png(archive, title))
-    paths["html"].write_text(html_report(archive, metrics, title), encoding="utf-8")
+    picture = heatmap_png(archive, title)
+    paths["heatmap"].write_bytes(picture)
+    paths["html"].write_text(html_report(archive, metrics, title, picture), encoding="utf-8")
     return paths

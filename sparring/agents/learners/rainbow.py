@@ -88,11 +88,8 @@ class RainbowSearch(LLMTrainer):
         self.resolver = PolicyResolver(self.pool, sampling=self.sampling)
         self.seats()  # the mutator and the target load (or fail) now, not mid-run
         start = self.run_dir.start
-        if start is not None:
-            self.archive = Archive.load(start / ARCHIVE)
-        else:
-            self.archive = RainbowGame(self.game_config).archive
-        self.seeds = RainbowGame(self.game_config, archive=self.archive).seeds
+        game = RainbowGame(self.game_config, archive=Archive.load(start / ARCHIVE) if start is not None else None)
+        self.archive, self.seeds = game.archive, game.seeds
 
     def seats(self, game: int = 0) -> dict[str, Any]:
         """One game's policies (fresh objects: a scripted policy's generator is its own)."""
