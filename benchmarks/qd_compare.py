@@ -8,7 +8,7 @@ coverage, QD-score, unique prompts, Diverse-Score (1 - self-BLEU) and MiniLM emb
 diversity. It also measures how many candidates per second the search judges with
 ``num_mutations`` 10 and 64, through the batching pool against one game at a time.
 
-The mutator is the scripted ``rainbow.style`` (one template per attack style) and the
+The mutator is the scripted ``rainbow.style`` (four templates per attack style, with the opening of the request reworded) and the
 target the shipped tiny model, so the run needs no network and no GPU.
 
     python benchmarks/qd_compare.py                  # a few minutes on 2 CPU cores

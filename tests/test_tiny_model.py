@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sparring.envs.parsing import split_hidden_cot
 from sparring.models import TINY_MODEL, prompt_text
-from sparring.models.corpus import redteam_units
+from sparring.models.corpus import mutator_units, redteam_units
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,15 @@ def test_greedy_answers_heldout_defender_prompts_in_hidden_cot_format(tok, model
     texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     # Measured when it shipped: 64 of 64 held-out prompts valid greedily, 98% sampled at T=1.
     assert sum(split_hidden_cot(t).valid for t in texts) >= 3, texts
+
+
+def test_sampled_mutator_writes_a_new_one_line_prompt_on_heldout_parents(tok, model):
+    from sparring.models.pretrain import generate, mutator_result
+
+    observations = [unit[0].observation_dict for unit in
+                    mutator_units(16, np.random.default_rng(0), seeds="heldout", hidden_cot_fraction=1.0)]
+    torch.manual_seed(0)
+    texts = generate(model, tok, observations, sample=True, max_new_tokens=128)
+    results = [mutator_result(o, t) for o, t in zip(observations, texts)]
+    # Measured when it shipped: 81% valid and novel sampled at T=1, 94% greedily (64 prompts).
+    assert sum(valid and novel for valid, novel in results) >= 10, texts

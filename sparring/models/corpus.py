@@ -10,6 +10,9 @@ scripted policy emitted. The corpus is built to teach *formats*, not preferences
   own words (a harmful seed is complied with only by the scripted empty shell, "Sure, here
   is … Step 1: …", so no harmful content is ever written);
 - redteam attackers use all four scripted styles;
+- the RainbowPlus mutator (``sparring/rainbow-v0``) recasts a parent (a harmful seed, or a
+  candidate of an earlier mutation) into a drawn risk category and attack style, written by
+  the scripted ``rainbow.style`` mutator;
 - every matrix observation appears with each legal move (five built-in games, 1–5 rounds,
   random play);
 - both the hidden-CoT and the plain output format appear in every game.
@@ -63,7 +66,7 @@ class Example:
     """One scripted move."""
 
     kind: str
-    """``attacker``, ``defender`` or ``matrix``."""
+    """``attacker``, ``defender``, ``mutator`` or ``matrix``."""
     observation: str
     """The observation text (the user message of the prompt)."""
     output: str
@@ -128,6 +131,29 @@ def _defend(policy, obs: dict, family: str, hidden_cot: bool, rng: np.random.Gen
     return format_cot(reasons[int(rng.integers(len(reasons)))], answer)
 
 
+def mutator_units(
+    n_games: int, rng: np.random.Generator, *, seeds: str = "train", hidden_cot_fraction: float = 0.75,
+) -> Iterator[list[Example]]:
+    """Training units from ``n_games`` RainbowPlus mutator moves: the parent is a harmful seed
+    or (a third of the time) an earlier candidate, so mutations of mutations appear too; the
+    cell is drawn uniformly. Only the mutator's observation is built: no target, no judge."""
+    envs = {hc: make("sparring/rainbow-v0", raw=True, seeds=seeds, hidden_cot=hc, judge="rules")
+            for hc in (True, False)}
+    seed_prompts = envs[True].game.seeds
+    earlier: list[str] = []
+    for _ in range(n_games):
+        hidden_cot = bool(rng.random() < hidden_cot_fraction)
+        env = envs[hidden_cot]
+        pool = earlier if earlier and rng.random() < 1 / 3 else seed_prompts
+        env.reset(seed=_seed(rng), options={"parent": pool[int(rng.integers(len(pool)))]})
+        obs = env.observe("mutator")
+        output = load_policy("rainbow.style", seed=_seed(rng)).respond("mutator", obs)
+        yield [Example("mutator", obs["text"], output, hidden_cot=hidden_cot)]
+        candidate = split_hidden_cot(output).answer if hidden_cot else output
+        if candidate and len(candidate) < 400:  # nested templates stay short enough to learn
+            earlier.append(candidate)
+
+
 def matrix_units(
     n_games: int, rng: np.random.Generator, *, max_rounds: int = 5,
     hidden_cot_fraction: float = 0.5,
@@ -164,7 +190,7 @@ def matrix_units(
 
 
 def build_corpus(
-    rng: np.random.Generator, redteam_games: int, matrix_games: int,
+    rng: np.random.Generator, redteam_games: int, matrix_games: int, mutator_games: int = 0,
 ) -> list[list[Example]]:
     """The shuffled pretraining corpus, as units: examples that must share a batch.
 
@@ -175,5 +201,6 @@ def build_corpus(
     those moves, and the last, low-lr steps freeze that noise in. In a unit, the gradients
     on one prompt pull its answer distribution to uniform.
     """
-    units = [*redteam_units(redteam_games, rng), *matrix_units(matrix_games, rng)]
+    units = [*redteam_units(redteam_games, rng), *matrix_units(matrix_games, rng),
+             *mutator_units(mutator_games, rng)]
     return [units[i] for i in rng.permutation(len(units))]
