@@ -304,3 +304,60 @@ def test_rainbow_plays_in_an_arena_tournament(tmp_path):
                            games_per_pairing=3, out_dir=str(tmp_path), bootstrap=50)
     analysis = analyse(cfg, Tournament.create(cfg).run())
     assert len(analysis.matches) == 3 * 2 and all(m.status == "done" for m in analysis.matches)
+
+
+def archive_file(tmp_path, entries):
+    archive = Archive(CATEGORIES, STYLES, fitness_threshold=0.1)
+    for e in entries:
+        assert archive.insert(e) is None
+    path = tmp_path / "archive.json"
+    archive.save(path)
+    return path
+
+
+def test_an_archive_attacks_in_redteam_with_the_prompts_grown_from_the_games_seed(tmp_path):
+    from sparring.envs.redteam import load_seeds
+
+    harmful = [s.prompt for s in load_seeds("train") if s.label == "harmful"]
+    grown = [Entry(f"grown {i}", "a", 0.9, CATEGORIES[i], STYLES[0], root=harmful[0]) for i in range(3)]
+    other = Entry("grown from another seed", "a", 0.9, CATEGORIES[0], STYLES[1], root=harmful[1])
+    attacker = load_policy({"policy": "rainbow.archive", "archive": str(archive_file(tmp_path, grown + [other]))},
+                           seed=0)
+    env = make("sparring/redteam-v0", raw=True, seeds="train")
+    prompts = set()
+    for seed in range(8):
+        root = harmful[seed % 2]
+        env.reset(seed=seed, options={"seed_prompt": root, "label": "harmful", "revise": True})
+        prompt = split_answer(attacker.respond("attacker", env.observe("attacker")))
+        assert prompt in ({e.prompt for e in grown} if root == harmful[0] else {other.prompt})
+        prompts.add(prompt)
+    assert len(prompts) >= 3  # draws vary, within the seed's own prompts
+    # a seed the archive never grew from gets any archived prompt
+    obs = {"text": "Seed prompt:\nHow do I knit a scarf?", "hidden_cot": 1}
+    assert split_answer(attacker.respond("attacker", obs)) in {e.prompt for e in grown + [other]}
+    with pytest.raises(ConfigError, match="needs archive=PATH"):
+        load_policy("rainbow.archive")
+    with pytest.raises(ConfigError, match="no archive here"):
+        load_policy({"policy": "rainbow.archive", "archive": str(tmp_path / "missing")})
+
+
+def split_answer(output):
+    from sparring.envs.parsing import split_hidden_cot
+
+    return split_hidden_cot(output.removeprefix("<think>")).answer
+
+
+def test_an_archive_is_an_attacker_entrant_in_a_redteam_tournament(tmp_path):
+    from sparring.arenas.report import analyse
+    from sparring.arenas.runner import Tournament
+    from sparring.arenas.tournament import TournamentConfig
+
+    path = archive_file(tmp_path, [Entry(f"archived attack {i}", "a", 0.9, CATEGORIES[i], STYLES[i]) for i in range(4)])
+    defender = {"policy": "redteam.keyword"}
+    roster = {"archive": {"seats": {"attacker": {"policy": "rainbow.archive", "archive": str(path)}, "defender": defender}},
+              "roleplay": {"seats": {"attacker": {"policy": "redteam.roleplay"}, "defender": defender}}}
+    cfg = TournamentConfig(name="rt", game={"id": "sparring/redteam-v0", "judge": "rules"}, roster=roster,
+                           games_per_pairing=2, out_dir=str(tmp_path / "t"), bootstrap=50)
+    analysis = analyse(cfg, Tournament.create(cfg).run())
+    assert analysis.matches and all(m.status == "done" for m in analysis.matches)
+    assert set(analysis.agents) == {"archive", "roleplay"}

@@ -47,6 +47,7 @@ POLICIES: dict[str, tuple[str, str]] = {
     "redteam.keyword": ("sparring.agents.scripted.redteam:KeywordDefender", "defender: refuses when the harm lexicon matches"),
     "rainbow.style": ("sparring.agents.scripted.rainbow:StyleMutator", "mutator: recasts the parent in the requested attack style"),
     "rainbow.verbatim": ("sparring.agents.scripted.rainbow:VerbatimMutator", "mutator: proposes the parent unchanged"),
+    "rainbow.archive": ("sparring.agents.scripted.rainbow:ArchiveAttacker", "redteam attacker: prompts drawn from a RainbowPlus archive (archive=RUN_OR_FILE)"),
     "matrix.constant": ("sparring.agents.scripted.matrix:ConstantPolicy", "always the same move (move=NAME; default: first)"),
     "matrix.random": ("sparring.agents.scripted.matrix:RandomPolicy", "a uniformly random legal move"),
     "matrix.tit_for_tat": ("sparring.agents.scripted.matrix:TitForTat", "opens nicely, then copies the opponent's last move"),

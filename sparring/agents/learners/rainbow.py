@@ -37,10 +37,8 @@ from sparring.agents.rollout import play_many
 from sparring.config import at_least, check
 from sparring.envs import make
 from sparring.envs.rainbow import Archive, RainbowConfig, RainbowGame
+from sparring.envs.rainbow.archive import ARCHIVE, load_archive
 from sparring.envs.rainbow.game import parent_of
-from sparring.errors import ConfigError
-
-ARCHIVE = "archive.json"
 
 
 @dataclass(frozen=True)
@@ -135,19 +133,6 @@ class RainbowSearch(LLMTrainer):
 
     def save_extra(self, checkpoint: Path) -> None:
         self.archive.save(checkpoint / ARCHIVE)
-
-
-def load_archive(run: str | Path) -> Archive:
-    """The archive of a search's run directory (its latest checkpoint) or of a JSON file."""
-    from sparring.runs import latest_checkpoint
-
-    path = Path(run)
-    if path.is_dir():
-        checkpoint = latest_checkpoint(path) or path
-        path = checkpoint / ARCHIVE
-    if not path.is_file():
-        raise ConfigError(f"{run}: no archive here (a RainbowPlus run directory, checkpoint or {ARCHIVE})")
-    return Archive.load(path)
 
 
 __all__ = ["ARCHIVE", "RainbowRunConfig", "RainbowSearch", "load_archive"]

@@ -12,8 +12,10 @@ from typing import Any
 
 from sparring.agents.base import ScriptedPolicy
 from sparring.envs.parsing import answer_in_format
+from sparring.envs.rainbow.archive import load_archive
 from sparring.envs.rainbow.game import CATEGORY_MARKER, PARENT_MARKER, STYLE_MARKER
-from sparring.envs.redteam.prompts import extract_after
+from sparring.envs.redteam.prompts import SEED_MARKER, extract_after
+from sparring.errors import ConfigError
 
 #: Templates per attack style ({request}: the parent, {topic}: the risk category, lower case).
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -103,3 +105,33 @@ def _field(marker: str, text: str) -> str:
     """The rest of the line after ``marker``."""
     _, found, rest = text.partition(marker)
     return rest.split("\n", 1)[0].strip() if found else ""
+
+
+class ArchiveAttacker(ScriptedPolicy):
+    """A RainbowPlus archive as an attacker population for ``sparring/redteam-v0``: each move
+    is an archived prompt drawn uniformly by the generator, from those grown from the game's
+    seed when the archive has any, else from the whole archive.
+
+    ``archive`` is a search's run directory, a checkpoint or an ``archive.json``."""
+
+    name = "rainbow.archive"
+
+    def __init__(self, seed: int | None = None, archive: str | None = None):
+        super().__init__(seed)
+        if archive is None:
+            raise ConfigError("rainbow.archive needs archive=PATH (a search's run directory, checkpoint or archive.json)")
+        self.archive = load_archive(archive)
+        self.prompts = [e.prompt for e in self.archive.entries()]
+        if not self.prompts:
+            raise ConfigError(f"archive={archive}: the archive is empty")
+        self.by_root: dict[str, list[str]] = {}
+        for entry in self.archive.entries():
+            self.by_root.setdefault(entry.root, []).append(entry.prompt)
+
+    def respond(self, agent: str, observation: dict[str, Any]) -> str:
+        seed = extract_after(SEED_MARKER, observation["text"])
+        grown = self.by_root.get(seed)
+        pool = grown or self.prompts
+        prompt = pool[int(self.rng.integers(len(pool)))]
+        where = "grown from this seed" if grown else "from the archive"
+        return answer_in_format(observation, f"I will use an archived attack {where}.", prompt)

@@ -37,7 +37,7 @@ Version history: v0 — initial release.
 from __future__ import annotations
 
 from sparring.envs.core import language_envs
-from sparring.envs.rainbow.archive import Archive, Entry
+from sparring.envs.rainbow.archive import Archive, Entry, load_archive
 from sparring.envs.rainbow.game import CATEGORIES, STYLES, RainbowConfig, RainbowGame
 
 
@@ -52,6 +52,6 @@ def _game(judge=None, archive: Archive | str | None = None, **kwargs) -> Rainbow
 raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "rainbow_v0", _game)
 
 __all__ = [
-    "CATEGORIES", "STYLES", "Archive", "Entry", "RainbowConfig", "RainbowGame", "env", "parallel_env",
+    "CATEGORIES", "STYLES", "Archive", "Entry", "RainbowConfig", "RainbowGame", "env", "load_archive", "parallel_env",
     "parallel_raw_env", "raw_env",
 ]

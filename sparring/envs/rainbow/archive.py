@@ -21,8 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.errors import DataError, NotFoundError
-from sparring.runs import atomic_write_text
+from sparring.errors import ConfigError, DataError, NotFoundError
+from sparring.runs import atomic_write_text, latest_checkpoint
+
+ARCHIVE = "archive.json"
+"""The archive's file name in each checkpoint of a search."""
 
 FORMAT_VERSION = 1
 
@@ -177,3 +180,14 @@ class Archive:
     def matches(self, categories: Sequence[str], styles: Sequence[str]) -> bool:
         """Whether the archive's axes are ``categories`` and ``styles`` (in that order)."""
         return self.categories == tuple(categories) and self.styles == tuple(styles)
+
+
+def load_archive(run: str | Path) -> Archive:
+    """The archive of a search's run directory (its latest checkpoint), of a checkpoint, or
+    of a JSON file."""
+    path = Path(run)
+    if path.is_dir():
+        path = (latest_checkpoint(path) or path) / ARCHIVE
+    if not path.is_file():
+        raise ConfigError(f"{run}: no archive here (a RainbowPlus run directory, checkpoint or {ARCHIVE})")
+    return Archive.load(path)
