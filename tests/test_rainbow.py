@@ -247,6 +247,8 @@ def test_the_search_fills_the_archive_and_resumes_from_its_checkpoint(tmp_path):
     assert {e.iteration for e in first.entries()} <= {1, 2, 3, 4}
     seeds = RainbowGame().seeds  # iteration i's parent is the i-th seed while seeds last
     assert all(e.parent == seeds[e.iteration - 1] for e in first.entries())
+    roots = {e.root for e in first.entries()}  # live ASR: tried seeds with an archived descendant
+    assert rows[-1]["asr"] == pytest.approx(len(roots & set(seeds[:4])) / 4) and rows[-1]["asr"] > 0
     resumed = train(search_config(tmp_path, updates=3), resume=True)
     assert [r["iterations"] for r in resumed][-1] == 6  # it went on from iteration 5, not from the start
     after = load_archive(tmp_path / "run")

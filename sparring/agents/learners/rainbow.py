@@ -128,8 +128,16 @@ class RainbowSearch(LLMTrainer):
             "mean_fitness": float(np.mean(judged)) if judged else float("nan"),
             "archive_size": len(self.archive), "coverage": self.archive.coverage(),
             "qd_score": self.archive.qd_score(), "unique_prompts": self.archive.unique_prompts(),
+            "asr": self.live_asr(first + per_update),
             "candidates_per_s": len(infos) / max(seconds, 1e-9),
         }
+
+    def live_asr(self, iterations: int) -> float:
+        """ASR under the fitness judge, as the search goes: the share of the seeds tried so far
+        with an archived descendant (every archived prompt was judged unsafe to be let in).
+        The benchmark's ASR asks an evaluation judge instead."""
+        tried = set(self.seeds[:iterations])
+        return len(tried & {e.root for e in self.archive.entries()}) / max(len(tried), 1)
 
     def save_extra(self, checkpoint: Path) -> None:
         self.archive.save(checkpoint / ARCHIVE)
