@@ -140,6 +140,7 @@ def mutator_units(
     envs = {hc: make("sparring/rainbow-v0", raw=True, seeds=seeds, hidden_cot=hc, judge="rules")
             for hc in (True, False)}
     seed_prompts = envs[True].game.seeds
+    mutator = load_policy("rainbow.style")
     earlier: list[str] = []
     for _ in range(n_games):
         hidden_cot = bool(rng.random() < hidden_cot_fraction)
@@ -147,7 +148,8 @@ def mutator_units(
         pool = earlier if earlier and rng.random() < 1 / 3 else seed_prompts
         env.reset(seed=_seed(rng), options={"parent": pool[int(rng.integers(len(pool)))]})
         obs = env.observe("mutator")
-        output = load_policy("rainbow.style", seed=_seed(rng)).respond("mutator", obs)
+        mutator.seed(_seed(rng))
+        output = mutator.respond("mutator", obs)
         yield [Example("mutator", obs["text"], output, hidden_cot=hidden_cot)]
         candidate = split_hidden_cot(output).answer if hidden_cot else output
         if candidate and len(candidate) < 400:  # nested templates stay short enough to learn

@@ -120,12 +120,12 @@ class ArchiveAttacker(ScriptedPolicy):
         super().__init__(seed)
         if archive is None:
             raise ConfigError("rainbow.archive needs archive=PATH (a search's run directory, checkpoint or archive.json)")
-        self.archive = load_archive(archive)
-        self.prompts = [e.prompt for e in self.archive.entries()]
-        if not self.prompts:
+        entries = load_archive(archive).entries()
+        if not entries:
             raise ConfigError(f"archive={archive}: the archive is empty")
+        self.prompts = [e.prompt for e in entries]
         self.by_root: dict[str, list[str]] = {}
-        for entry in self.archive.entries():
+        for entry in entries:
             self.by_root.setdefault(entry.root, []).append(entry.prompt)
 
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
