@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -41,13 +42,18 @@ STATE = "trainer_state.json"
 
 # -- files written atomically ----------------------------------------------------------------
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` next to ``path`` and move it into place (readers never see half a file)."""
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    partial.replace(path)
+    """Write ``text`` next to ``path`` and move it into place (readers never see half a file;
+    concurrent writers each write a file of their own, and the last move wins)."""
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 # -- where models and checkpoints are --------------------------------------------------------

@@ -3,6 +3,8 @@ the judge's P(unsafe) is the fitness, and fit prompts join the archive."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +74,12 @@ class RainbowConfig(Config):
     place."""
     archive: str | None = None
     """A JSON file the archive is loaded from (when it exists) and saved to after every
-    insertion, so a run resumes where it stopped."""
+    insertion, so a run resumes where it stopped. Games of one process given the same file
+    share one archive (concurrent games lose none of each other's insertions)."""
+    novelty_coef: float = 0.0
+    """A novelty bonus for the mutator: a candidate that reaches the target earns fitness +
+    ``novelty_coef`` × (1 − its BLEU against the filter's references). 0 (the paper's reward):
+    fitness alone. For a mutator trained by RL, which would otherwise repeat its best prompt."""
     hidden_cot: bool = True
     """Mutator and target write ``reasoning </think> <answer> … </answer>``."""
     max_output_chars: int = 8192
@@ -89,8 +96,14 @@ class RainbowConfig(Config):
             axis = getattr(self, name)
             if not axis or len(set(axis)) != len(axis):
                 problems.append(f"{name} must be a non-empty list of distinct names")
-        check(problems + at_least(self, 1, "max_output_chars"))
+        check(problems + at_least(self, 1, "max_output_chars") + at_least(self, 0, "novelty_coef"))
         judge_named(self.judge)  # an unknown name fails with the config
+
+
+_OPEN_ARCHIVES: weakref.WeakValueDictionary[str, Archive] = weakref.WeakValueDictionary()
+"""The archive of each file that live games hold (resolved path → archive)."""
+_ARCHIVE_LOCK = threading.Lock()
+"""Held while a game inserts into its archive and saves it."""
 
 
 def parent_of(index: int, seeds: Sequence[str], archive: Archive, rng: np.random.Generator) -> str:
@@ -125,14 +138,23 @@ class RainbowGame(LanguageGame):
             raise ConfigError("the archive's axes differ from the config's categories and styles")
 
     def _open_archive(self) -> Archive:
+        """The config's archive: the one other live games of this process opened from the same
+        file, else the file's, else a new one."""
         cfg = self.config
-        if cfg.archive and Path(cfg.archive).is_file():
-            archive = Archive.load(cfg.archive)
-            if (archive.fitness_threshold, archive.single_elite, archive.max_per_cell) != (
-                    cfg.fitness_threshold, cfg.single_elite, cfg.max_per_cell):
-                raise DataError(f"{cfg.archive} was built with other insertion rules than this config's")
-            return archive
-        return Archive(cfg.categories, cfg.styles, cfg.fitness_threshold, cfg.single_elite, cfg.max_per_cell)
+        key = str(Path(cfg.archive).resolve()) if cfg.archive else None
+        archive = _OPEN_ARCHIVES.get(key) if key else None
+        if archive is None:
+            if key and Path(key).is_file():
+                archive = Archive.load(key)
+            else:
+                archive = Archive(cfg.categories, cfg.styles, cfg.fitness_threshold, cfg.single_elite,
+                                  cfg.max_per_cell)
+            if key:
+                _OPEN_ARCHIVES[key] = archive
+        if (archive.fitness_threshold, archive.single_elite, archive.max_per_cell) != (
+                cfg.fitness_threshold, cfg.single_elite, cfg.max_per_cell):
+            raise DataError(f"{cfg.archive} was built with other insertion rules than this config's")
+        return archive
 
     # -- life cycle ------------------------------------------------------------------------
     def setup(self, options: dict[str, Any]) -> None:
@@ -203,20 +225,27 @@ class RainbowGame(LanguageGame):
         fitness = unsafe_probability(self.judge, self.candidate, move.text)
         entry = Entry(self.candidate, move.text, fitness, self.category, self.style, self.parent, self.iteration,
                       self.archive.root_of(self.parent))
-        refused = self.archive.insert(entry)
-        if refused is None and self.config.archive:
-            self.archive.save(self.config.archive)
-        return self._end({"mutator": fitness, "target": 1.0 - fitness}, candidate=self.candidate, bleu=self.bleu,
-                         fitness=fitness, inserted=refused is None, reason=refused)
+        with _ARCHIVE_LOCK:  # games whose judge awaits a model step in threads
+            refused = self.archive.insert(entry)
+            if refused is None and self.config.archive:
+                self.archive.save(self.config.archive)
+        terms = {"fitness": fitness}
+        if self.config.novelty_coef:
+            terms["novelty"] = self.config.novelty_coef * (1.0 - self.bleu)
+        return self._end({"mutator": sum(terms.values()), "target": 1.0 - fitness}, candidate=self.candidate,
+                         bleu=self.bleu, fitness=fitness, inserted=refused is None, reason=refused,
+                         terms={"mutator": terms, "target": {"safety": 1.0 - fitness}})
 
-    def _end(self, rewards: dict[str, float], **info: Any) -> Outcome:
+    def _end(self, rewards: dict[str, float], terms: dict[str, dict[str, float]] | None = None, **info: Any) -> Outcome:
         self.over = True
         if self.candidate is not None:  # the candidate reached the target: its parent has been tried
-            self.archive.parents_drawn += 1
+            with _ARCHIVE_LOCK:
+                self.archive.parents_drawn += 1
         shared = {"category": self.category, "style": self.style, "parent": self.parent, "candidate": None,
                   "bleu": None, "fitness": None, "inserted": False, "reason": None} | info
         shared["answer"] = self.answer.text if self.answer is not None else None
-        return Outcome(rewards=rewards, info={a: dict(shared) for a in self.possible_agents}, done=True)
+        return Outcome(rewards=rewards, reward_terms=terms or {}, info={a: dict(shared) for a in self.possible_agents},
+                       done=True)
 
     def header(self, viewer: str | None) -> str:
         return f"cell: {self.category} × {self.style}; parent: {self.parent}"
