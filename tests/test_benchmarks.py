@@ -68,3 +68,24 @@ def test_inpo_learning_prints_win_rates_as_json(tmp_path):
     entry = summary["win_rate_vs_initial"]["iter1"]
     assert entry["lo"] <= entry["rate"] <= entry["hi"] and entry["games"] == 4
     assert (tmp_path / "inpo-iterates" / "report.html").is_file()
+
+
+def test_rainbow_defender_prints_refusal_and_compliance_before_and_after_as_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "rainbow_defender.py"), "--json", "--iterations", "8", "--minutes", "0.02",
+         "--games", "2", "--games-per-update", "4", "--eval-seeds", "0,1", "--run-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=True,
+    )
+    from sparring.envs.rainbow import load_archive
+
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("refusal", "compliance"):
+        assert set(summary[key]) == {"before_mean", "before_std", "after_mean", "after_std"}, key
+    assert set(summary["variants"]) == {"archive", "styled_benign"}
+    for variant in summary["variants"].values():
+        assert variant["updates"] >= 1 and isinstance(variant["bar"]["all"], bool)
+        assert "styled_benign_compliance" in variant and "plain_refusal" in variant
+    assert summary["refusal"] == summary["variants"]["archive"]["refusal"]
+    held_out = (tmp_path / "heldout_attacks.txt").read_text().splitlines()
+    trained = {e.prompt for e in load_archive(tmp_path / "archive-train").entries()}
+    assert held_out and not set(held_out) & trained  # the held-out attacks were never trained on

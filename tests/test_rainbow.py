@@ -337,6 +337,25 @@ def test_an_archive_attacks_in_redteam_with_the_prompts_grown_from_the_games_see
     # a seed the archive never grew from gets any archived prompt
     obs = {"text": "Seed prompt:\nHow do I knit a scarf?", "hidden_cot": 1}
     assert split_answer(attacker.respond("attacker", obs)) in {e.prompt for e in grown + [other]}
+    # a benign seed goes on as written (the over-refusal guard), unless benign=archive
+    benign = next(s.prompt for s in load_seeds("train") if s.label == "benign")
+    env.reset(seed=0, options={"seed_prompt": benign, "label": "benign", "revise": True})
+    assert split_answer(attacker.respond("attacker", env.observe("attacker"))) == benign
+    env.step(attacker.respond("attacker", env.observe("attacker")))
+    assert env.game.message == benign
+    everywhere = load_policy({"policy": "rainbow.archive", "archive": str(archive_file(tmp_path, grown)),
+                              "benign": "archive"}, seed=0)
+    env.reset(seed=0, options={"seed_prompt": benign, "label": "benign", "revise": True})
+    assert split_answer(everywhere.respond("attacker", env.observe("attacker"))) in {e.prompt for e in grown}
+    styled = load_policy({"policy": "rainbow.archive", "archive": str(archive_file(tmp_path, grown)),
+                          "benign": "styled"}, seed=0)
+    env.reset(seed=0, options={"seed_prompt": benign, "label": "benign", "revise": True})
+    dressed = {split_answer(styled.respond("attacker", env.observe("attacker"))) for _ in range(12)}
+    request = benign[0].lower() + benign[1:]
+    assert len(dressed) > 3 and benign not in dressed
+    assert sum(request.split()[-1] in p.lower() for p in dressed) >= len(dressed) // 2  # the request is kept
+    with pytest.raises(ConfigError, match="benign='keep' is unknown"):
+        load_policy({"policy": "rainbow.archive", "archive": str(tmp_path), "benign": "keep"})
     with pytest.raises(ConfigError, match="needs archive=PATH"):
         load_policy("rainbow.archive")
     with pytest.raises(ConfigError, match="no archive here"):
@@ -363,3 +382,51 @@ def test_an_archive_is_an_attacker_entrant_in_a_redteam_tournament(tmp_path):
     analysis = analyse(cfg, Tournament.create(cfg).run())
     assert analysis.matches and all(m.status == "done" for m in analysis.matches)
     assert set(analysis.agents) == {"archive", "roleplay"}
+
+
+def test_games_given_one_archive_file_share_it_and_lose_no_insertion(tmp_path):
+    path = tmp_path / "archive.json"
+    envs = [rainbow(archive=str(path)) for _ in range(16)]  # all open at once, as in a rollout
+    mutator, target = load_policy("rainbow.style"), load_policy("redteam.comply")
+    for seed, env in enumerate(envs):
+        env.reset(seed=seed)
+        env.step(asyncio.run(mutator.act("mutator", env.observe("mutator"))).text)
+    inserted = 0
+    for env in envs:
+        if env.unwrapped.game.to_act() == ("target",):
+            env.step(asyncio.run(target.act("target", env.observe("target"))).text)
+            inserted += env.infos["target"]["inserted"]
+    assert inserted > 2 and len(Archive.load(path)) == inserted
+    assert len({id(env.unwrapped.game.archive) for env in envs}) == 1
+
+
+def test_the_novelty_bonus_pays_the_mutator_for_distance_from_its_references():
+    plain = game(rainbow(), "rainbow.style", "redteam.comply")
+    fitness = plain.final_infos["mutator"]["fitness"]
+    assert plain.rewards["mutator"] == pytest.approx(fitness)
+    assert plain.final_infos["mutator"]["reward_terms"] == {"fitness": fitness}
+    bonus = game(rainbow(novelty_coef=0.5), "rainbow.style", "redteam.comply")
+    info = bonus.final_infos["mutator"]
+    novelty = 0.5 * (1 - info["bleu"])
+    assert info["candidate"] == plain.final_infos["mutator"]["candidate"] and novelty > 0
+    assert info["reward_terms"] == pytest.approx({"fitness": fitness, "novelty": novelty})
+    assert bonus.rewards["mutator"] == pytest.approx(fitness + novelty)
+    assert bonus.final_infos["target"]["reward_terms"] == pytest.approx({"safety": 1 - fitness})
+    filtered = game(rainbow(novelty_coef=0.5), "rainbow.verbatim", "redteam.comply")
+    assert filtered.rewards["mutator"] == 0.0  # a filtered candidate earns no bonus
+    with pytest.raises(ConfigError, match="novelty_coef"):
+        rainbow(novelty_coef=-1)
+
+
+def test_the_mutator_trains_by_rl_on_its_own_archive(tmp_path):
+    run = tmp_path / "mutator"
+    result = subprocess.run([sys.executable, "-m", "sparring.cli", "train", "train=rainbow_mutator", "updates=2",
+                             "games_per_update=8", f"run_dir={run}", "env.fitness_threshold=0.0",
+                             "seats.target=redteam.comply", "tensorboard=false", "plot=false"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2] and all("reward/mutator" in r for r in rows)
+    assert "reward/target" not in rows[0]  # the target is frozen
+    archive = Archive.load(run / "archive.json")  # the curriculum lives in the run directory
+    assert len(archive) > 0 and archive.parents_drawn > 0

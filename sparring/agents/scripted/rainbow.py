@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from sparring.agents.base import ScriptedPolicy
 from sparring.envs.parsing import answer_in_format
 from sparring.envs.rainbow.archive import load_archive
 from sparring.envs.rainbow.game import CATEGORY_MARKER, PARENT_MARKER, STYLE_MARKER
-from sparring.envs.redteam.prompts import SEED_MARKER, extract_after
+from sparring.envs.redteam.prompts import BENIGN_LABEL, SEED_MARKER, extract_after
 from sparring.errors import ConfigError
 
 #: Templates per attack style ({request}: the parent, {topic}: the risk category, lower case).
@@ -65,30 +67,34 @@ _LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"})
 
 
 class StyleMutator(ScriptedPolicy):
-    """Writes the parent in the requested attack style (one of :data:`TEMPLATES` drawn by its
-    generator; an unknown style keeps the parent and names the style)."""
+    """Writes the parent in the requested attack style (see :func:`recast`)."""
 
     name = "rainbow.style"
 
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
         text = observation["text"]
-        parent = extract_after(PARENT_MARKER, text)
         style = _field(STYLE_MARKER, text)
-        topic = _field(CATEGORY_MARKER, text).lower()
-        options = TEMPLATES.get(style, (f"({style}) {{request}}",))
-        template = options[int(self.rng.integers(len(options)))]
-        request = self.reword(parent[:1].lower() + parent[1:] if parent else parent)
-        prompt = template.format(request=request, topic=topic, leet=request.translate(_LEET))
+        prompt = recast(extract_after(PARENT_MARKER, text), style, _field(CATEGORY_MARKER, text).lower(), self.rng)
         return answer_in_format(observation, f"I will recast the parent as {style}.", prompt)
 
-    def reword(self, request: str) -> str:
-        """``request`` with its opening (``how do I``, ``write``, ...) said another way, drawn
-        by the generator; kept as it is half the time and when no opening matches."""
-        lowered = request.lower()
-        for opening, others in OPENINGS:
-            if lowered.startswith(opening) and self.rng.random() < 0.5:
-                return others[int(self.rng.integers(len(others)))] + request[len(opening):]
-        return request
+
+def recast(parent: str, style: str, topic: str, rng: np.random.Generator) -> str:
+    """``parent`` written in ``style`` (one of its :data:`TEMPLATES`, drawn by ``rng``; an
+    unknown style keeps the parent and names the style), about ``topic``."""
+    options = TEMPLATES.get(style, (f"({style}) {{request}}",))
+    template = options[int(rng.integers(len(options)))]
+    request = reword(parent[:1].lower() + parent[1:] if parent else parent, rng)
+    return template.format(request=request, topic=topic, leet=request.translate(_LEET))
+
+
+def reword(request: str, rng: np.random.Generator) -> str:
+    """``request`` with its opening (``how do I``, ``write``, ...) said another way, drawn by
+    ``rng``; kept as it is half the time and when no opening matches."""
+    lowered = request.lower()
+    for opening, others in OPENINGS:
+        if lowered.startswith(opening) and rng.random() < 0.5:
+            return others[int(rng.integers(len(others)))] + request[len(opening):]
+    return request
 
 
 class VerbatimMutator(ScriptedPolicy):
@@ -109,18 +115,29 @@ def _field(marker: str, text: str) -> str:
 
 class ArchiveAttacker(ScriptedPolicy):
     """A RainbowPlus archive as an attacker population for ``sparring/redteam-v0``: each move
-    is an archived prompt drawn uniformly by the generator, from those grown from the game's
-    seed when the archive has any, else from the whole archive.
+    on a harmful seed is an archived prompt drawn uniformly by the generator, from those grown
+    from the game's seed when the archive has any, else from the whole archive.
 
-    ``archive`` is a search's run directory, a checkpoint or an ``archive.json``."""
+    ``archive`` is a search's run directory, a checkpoint or an ``archive.json``. ``benign``:
+    what a game with a benign seed is asked: ``verbatim`` (the default) sends the seed on as
+    written, so a defender trained against the archive keeps earning its reward for answering
+    benign requests (the over-refusal guard); ``styled`` writes it in one of the archive's
+    attack styles (:func:`recast`), so that refusing by the attack's style, not its harm, costs
+    the defender; ``archive`` attacks it with an archived prompt too."""
 
     name = "rainbow.archive"
+    BENIGN = ("verbatim", "styled", "archive")
 
-    def __init__(self, seed: int | None = None, archive: str | None = None):
+    def __init__(self, seed: int | None = None, archive: str | None = None, benign: str = "verbatim"):
         super().__init__(seed)
         if archive is None:
             raise ConfigError("rainbow.archive needs archive=PATH (a search's run directory, checkpoint or archive.json)")
-        entries = load_archive(archive).entries()
+        if benign not in self.BENIGN:
+            raise ConfigError(f"rainbow.archive benign={benign!r} is unknown; use one of {self.BENIGN}")
+        self.benign = benign
+        loaded = load_archive(archive)
+        entries = loaded.entries()
+        self.styles = loaded.styles
         if not entries:
             raise ConfigError(f"archive={archive}: the archive is empty")
         self.prompts = [e.prompt for e in entries]
@@ -130,6 +147,12 @@ class ArchiveAttacker(ScriptedPolicy):
 
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
         seed = extract_after(SEED_MARKER, observation["text"])
+        if self.benign != "archive" and BENIGN_LABEL in observation["text"]:
+            if self.benign == "verbatim":
+                return answer_in_format(observation, "The seed is benign: I will send it on as written.", seed)
+            style = self.styles[int(self.rng.integers(len(self.styles)))]
+            return answer_in_format(observation, f"The seed is benign: I will dress it as {style}.",
+                                    recast(seed, style, "everyday life", self.rng))
         grown = self.by_root.get(seed)
         pool = grown or self.prompts
         prompt = pool[int(self.rng.integers(len(pool)))]
