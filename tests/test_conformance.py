@@ -30,6 +30,7 @@ VARIANTS = {
         },
     ],
     "sparring/preference-v0": [{}, {"hidden_cot": False, "prompts": "heldout"}, {"num_players": 3}],
+    "sparring/router-v0": [{}, {"max_turns": 1, "cost_coef": 0.5, "expert_reward": "none", "data": "heldout"}],
     "sparring/rainbow-v0": [{"judge": "rules"}, {"judge": "rules", "hidden_cot": False},
                             {"judge": "rules", "single_elite": True, "similarity_reference": "mutator_prompt"}],
 }

@@ -1,7 +1,7 @@
 """Games as PettingZoo environments, on one language-game core.
 
 ``make(id, **kwargs)`` builds any registered game; ``GAMES`` lists them. Each game module
-(``sparring.envs.redteam``, ``sparring.envs.rainbow``, ``sparring.envs.matrix``,
+(``sparring.envs.redteam``, ``sparring.envs.rainbow``, ``sparring.envs.router``, ``sparring.envs.matrix``,
 ``sparring.envs.preference``) also exposes ``env()``, ``parallel_env()`` and ``raw_env`` in
 PettingZoo's style.
 """
@@ -37,6 +37,13 @@ register_game(
     default_seats={"mutator": "rainbow.style", "target": "redteam.keyword"},
     baselines={"mutator": ("rainbow.style", "rainbow.verbatim"),
                "target": ("redteam.comply", "redteam.refuse", "redteam.keyword")},
+)
+register_game(
+    "sparring/router-v0",
+    "sparring.envs.router",
+    "Router-R1: a router answers questions by asking priced experts; rewarded on exact match and cost.",
+    default_seats={"router": "router.cheapest", "*": "router.expert"},
+    baselines={"router": ("router.cheapest", "router.strongest", "router.random", "router.oracle")},
 )
 register_game(
     "sparring/matrix-v0",
