@@ -89,3 +89,19 @@ def test_rainbow_defender_prints_refusal_and_compliance_before_and_after_as_json
     held_out = (tmp_path / "heldout_attacks.txt").read_text().splitlines()
     trained = {e.prompt for e in load_archive(tmp_path / "archive-train").entries()}
     assert held_out and not set(held_out) & trained  # the held-out attacks were never trained on
+
+
+def test_router_learning_prints_the_router_baselines_and_sweep_as_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "router_learning.py"), "--json", "--minutes", "0.02", "--alphas", "0,0.5",
+         "--games", "4", "--eval-seeds", "0,1", "--serial-games", "2", "--games-per-update", "4",
+         "--run-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(summary["router"]) >= {"em", "em_std", "cost", "cost_std"}
+    assert set(summary["baselines"]) == {"cheapest", "strongest", "random", "oracle"}
+    assert all(set(b) >= {"em", "cost"} for b in summary["baselines"].values())
+    assert [p["alpha"] for p in summary["sweep"]] == [0.0, 0.5] and all({"em", "cost"} <= set(p) for p in summary["sweep"])
+    assert summary["throughput_router_moves_per_s"]["pool_64"] > 0 and isinstance(summary["bar"]["all"], bool)
+    assert (tmp_path / "pareto.png").stat().st_size > 1000

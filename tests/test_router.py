@@ -289,3 +289,38 @@ def test_the_shipped_synthetic_set_is_the_generators_output():
 
     for split, rows in synthetic.build().items():
         assert [r.question for r in load_qa(split)] == [r["question"] for r in rows]
+
+
+def test_routers_are_scored_on_em_and_cost_and_a_model_plays_through_the_pool():
+    from sparring.arenas.routing import RouterEvalConfig, evaluate_router
+
+    oracle = evaluate_router(RouterEvalConfig(router="router.oracle", games=12, eval_seeds=(0, 1)))
+    cheapest = evaluate_router(RouterEvalConfig(router="router.cheapest", games=12, eval_seeds=(0, 1)))
+    assert oracle["em"]["mean"] > cheapest["em"]["mean"] and len(oracle["em"]["per_seed"]) == 2
+    assert oracle["valid_format"]["mean"] == 1.0 and oracle["calls"]["mean"] == 1.0
+    model = evaluate_router(RouterEvalConfig(router="tiny", games=4, eval_seeds=(0,), max_new_tokens=48))
+    assert 0.0 <= model["em"]["mean"] <= 1.0 and model["calls"]["mean"] >= 0.0
+
+
+def test_the_gymnasium_view_plays_the_router_against_frozen_experts():
+    import gymnasium
+
+    env = gymnasium.make("sparring:sparring/Router-v0", data="heldout")
+    obs, _ = env.reset(seed=1)
+    question = obs["text"].split("Question: ", 1)[1].split("\n", 1)[0]
+    obs, reward, terminated, _, _ = env.step(f"<think>ask</think> <search> large: {question} </search>")
+    assert not terminated and "<information>" in obs["text"]
+    reply = obs["text"].rsplit("<information>", 1)[1].split("</information>", 1)[0].strip()
+    _, reward, terminated, _, info = env.step(f"<think>pass it on</think> <answer> {reply} </answer>")
+    assert terminated and reward == info["em"] and info["format_problems"] == []
+
+
+def test_the_router_trains_by_self_play_on_its_moves_only(tmp_path):
+    from sparring.agents.learners import config_for, train
+    from sparring.cli import _compose
+
+    cfg = config_for(_compose("train", ["train=router", "updates=1", "games_per_update=4", f"run_dir={tmp_path}",
+                                        "tensorboard=false", "plot=false"]))
+    assert cfg.agent.sampling().stop == ("</search>", "</answer>")
+    rows = train(cfg)
+    assert rows[0]["samples"] >= 4 and "reward/router" in rows[0] and "reward/expert_small" not in rows[0]

@@ -28,6 +28,11 @@ register_view(
     "rainbow-v0 from the mutator's seat (the RainbowPlus loop); the target is frozen.",
 )
 register_view(
+    "sparring/Router-v0",
+    "sparring.views.gym:RouterEnv",
+    "router-v0 from the router's seat (Router-R1); the experts are frozen policies.",
+)
+register_view(
     "sparring/Matrix-v0",
     "sparring.views.gym:MatrixEnv",
     "matrix-v0 from player_0's seat; the other players are frozen policies.",

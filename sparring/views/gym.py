@@ -107,6 +107,15 @@ class RainbowMutatorEnv(SingleAgentView):
         return self._env.unwrapped.game.archive
 
 
+class RouterEnv(SingleAgentView):
+    """``sparring/router-v0`` from the router's seat; ``opponent`` plays every expert (frozen):
+    a step is one router move, and the expert it asks replies before the next observation."""
+
+    def __init__(self, opponent: PolicySpec = "router.expert", render_mode: str | None = None, **game_kwargs: Any):
+        seats = make("sparring/router-v0", raw=True, **game_kwargs).possible_agents[1:]
+        super().__init__("sparring/router-v0", "router", dict.fromkeys(seats, opponent), render_mode, **game_kwargs)
+
+
 class MatrixEnv(SingleAgentView):
     """``sparring/matrix-v0`` from ``player_0``'s seat; ``opponent`` plays every other seat."""
 

@@ -33,11 +33,14 @@ class AgentConfig:
     top_k: int = 0
     """0: no top-k. Keep 1.0/0 when training: the PPO ratio needs the true sampling logprobs."""
     max_new_tokens: int = 96
+    stop: tuple[str, ...] = ()
+    """Strings that end a generation (kept in it), e.g. ``["</search>", "</answer>"]`` for the
+    router of ``sparring/router-v0``, whose move ends at the first of them."""
     system_prompt: str | None = None
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                              max_new_tokens=self.max_new_tokens)
+                              max_new_tokens=self.max_new_tokens, stop=self.stop)
 
     def __post_init__(self) -> None:
         self.sampling()  # the sampling fields are checked where they are defined

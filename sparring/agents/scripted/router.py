@@ -90,16 +90,28 @@ def parse_router_view(text: str) -> tuple[str, dict[str, float], list[str]]:
     return question.strip(), prices, [m.strip() for m in _INFORMATION.findall(history)]
 
 
+def search_move(expert: str, query: str, reason: str = "I will ask {expert}.") -> str:
+    """A router move asking ``expert``."""
+    return f"<think>{reason.format(expert=expert)}</think> <search> {expert}: {query} </search>"
+
+
+def answer_move(replies: Sequence[str], reason: str | None = None) -> str:
+    """A router move passing the last reply on (``unknown`` when it was none); with a
+    ``reason``, a ``<think>`` goes first (the first move has one already, which is all the
+    format asks)."""
+    answer = replies[-1] if replies and replies[-1] not in ("None", UNKNOWN) else "unknown"
+    thought = f"<think>{reason.format(answer=answer)}</think> " if reason else ""
+    return f"{thought}<answer> {answer} </answer>"
+
+
 class _Router(ScriptedPolicy):
     """Asks one expert (:meth:`choose`) the question verbatim, then answers with its reply."""
 
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
         question, prices, replies = parse_router_view(observation["text"])
         if replies or not prices:
-            answer = replies[-1] if replies and replies[-1] not in ("None", UNKNOWN) else "unknown"
-            return f"<think>The expert replied; I will pass its answer on.</think> <answer> {answer} </answer>"
-        expert = self.choose(question, prices)
-        return f"<think>I will ask {expert}.</think> <search> {expert}: {question} </search>"
+            return answer_move(replies)
+        return search_move(self.choose(question, prices), question)
 
     def choose(self, question: str, prices: dict[str, float]) -> str:
         raise NotImplementedError
