@@ -324,3 +324,28 @@ def test_the_router_trains_by_self_play_on_its_moves_only(tmp_path):
     assert cfg.agent.sampling().stop == ("</search>", "</answer>")
     rows = train(cfg)
     assert rows[0]["samples"] >= 4 and "reward/router" in rows[0] and "reward/expert_small" not in rows[0]
+
+
+def test_routers_duel_in_an_arena_tournament_against_fixed_experts(tmp_path):
+    from sparring.arenas.report import analyse
+    from sparring.arenas.runner import Tournament
+    from sparring.arenas.tournament import TournamentConfig
+
+    experts = {seat: {"policy": "router.expert"} for seat in ("expert_small", "expert_medium", "expert_large")}
+    roster = {name: {"policy": f"router.{name}"} for name in ("cheapest", "strongest", "oracle")}
+    cfg = TournamentConfig(name="routers", game={"id": "sparring/router-v0", "data": "heldout", "cost_coef": 0.5},
+                           roster=roster, fixed_seats=experts, games_per_pairing=6, out_dir=str(tmp_path), bootstrap=50)
+    matches = Tournament.create(cfg).run()
+    assert len(matches) == 3 * 6 and all(m.status == "done" and set(m.seats) == {"router#1", "router#2"}
+                                         for m in matches)
+    first = matches[0]  # both routers answered the same question
+    assert first.transcript.count(first.transcript.split("\n", 1)[0]) == 2
+    analysis = analyse(cfg, matches)
+    board = [row["agent"] for row in analysis.leaderboard()]
+    assert board[0] == "oracle" and board[-1] == "cheapest", board
+    with pytest.raises(ConfigError, match="not seats of sparring/router-v0"):
+        Tournament(TournamentConfig(name="x", game={"id": "sparring/router-v0"}, roster=roster,
+                                    fixed_seats={"expert_huge": {"policy": "router.expert"}}), None)
+    with pytest.raises(ConfigError, match="give the others a policy in fixed_seats"):
+        Tournament.create(TournamentConfig(name="y", game={"id": "sparring/router-v0"}, roster=roster,
+                                           out_dir=str(tmp_path)))

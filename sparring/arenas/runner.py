@@ -26,10 +26,12 @@ from sparring.agents.rollout import play
 from sparring.arenas.ratings import games_from_matches
 from sparring.arenas.store import DB_NAME, MatchRecord, Store
 from sparring.arenas.tournament import (
+    DUEL,
     MatchSpec,
     TournamentConfig,
     pairing_matches,
     round_robin,
+    seat_of,
     swiss_pairs,
 )
 from sparring.envs import make
@@ -72,9 +74,19 @@ class Roster:
     PROBE_SEEDS = 4
     """Probe games per agent at most (until every seat has moved once)."""
 
-    def __init__(self, specs: dict[str, dict[str, Any]], pool: Any = None):
+    def __init__(self, specs: dict[str, dict[str, Any]], pool: Any = None, fixed: dict[str, Any] | None = None):
         self.specs = specs
+        self.fixed = dict(fixed or {})
+        """Seat → the spec of the policy that plays it in every match."""
         self.resolver = PolicyResolver(pool_config=pool)
+
+    def fixed_policies(self) -> dict[str, Policy]:
+        """Fresh policies of the fixed seats, for one game (a fixed seat is no competitor:
+        its failures are the tournament's, not an agent's forfeit)."""
+        try:
+            return {seat: self.resolver.resolve(spec) for seat, spec in self.fixed.items()}
+        except SparringError as error:
+            raise type(error)(f"fixed_seats: {error}") from None
 
     def spec(self, agent: str, seat: str) -> dict[str, Any]:
         spec = self.specs[agent]
@@ -104,6 +116,7 @@ class Roster:
             moved: set[str] = set()
             for k in range(self.PROBE_SEEDS):
                 seats = {seat: Guarded(p, agent, cfg.move_timeout_s) for seat, p in policies[agent].items()}
+                seats |= self.fixed_policies()
                 try:
                     episode = await play(make(game_id, **kwargs), seats, seed=cfg.seed * 1_000_003 + k)
                 except Forfeit as forfeit:
@@ -111,34 +124,56 @@ class Roster:
                         raise type(forfeit.__cause__)(f"roster.{agent}: {forfeit.__cause__}") from None
                     return  # a crash or a stall is the agent's to forfeit, match by match
                 moved |= {t.agent for t in episode.turns}
-                if moved >= set(seats):
+                if moved >= set(policies[agent]):
                     return
 
         await asyncio.gather(*(probe(agent) for agent in policies))
 
 
 async def play_match(spec: MatchSpec, cfg: TournamentConfig, roster: Roster) -> MatchRecord:
+    """Play one scheduled match (a duel: one game per agent on the match's seed)."""
     game_id, kwargs = cfg.game["id"], {k: v for k, v in cfg.game.items() if k != "id"}
-    env = make(game_id, **kwargs)
-    seats = {seat: Guarded(roster.policy(agent, seat), agent, cfg.move_timeout_s) for seat, agent in spec.seats.items()}
     base = dict(key=spec.key, index=spec.index, round=spec.round, seed=spec.seed, seats=spec.seats)
     started = time.perf_counter()
-    try:
-        episode = await play(env, seats, seed=spec.seed)
-    except Forfeit as f:
-        return MatchRecord(**base, status="forfeit", forfeit_by=f.agent, reason=f.reason,
-                           transcript=env.unwrapped.game.render_transcript(), seconds=time.perf_counter() - started)
-    return MatchRecord(**base, status="done", rewards=episode.rewards, reward_terms=episode.reward_terms,
-                       transcript=episode.transcript, seconds=time.perf_counter() - started)
+    duel = len(spec.seats) == 2 and all(label.endswith(DUEL) for label in spec.seats)
+    games = [{label: agent} for label, agent in spec.seats.items()] if duel else [spec.seats]
+    rewards, terms, transcripts = {}, {}, []
+    for labels in games:
+        env = make(game_id, **kwargs)
+        seats = {seat_of(label): Guarded(roster.policy(agent, seat_of(label)), agent, cfg.move_timeout_s)
+                 for label, agent in labels.items()} | roster.fixed_policies()
+        try:
+            episode = await play(env, seats, seed=spec.seed)
+        except Forfeit as f:
+            transcripts.append(env.unwrapped.game.render_transcript())
+            return MatchRecord(**base, status="forfeit", forfeit_by=f.agent, reason=f.reason,
+                               transcript="\n\n".join(transcripts), seconds=time.perf_counter() - started)
+        for label in labels:
+            rewards[label] = episode.rewards[seat_of(label)]
+            terms[label] = dict(episode.reward_terms.get(seat_of(label), {}))
+        transcripts.append(episode.transcript)
+    if not duel:
+        rewards, terms = episode.rewards, episode.reward_terms
+    return MatchRecord(**base, status="done", rewards=rewards, reward_terms=terms,
+                       transcript="\n\n".join(transcripts), seconds=time.perf_counter() - started)
 
 
 class Tournament:
     def __init__(self, cfg: TournamentConfig, store: Store | None):
         self.cfg = cfg
         self.store = store
-        self.roster = Roster(cfg.roster, cfg.pool)
+        self.roster = Roster(cfg.roster, cfg.pool, cfg.fixed_seats)
         game_id, kwargs = cfg.game["id"], {k: v for k, v in cfg.game.items() if k != "id"}
-        self.seats = list(make(game_id, **kwargs).possible_agents)
+        every = list(make(game_id, **kwargs).possible_agents)
+        unknown = sorted(set(cfg.fixed_seats) - set(every))
+        if unknown:
+            raise ConfigError(f"fixed_seats {unknown} are not seats of {game_id}; its seats: {every}")
+        self.seats = [seat for seat in every if seat not in cfg.fixed_seats]
+        """The seats the agents compete for."""
+        if not 1 <= len(self.seats) <= 2:
+            raise ConfigError(f"tournaments are between two agents; {game_id} leaves seats {self.seats} to them: "
+                              "give the others a policy in fixed_seats" if self.seats else
+                              f"fixed_seats fill every seat of {game_id}: leave the agents at least one")
 
     @classmethod
     def create(cls, cfg: TournamentConfig) -> Tournament:
@@ -230,7 +265,7 @@ class Tournament:
 def _play_chunk(cfg_values: dict[str, Any], specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A Ray task: play some matches in a worker and return their records."""
     cfg = TournamentConfig.from_dict(cfg_values)
-    roster = Roster(cfg.roster, cfg.pool)
+    roster = Roster(cfg.roster, cfg.pool, cfg.fixed_seats)
 
     async def all_of_them():
         return await asyncio.gather(*(play_match(MatchSpec(**s), cfg, roster) for s in specs))

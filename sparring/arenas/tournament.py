@@ -5,7 +5,10 @@ registered policy, ``llm`` with ``model:`` a model, checkpoint or run directory,
 run path itself, or a user's ``module:Class``), optionally ``base_url:`` (and ``api_key:``)
 for a model behind an OpenAI-compatible server; or, for asymmetric games whose roles need
 different policies, ``{seats: {SEAT: spec, ...}}``. LLM agents share one pool, built from
-``pool:`` (``configs/pool/``).
+``pool:`` (``configs/pool/``). ``fixed_seats`` fills seats with the same policy in every
+match (the experts of ``router-v0``); the agents compete for the others. When one seat is
+left, a match is a duel: each agent plays that seat on the same game seed, against the same
+fixed seats, and the higher reward wins (its seats are recorded as ``SEAT#1`` and ``SEAT#2``).
 
 Matches are scheduled deterministically from the config: every pairing plays the same game
 seeds (common random numbers), each pair in both seat orders when ``role_swap`` is on. A
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sparring.config import Config, above, at_least, check
-from sparring.errors import ConfigError, did_you_mean
+from sparring.errors import did_you_mean
 from sparring.pool import PoolConfig
 
 SCHEDULES = ("round_robin", "swiss")
@@ -54,6 +57,8 @@ class TournamentConfig(Config):
     """Transcripts per pairing shown in the HTML report."""
     pool: PoolConfig = field(default_factory=PoolConfig)
     """The pool LLM agents share (those with ``base_url`` use that server)."""
+    fixed_seats: dict[str, Any] = field(default_factory=dict)
+    """Seat → the policy spec that plays it in every match (not a competitor)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.pool, Mapping):
@@ -107,17 +112,26 @@ def game_seeds(cfg: TournamentConfig) -> list[int]:
     return [cfg.seed * 1_000_003 + k for k in range(cfg.games_per_pairing)]
 
 
+DUEL = ("#1", "#2")
+"""The suffixes of a duel's two records of its one competitive seat."""
+
+
+def seat_of(label: str) -> str:
+    """The game seat a match's seat label stands for (a duel's ``SEAT#1`` is ``SEAT``)."""
+    return label[:-2] if label.endswith(DUEL) else label
+
+
 def pairing_matches(cfg: TournamentConfig, seats: list[str], pairs: list[tuple[str, str]], round_: int,
                     start: int) -> list[MatchSpec]:
-    """Matches of the given pairs: every seed, both seat orders when ``role_swap``."""
-    if len(seats) != 2:
-        raise ConfigError(f"tournaments are between two agents; {cfg.game['id']} has seats {seats}")
+    """Matches of the given pairs: every seed, both seat orders when ``role_swap`` (a duel of
+    one competitive seat has one order: both agents play it)."""
+    labels = [seats[0] + suffix for suffix in DUEL] if len(seats) == 1 else seats
     matches = []
     for a, b in pairs:
-        orders = [(a, b), (b, a)] if cfg.role_swap and a != b else [(a, b)]
+        orders = [(a, b), (b, a)] if cfg.role_swap and a != b and len(seats) == 2 else [(a, b)]
         for seed in game_seeds(cfg):
             for first, second in orders:
-                matches.append(MatchSpec(start + len(matches), round_, {seats[0]: first, seats[1]: second}, seed))
+                matches.append(MatchSpec(start + len(matches), round_, {labels[0]: first, labels[1]: second}, seed))
     return matches
 
 
