@@ -55,6 +55,28 @@ def test_single_elite_cells_keep_the_best_candidate():
     assert [e.prompt for e in archive.cell(*CELL)] == ["c"] and archive.qd_score() == pytest.approx(0.8)
 
 
+def test_single_elite_insertion_is_pyribs_map_elites_rule_and_the_stats_agree():
+    import numpy as np
+    from ribs.archives import GridArchive
+
+    rng = np.random.default_rng(0)
+    archive = Archive(CATEGORIES[:3], STYLES[:3], fitness_threshold=0.0, single_elite=True)
+    grid = GridArchive(solution_dim=(), dims=(3, 3), ranges=[(0, 3), (0, 3)], solution_dtype=object)
+    for i in range(60):
+        c, s, fitness = int(rng.integers(3)), int(rng.integers(3)), float(rng.choice([0.2, 0.5, 0.5, 0.8, 0.9]))
+        kept = archive.insert(entry(f"prompt {i}", fitness, (CATEGORIES[c], STYLES[s]))) is None
+        status = grid.add(np.array([f"prompt {i}"], dtype=object), np.array([fitness]), np.array([[c + .5, s + .5]]))
+        assert kept == (int(status["status"][0]) > 0), i  # pyribs: 0 not added, 1 improved, 2 new cell
+    elites = archive.elites()
+    assert sorted(elites.data("solution")) == sorted(e.prompt for e in archive.entries())
+    multi = Archive(CATEGORIES, STYLES, fitness_threshold=0.5)
+    for i in range(40):
+        multi.insert(entry(f"p{i}", 0.5 + i / 100, (CATEGORIES[i % 4], STYLES[i % 3])))
+    stats = multi.elites().stats
+    assert float(stats.coverage) == pytest.approx(multi.coverage()) and stats.num_elites == 12
+    assert float(stats.qd_score) == pytest.approx(multi.qd_score())
+
+
 def test_the_archive_saves_loads_and_refuses_bad_files(tmp_path):
     archive = Archive(CATEGORIES, STYLES, max_per_cell=3, parents_drawn=7)
     for i in range(5):

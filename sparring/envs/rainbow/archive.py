@@ -9,8 +9,13 @@ Two insertion rules over the same grid:
   by a candidate of higher fitness.
 
 This is one class rather than pyribs' ``GridArchive`` because the RainbowPlus cell is a list
-of many texts with their own fitnesses; pyribs' archives store one solution vector of fixed
-size per cell. The archive saves and loads as JSON (atomically), so a run resumes from it.
+of many texts with their own fitnesses; pyribs' archives keep one elite per cell. Both rules
+live here so that both modes share the files, the resume and the search. pyribs is used
+where it fits: :meth:`Archive.elites` is the archive's elite per cell as a pyribs
+``GridArchive`` (for a single-elite archive, the archive itself: its insertion rule is
+pyribs' MAP-Elites rule, which the tests check candidate by candidate), and the reported QD
+statistics are read from it. The archive saves and loads as JSON (atomically), so a run
+resumes from it.
 """
 
 from __future__ import annotations
@@ -135,6 +140,26 @@ class Archive:
 
     def unique_prompts(self) -> int:
         return len({e.prompt for e in self.entries()})
+
+    def elites(self):
+        """Each non-empty cell's fittest entry as a pyribs ``GridArchive`` over (category index,
+        style index), with the prompt as the solution and ``response``, ``parent`` and ``root``
+        as extra fields. Its ``stats`` hold coverage and QD-score (offset 0), as
+        :meth:`coverage` and :meth:`qd_score` compute them, and pyribs' own statistics."""
+        import numpy as np
+        from ribs.archives import GridArchive
+
+        extra = ("response", "parent", "root")
+        grid = GridArchive(solution_dim=(), dims=(len(self.categories), len(self.styles)),
+                           ranges=[(0, len(self.categories)), (0, len(self.styles))], solution_dtype=object,
+                           extra_fields={name: ((), object) for name in extra})
+        best = [max(cell, key=lambda e: e.fitness) for cell in self.cells.values() if cell]
+        if best:
+            grid.add(np.array([e.prompt for e in best], dtype=object), np.array([e.fitness for e in best]),
+                     np.array([[self.categories.index(e.category) + 0.5, self.styles.index(e.style) + 0.5]
+                               for e in best]),
+                     **{name: np.array([getattr(e, name) for e in best], dtype=object) for name in extra})
+        return grid
 
     # -- files -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
