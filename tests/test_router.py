@@ -268,6 +268,9 @@ def test_flashrag_files_load_and_bad_rows_fail_clearly(tmp_path):
     bad.write_text(json.dumps({"question": "q", "golden_answers": []}) + "\n")
     with pytest.raises(DataError, match=r"bad.jsonl:1: 'golden_answers' must be a non-empty list"):
         load_qa(str(bad))
+    bad.write_text(json.dumps({"question": "q", "golden_answers": ["The"]}) + "\n")
+    with pytest.raises(DataError, match="empty once normalised"):
+        load_qa(str(bad))
     with pytest.raises(NotFoundError, match="FlashRAG-shaped"):
         load_qa(str(tmp_path / "missing.jsonl"))
     assert {r.domain for r in load_qa("train")} == {"arithmetic", "capitals", "elements", "spelling"}
@@ -349,3 +352,33 @@ def test_routers_duel_in_an_arena_tournament_against_fixed_experts(tmp_path):
     with pytest.raises(ConfigError, match="give the others a policy in fixed_seats"):
         Tournament.create(TournamentConfig(name="y", game={"id": "sparring/router-v0"}, roster=roster,
                                            out_dir=str(tmp_path)))
+
+
+def test_a_long_output_is_cut_at_its_first_closing_tag_before_the_length_limit():
+    env = fixed(router_env(max_output_chars=200))
+    env.step("<think>I know it</think> <answer> 42 </answer>" + " and on" * 500)
+    assert env.rewards["router"] == 1.0 and env.infos["router"]["answer"] == "42"
+
+
+def test_gold_answers_and_prices_are_checked():
+    env = router_env()
+    env.reset(seed=0, options={"question": "Capital of France?", "golden_answers": "Paris"})
+    assert env.game.row.golden_answers == ("Paris",)
+    for golds in (["the"], [""], 7):
+        with pytest.raises(ConfigError, match="non-empty answers"):
+            env.reset(seed=0, options={"question": "q", "golden_answers": golds})
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        RouterConfig.from_dict({"experts": [{"name": "a", "description": "x", "price": float("nan")}]})
+
+
+def test_an_expert_never_asked_is_not_paid_and_questions_with_colons_route():
+    env = fixed(router_env())
+    env.step("<think>ask</think> <search> small:   </search>")  # an empty query asks no one
+    env.step("<think>fine</think> <answer> 42 </answer>")
+    assert env.rewards["expert_small"] == 0.0 and env.rewards["router"] == -1.0
+    env = fixed(router_env(), question="Quick one: what is 12 plus 30?")
+    seats = {"router": load_policy("router.strongest")} | {a: load_policy("router.expert")
+                                                          for a in env.possible_agents[1:]}
+    obs = env.observe("router")
+    env.step(asyncio.run(seats["router"].act("router", obs)).text)
+    assert env.agent_selection == "expert_large"  # the query lost its colon, not its expert

@@ -4,8 +4,9 @@
 checkpoint or a run) on a question set against fixed experts and reports, per evaluation
 seed and as mean ± std over the seeds: ``em`` (exact match), ``cost`` (dollars per question,
 from the experts' prices), ``calls`` (expert calls per question), ``valid_format`` (games
-without a format failure) and ``reward``. A model plays through the pool with the router's
-stop strings, so its moves end where the game says they do.
+without a format failure) and ``reward``. A model (given as a string: ``tiny``, a path, a run)
+plays through the pool with the router's stop strings, so its moves end where the game says
+they do; a mapping spec plays as the resolver builds it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sparring.agents.resolve import PolicyResolver
 from sparring.config import Config, at_least, check
 from sparring.envs import make
 from sparring.envs.router import STOP
+from sparring.errors import ConfigError
 from sparring.pool import Pool, PoolConfig, SamplingParams, build_pool, serve_model
 
 GAME = "sparring/router-v0"
@@ -41,7 +43,7 @@ class RouterEvalConfig(Config):
     """Questions per evaluation seed."""
     eval_seeds: tuple[int, ...] = (0, 1, 2)
     temperature: float = 1.0
-    max_new_tokens: int = 64
+    max_new_tokens: int = 128
     concurrency: int = 64
     pool: PoolConfig = field(default_factory=PoolConfig)
 
@@ -71,7 +73,13 @@ def _model(spec: Any) -> str | None:
 
 def _evaluate(cfg: RouterEvalConfig, model: str | None, pool: Pool | None) -> dict[str, dict[str, Any]]:
     seats = make(GAME, raw=True, **cfg.game).possible_agents
-    experts = cfg.experts if isinstance(cfg.experts, dict) else dict.fromkeys(seats[1:], cfg.experts)
+    if isinstance(cfg.experts, dict) and set(cfg.experts) <= set(seats[1:]):  # seat -> spec
+        missing = sorted(set(seats[1:]) - set(cfg.experts))
+        if missing:
+            raise ConfigError(f"experts gives no policy for seat(s) {missing}")
+        experts = dict(cfg.experts)
+    else:  # one spec for every expert seat
+        experts = dict.fromkeys(seats[1:], cfg.experts)
     if model is not None:
         name = serve_model(pool, model, name="router-under-test")
         sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens, stop=STOP)

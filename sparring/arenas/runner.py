@@ -66,6 +66,10 @@ class Guarded(Policy):
             raise Forfeit(self.agent, f"{type(e).__name__}: {e}") from e
 
 
+FIXED = "fixed:"
+"""How a fixed seat's policy is named in a forfeit (it is no agent of the roster)."""
+
+
 class Roster:
     """Builds each agent's policy for a seat from its spec, through one resolver: LLM agents
     on local models share one pool (built from the tournament's ``pool``), ``base_url``
@@ -80,11 +84,12 @@ class Roster:
         """Seat → the spec of the policy that plays it in every match."""
         self.resolver = PolicyResolver(pool_config=pool)
 
-    def fixed_policies(self) -> dict[str, Policy]:
-        """Fresh policies of the fixed seats, for one game (a fixed seat is no competitor:
-        its failures are the tournament's, not an agent's forfeit)."""
+    def fixed_policies(self, timeout_s: float) -> dict[str, Policy]:
+        """Fresh policies of the fixed seats, for one game, under the move timeout (a fixed
+        seat is no competitor: its failure stops the tournament, it is no agent's forfeit)."""
         try:
-            return {seat: self.resolver.resolve(spec) for seat, spec in self.fixed.items()}
+            return {seat: Guarded(self.resolver.resolve(spec), f"{FIXED}{seat}", timeout_s)
+                    for seat, spec in self.fixed.items()}
         except SparringError as error:
             raise type(error)(f"fixed_seats: {error}") from None
 
@@ -116,7 +121,7 @@ class Roster:
             moved: set[str] = set()
             for k in range(self.PROBE_SEEDS):
                 seats = {seat: Guarded(p, agent, cfg.move_timeout_s) for seat, p in policies[agent].items()}
-                seats |= self.fixed_policies()
+                seats |= self.fixed_policies(cfg.move_timeout_s)
                 try:
                     episode = await play(make(game_id, **kwargs), seats, seed=cfg.seed * 1_000_003 + k)
                 except Forfeit as forfeit:
@@ -141,10 +146,13 @@ async def play_match(spec: MatchSpec, cfg: TournamentConfig, roster: Roster) -> 
     for labels in games:
         env = make(game_id, **kwargs)
         seats = {seat_of(label): Guarded(roster.policy(agent, seat_of(label)), agent, cfg.move_timeout_s)
-                 for label, agent in labels.items()} | roster.fixed_policies()
+                 for label, agent in labels.items()} | roster.fixed_policies(cfg.move_timeout_s)
         try:
             episode = await play(env, seats, seed=spec.seed)
         except Forfeit as f:
+            if f.agent.startswith(FIXED):
+                raise ConfigError(f"{f.agent.replace(FIXED, 'fixed_seats.')} failed in match {spec.key}: "
+                                  f"{f.reason}") from f
             transcripts.append(env.unwrapped.game.render_transcript())
             return MatchRecord(**base, status="forfeit", forfeit_by=f.agent, reason=f.reason,
                                transcript="\n\n".join(transcripts), seconds=time.perf_counter() - started)
@@ -184,7 +192,8 @@ class Tournament:
         home = directory(cfg.out_dir, cfg.name)
         if (home / DB_NAME).exists():
             store = Store.open(home)
-            if store.config != json.loads(json.dumps(cfg.to_dict())):
+            stored = json.loads(json.dumps(TournamentConfig.from_dict(store.config).to_dict()))  # defaults filled
+            if stored != json.loads(json.dumps(cfg.to_dict())):
                 store.close()
                 raise StoreError(f"{home} already holds a tournament with another config; resume it "
                                  f"(sparring arena resume {cfg.name}) or choose another name=")

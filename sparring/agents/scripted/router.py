@@ -85,7 +85,7 @@ def parse_router_view(text: str) -> tuple[str, dict[str, float], list[str]]:
     """The question, the experts' prices and the information replies so far of a router's
     observation."""
     head, _, rest = text.partition(QUESTION_MARKER)
-    question, _, history = rest.partition("\n")
+    question, _, history = rest.partition("\n\n")
     prices = {name: float(price) for name, price in _EXPERT_LINE.findall(head)}
     return question.strip(), prices, [m.strip() for m in _INFORMATION.findall(history)]
 
@@ -111,7 +111,8 @@ class _Router(ScriptedPolicy):
         question, prices, replies = parse_router_view(observation["text"])
         if replies or not prices:
             return answer_move(replies)
-        return search_move(self.choose(question, prices), question)
+        # A query holds no ':' (one separates the expert from it); the experts ignore punctuation.
+        return search_move(self.choose(question, prices), " ".join(question.replace(":", " ").split()))
 
     def choose(self, question: str, prices: dict[str, float]) -> str:
         raise NotImplementedError

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparring.envs.router.rewards import normalize_answer
 from sparring.errors import DataError, NotFoundError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -72,5 +73,7 @@ def _parse(line: str, where: str) -> QARow:
         golds = [golds]
     if not isinstance(golds, list) or not golds or not all(isinstance(g, (str, int, float)) for g in golds):
         raise DataError(f"{where}: 'golden_answers' must be a non-empty list of strings, got {golds!r}")
+    if not all(normalize_answer(str(g)) for g in golds):  # an empty answer would match it
+        raise DataError(f"{where}: a gold answer in {golds!r} is empty once normalised")
     domain = row.get("domain")
     return QARow(question.strip(), tuple(str(g) for g in golds), str(domain) if domain is not None else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sparring.envs.router.rewards import (
     CostWindow,
     exact_match,
     format_problems,
+    normalize_answer,
     parse_search,
     router_reward,
 )
@@ -44,7 +46,8 @@ class Expert:
     """Seconds per call."""
 
     def __post_init__(self) -> None:
-        problems = at_least(self, 0, "price", "latency", where=f"experts.{self.name}")
+        problems = [f"experts.{self.name}.{name}={value!r} must be a finite number >= 0"
+                    for name in ("price", "latency") if not (math.isfinite(value := getattr(self, name)) and value >= 0)]
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             problems.append(f"expert name {self.name!r} must be letters, digits, '_', '.' or '-'")
         check(problems)
@@ -103,6 +106,8 @@ class Call:
     reply: str = NONE_REPLY
     tokens: int = 0
     cost: float = 0.0
+    answered: bool = False
+    """Whether the expert was asked (an unknown name or an empty query asks no one)."""
 
 
 _WINDOWS: dict[int, CostWindow] = {}
@@ -134,8 +139,9 @@ class RouterGame(LanguageGame):
         """``options`` may fix the ``question`` (and its ``golden_answers``)."""
         if "question" in options:
             golds = options.get("golden_answers")
-            if not golds:
-                raise ConfigError("options question=... needs golden_answers=[...]")
+            golds = [golds] if isinstance(golds, str) else golds
+            if not isinstance(golds, (list, tuple)) or not golds or not all(normalize_answer(str(g)) for g in golds):
+                raise ConfigError(f"options question=... needs golden_answers=[...] (non-empty answers), got {golds!r}")
             self.row = QARow(str(options["question"]), tuple(str(g) for g in golds))
         else:
             self.row = self.rows[int(self.rng.integers(len(self.rows)))]
@@ -184,6 +190,13 @@ class RouterGame(LanguageGame):
         return [m.reasoning for m in self.transcript if m.agent == agent and m.reasoning]
 
     # -- moves -----------------------------------------------------------------------------
+    def read(self, agent: str, raw: Any) -> Move:
+        """A router's output ends at its first closing ``</search>`` or ``</answer>``: what
+        follows is dropped before the length limit applies."""
+        if agent == "router" and isinstance(raw, str) and (end := _ENDS.search(raw)):
+            raw = raw[:end.end()]
+        return super().read(agent, raw)
+
     def interpret(self, move: Move) -> Move:
         if move.agent != "router" or move.raw is None:
             return move
@@ -226,6 +239,7 @@ class RouterGame(LanguageGame):
     def _reply(self, move: Move) -> Outcome:
         call, self.pending = self.pending, None
         text = _TAGS.sub(" ", move.text).strip()
+        call.answered = True
         if not move.error and text:
             call.reply = " ".join(text.split())
             call.tokens = len(call.reply.split())
@@ -245,7 +259,7 @@ class RouterGame(LanguageGame):
         cost_norm = self.window.add(cost)
         em = exact_match(answer, self.row.golden_answers) if answer is not None else 0.0
         reward, terms = router_reward(not problems, em, cost_norm, cfg.cost_coef)
-        called = {EXPERT_PREFIX + c.expert for c in self.calls if c.expert in self.experts}
+        called = {EXPERT_PREFIX + c.expert for c in self.calls if c.answered}
         rewards = {"router": reward}
         reward_terms: dict[str, dict[str, float]] = {"router": terms}
         for agent in self.possible_agents[1:]:

@@ -122,6 +122,8 @@ class CostWindow:
 
     def add(self, cost: float) -> float:
         """Record ``cost`` (its square root) and return its normalised score."""
+        if not np.isfinite(cost):
+            raise ValueError(f"a cost must be a finite number, got {cost!r}")
         root = float(np.sqrt(max(cost, 0.0)))
         with self._lock:
             self.values.append(root)
