@@ -13,10 +13,13 @@ checks run in linear time (no regex backtracking on long, tag-less generations).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from sparring.errors import DataError
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -132,3 +135,15 @@ def parse_bracketed_choice(text: str, legal: dict[str, int]) -> tuple[int | None
     if not chosen:
         return None, f"no bracketed legal move (expected one of {options})"
     return None, f"{len(chosen)} bracketed moves ({', '.join(chosen)}); expected exactly one"
+
+
+def json_object(line: str, where: str) -> dict:
+    """One JSONL line of a data file as an object, or a :class:`~sparring.errors.DataError`
+    naming ``where`` (the file and line)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row

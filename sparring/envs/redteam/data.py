@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sparring.envs.parsing import json_object
 from sparring.errors import DataError, NotFoundError
 
 SeedLabel = Literal["harmful", "benign"]
@@ -133,12 +133,7 @@ def _harmbench_prompt(row: dict[str, str]) -> str:
 
 
 def _parse_row(line: str, where: str) -> SeedPrompt:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not valid JSON ({e.msg})") from e
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object(line, where)
     data_type = row.get("data_type")
     if data_type not in DATA_TYPES:
         raise DataError(f"{where}: data_type={data_type!r}; expected one of {DATA_TYPES}")

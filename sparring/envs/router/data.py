@@ -10,11 +10,11 @@ synthetic set of :mod:`sparring.envs.router.synthetic`.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparring.envs.parsing import json_object
 from sparring.envs.router.rewards import normalize_answer
 from sparring.errors import DataError, NotFoundError
 
@@ -60,12 +60,7 @@ def _load(path: str, size: int, mtime_ns: int) -> tuple[QARow, ...]:
 
 
 def _parse(line: str, where: str) -> QARow:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not valid JSON ({e.msg})") from e
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object(line, where)
     question, golds = row.get("question"), row.get("golden_answers")
     if not isinstance(question, str) or not question.strip():
         raise DataError(f"{where}: needs a non-empty 'question' string")
