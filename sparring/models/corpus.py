@@ -15,9 +15,12 @@ scripted policy emitted. The corpus is built to teach *formats*, not preferences
   the scripted ``rainbow.style`` mutator;
 - every matrix observation appears with each legal move (five built-in games, 1–5 rounds,
   random play);
+- the Router-R1 router (``sparring/router-v0``, the synthetic ``train`` questions) asks each
+  expert on one observation, then passes the reply it got on as its answer;
 - both the hidden-CoT and the plain output format appear in every game.
 
-Only the ``train`` seed split is used, so ``heldout`` stays unseen for evaluation.
+Only the ``train`` seed split (and question split) is used, so ``heldout`` stays unseen for
+evaluation.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from sparring.agents import load_policy
 from sparring.agents.scripted.matrix import legal_moves
+from sparring.agents.scripted.router import answer_move, parse_router_view, search_move
 from sparring.envs import make
 from sparring.envs.parsing import format_cot, split_hidden_cot
 
@@ -156,6 +160,34 @@ def mutator_units(
             earlier.append(candidate)
 
 
+ROUTER_SEARCH_REASON = "I will ask {expert}."
+"""One phrasing, and the answer right after the reply: the question and the reply then stand
+at a fixed distance from where the router copies them, which a model this small learns; with
+varied phrasings and a reasoning block before the answer it did not learn to copy at all
+(measured: 0-2% of held-out moves)."""
+
+
+def router_units(n_games: int, rng: np.random.Generator, *, data: str = "train") -> Iterator[list[Example]]:
+    """Training units from ``n_games`` router games with the scripted experts: the first
+    router move as one unit asking each expert in turn (the model starts with no preference
+    among them; the game goes on with one drawn at random), then the move that passes the
+    expert's reply on as the answer."""
+    env = make("sparring/router-v0", raw=True, data=data)
+    expert = load_policy("router.expert")
+    names = list(env.game.experts)
+    for _ in range(n_games):
+        env.reset(seed=_seed(rng))
+        obs = env.observe("router")
+        unit = [Example("router", obs["text"], search_move(name, env.game.row.question, ROUTER_SEARCH_REASON))
+                for name in names]
+        yield unit
+        env.step(unit[int(rng.integers(len(unit)))].output)
+        asked = env.agent_selection
+        env.step(expert.respond(asked, env.observe(asked)))
+        obs = env.observe("router")
+        yield [Example("router", obs["text"], answer_move(parse_router_view(obs["text"])[2]))]
+
+
 def matrix_units(
     n_games: int, rng: np.random.Generator, *, max_rounds: int = 5,
     hidden_cot_fraction: float = 0.5,
@@ -192,7 +224,7 @@ def matrix_units(
 
 
 def build_corpus(
-    rng: np.random.Generator, redteam_games: int, matrix_games: int, mutator_games: int = 0,
+    rng: np.random.Generator, redteam_games: int, matrix_games: int, mutator_games: int = 0, router_games: int = 0,
 ) -> list[list[Example]]:
     """The shuffled pretraining corpus, as units: examples that must share a batch.
 
@@ -204,5 +236,5 @@ def build_corpus(
     on one prompt pull its answer distribution to uniform.
     """
     units = [*redteam_units(redteam_games, rng), *matrix_units(matrix_games, rng),
-             *mutator_units(mutator_games, rng)]
+             *mutator_units(mutator_games, rng), *router_units(router_games, rng)]
     return [units[i] for i in rng.permutation(len(units))]
