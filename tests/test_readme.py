@@ -125,8 +125,10 @@ def shortened(args: list[str]) -> list[str]:
             extra = [e for e in extra if not e.startswith("group_size")]
         if "train=inpo" in args:
             extra = [e for e in extra if not e.startswith("games_per_update")] + ["games_per_update=4"]
-        if "train=rainbow" in args:  # candidates per update: a multiple of the mutations per iteration
-            extra = [*extra, "num_mutations=2"]
+        if "train=rainbow" in args:  # candidates per update: a multiple of the mutations per iteration;
+            # one short update must still archive something for the commands that read the archive
+            extra = [e for e in extra if not e.startswith("agent.max_new_tokens")]  # the target's answers must end
+            extra = [*extra, "num_mutations=2", "env.fitness_threshold=0.0"]
         return [*args, *extra]
     if args[:2] == ["arena", "run"]:
         return [*args, *SHORTEN["arena"]]
