@@ -141,6 +141,42 @@ def play(
 
 
 @app.command()
+def record(
+    game: Annotated[str, typer.Argument(help="a game id, e.g. sparring/gems-v0 or gems-v0")],
+    out: Annotated[str, typer.Option(help="the file to write: .jsonl or .parquet")],
+    seat: Annotated[list[str], typer.Option(help="AGENT=POLICY, e.g. blue=gems.expert (repeatable)")] = [],
+    set_: Annotated[list[str], typer.Option("--set", help="game argument KEY=VALUE, e.g. size=5")] = [],
+    episodes: Annotated[int, typer.Option(help="games to record")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the first game (the others follow)")] = 0,
+) -> None:
+    """Record demonstrations: play games between policies and write every agent's steps
+    (obs, action, reward, next obs, done) as JSONL or Parquet, for inverse RL (MAMQL)."""
+    from sparring.agents import PolicyResolver
+    from sparring.agents.trajectories import record_transitions, write_transitions
+    from sparring.envs import make, spec
+    from sparring.errors import ConfigError
+
+    with _errors():
+        if episodes < 1:
+            raise ConfigError(f"--episodes={episodes} must be >= 1")
+        if not out.endswith((".jsonl", ".parquet")):
+            raise ConfigError(f"--out={out}: trajectory files end in .jsonl or .parquet")
+        registered = spec(game)
+        kwargs = _parse_pairs(set_, "--set")
+        probe = make(registered.id, parallel=True, **kwargs)
+        chosen = _parse_pairs(seat, "--seat")
+        unknown = set(chosen) - set(probe.possible_agents)
+        if unknown:
+            raise ConfigError(f"{registered.id} has no seat(s) {sorted(unknown)}; its seats: {probe.possible_agents}")
+        resolver = PolicyResolver()
+        seats = {a: resolver.resolve(chosen.get(a, registered.seat_default(a))) for a in probe.possible_agents}
+        rows = record_transitions(lambda: make(registered.id, parallel=True, **kwargs), seats,
+                                  range(seed, seed + episodes), prefix=registered.id.split("/")[-1])
+        path = write_transitions(out, rows)
+    console.print(f"{len(rows)} steps of {episodes} games of {registered.id} written to {path}", markup=False)
+
+
+@app.command()
 def serve(
     model: Annotated[list[str], typer.Option(help="NAME=MODEL to serve (MODEL: tiny, a model directory, a run or a hub id); repeatable")] = ["tiny=tiny"],
     host: Annotated[str, typer.Option(help="address to bind (loopback unless you mean otherwise)")] = "127.0.0.1",

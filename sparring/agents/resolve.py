@@ -56,6 +56,8 @@ POLICIES: dict[str, tuple[str, str]] = {
     "matrix.constant": ("sparring.agents.scripted.matrix:ConstantPolicy", "always the same move (move=NAME; default: first)"),
     "matrix.random": ("sparring.agents.scripted.matrix:RandomPolicy", "a uniformly random legal move"),
     "matrix.tit_for_tat": ("sparring.agents.scripted.matrix:TitForTat", "opens nicely, then copies the opponent's last move"),
+    "gems.expert": ("sparring.agents.scripted.gems:SoftExpert", "gems: the Boltzmann-equilibrium expert of a fixed layout (size, *_gems, layout_seed, gamma, lam)"),
+    "gems.greedy": ("sparring.agents.scripted.gems:GreedyCollector", "gems: walks to the nearest own or purple gem"),
     "random": ("sparring.agents.scripted.common:RandomTextPolicy", "random text from the action space (a fuzzer)"),
     "rllib": ("sparring.views.rllib:RLlibPolicy", "an RLlib policy on a game's discrete view (checkpoint=RUN_OR_CHECKPOINT, policy_id=ID)"),
 }

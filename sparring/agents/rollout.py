@@ -27,7 +27,8 @@ class Turn:
     """One move of one agent, as a learner needs it."""
 
     agent: str
-    observation: str
+    observation: Any
+    """The observation's text (numeric games: the observation itself)."""
     action: str | None
     generation: Any = None
     invalid: str | None = None
@@ -57,6 +58,16 @@ def _slow(env: Any) -> bool:
     return bool(getattr(getattr(env.unwrapped, "game", None), "slow_resolve", False))
 
 
+def shown(observation: Any) -> Any:
+    """What a turn records of an observation: its text, or a numeric game's observation."""
+    return observation["text"] if isinstance(observation, Mapping) else observation
+
+
+def to_act(observation: Any) -> bool:
+    """Whether the agent observing this moves now (numeric games: every agent, every step)."""
+    return bool(observation.get("to_act", 1)) if isinstance(observation, Mapping) else True
+
+
 async def take_turn(env: AECEnv, agent: str, policy: Policy, observation: dict[str, Any]) -> Turn:
     """``agent``'s move in an AEC env: the policy acts on its observation and the env steps.
     A step that waits on a model runs off the event loop, so its requests join the pool's
@@ -66,7 +77,7 @@ async def take_turn(env: AECEnv, agent: str, policy: Policy, observation: dict[s
         await call_off_loop(env.step, action.text)
     else:
         env.step(action.text)
-    return Turn(agent, observation["text"], action.text, action.generation, env.infos[agent]["invalid"])
+    return Turn(agent, shown(observation), action.text, action.generation, env.infos[agent]["invalid"])
 
 
 async def advance(env: AECEnv, seats: Mapping[str, Policy]) -> None:
@@ -168,7 +179,7 @@ async def step_parallel(env: ParallelEnv, observations: Mapping[str, Any], seats
                         actions: Mapping[str, Any] | None = None) -> Step:
     """One step of a Parallel env: every seated agent that is to act (``to_act``) moves
     (concurrently), joined by ``actions`` for the others."""
-    acting = [a for a in seats if a in observations and observations[a].get("to_act")]
+    acting = [a for a in seats if a in observations and to_act(observations[a])]
     moves = await asyncio.gather(*(seats[a].act(a, observations[a]) for a in acting))
     joint = dict(actions or {}) | {a: move.text for a, move in zip(acting, moves)}
     if _slow(env):
@@ -185,8 +196,8 @@ async def advance_parallel(env: ParallelEnv, last: Step, seats: Mapping[str, Pol
     terms = {a: dict(i.get("reward_terms", {})) for a, i in last.infos.items()}
     step = last
     while env.agents:
-        to_act = [a for a, o in step.observations.items() if o.get("to_act")]
-        if not to_act or any(a not in seats for a in to_act):
+        acting = [a for a, o in step.observations.items() if to_act(o)]
+        if not acting or any(a not in seats for a in acting):
             break
         step = await step_parallel(env, step.observations, seats)
         for agent, reward in step.rewards.items():

@@ -1,4 +1,4 @@
-"""Trajectories: one training sample per agent turn, and their files on disk.
+"""Trajectories: one training sample per agent turn, demonstrations, and their files on disk.
 
 A :class:`Sample` is what a learner needs from one move of an LLM seat: the token ids the
 model saw and wrote, the logprobs it sampled them with, a loss mask, the agent's terminal
@@ -6,19 +6,25 @@ reward and reward terms, and where it came from (game, seed, role, policy, weigh
 The loss mask is 1 exactly on the tokens the model generated in that turn: the prompt (the
 environment's text, the other agent's words, the pre-filled ``<think>``) is never trained on.
 
-Samples round-trip through JSONL (``.jsonl``) or Parquet (``.parquet``).
+A :class:`Transition` is what inverse RL needs from one step of one agent: what it observed,
+what it did, its reward, what it observed next and whether the game ended there.
+:func:`record_transitions` plays games between policies and records them.
+
+Samples and transitions round-trip through JSONL (``.jsonl``) or Parquet (``.parquet``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.rollout import Episode
-from sparring.errors import DataError, NotFoundError
+from sparring.agents.base import Policy
+from sparring.agents.rollout import Episode, to_act
+from sparring.errors import ConfigError, DataError, NotFoundError
 
 
 @dataclass
@@ -92,19 +98,118 @@ def samples_from_episode(episode: Episode, game_id: str, roles: Iterable[str] | 
     return samples
 
 
-_FIELDS = [f.name for f in fields(Sample)]
-_REQUIRED = [f.name for f in fields(Sample) if f.default is MISSING and f.default_factory is MISSING]
-
-
 def write_samples(path: str | Path, samples: Sequence[Sample]) -> Path:
     """Write samples to ``path`` (``.jsonl`` or ``.parquet``); returns the path. The file is
     written next to its final name and moved into place, so a killed writer leaves no
     half-written file."""
+    return _write_rows(path, [asdict(s) for s in samples])
+
+
+def read_samples(path: str | Path) -> list[Sample]:
+    return _read_rows(path, Sample)
+
+
+@dataclass
+class Transition:
+    """One step of one agent: ``(obs, action, reward, next_obs, done)`` and where it came from.
+
+    Observations are a numeric game's vector (a list of numbers) or a language game's text;
+    the action is the move the game read (a numeric game's index, or the text). ``done`` is a
+    true end of the game (nothing follows: a learner bootstraps nothing); ``truncated`` is a
+    time limit (the game could have gone on). In a turn-based game an agent's step runs from
+    one of its moves to its next; rewards earned while it waits are credited to that step."""
+
+    episode: str
+    seed: int | None
+    step: int
+    """The game step the agent moved at (a joint step in simultaneous games)."""
+    agent: str
+    policy: str
+    obs: Any
+    action: Any
+    reward: float
+    next_obs: Any
+    done: bool
+    truncated: bool = False
+    reward_terms: dict[str, float] = field(default_factory=dict)
+
+
+def write_transitions(path: str | Path, transitions: Sequence[Transition]) -> Path:
+    """Write transitions to ``path`` (``.jsonl`` or ``.parquet``), atomically as samples are."""
+    return _write_rows(path, [asdict(t) for t in transitions])
+
+
+def read_transitions(path: str | Path) -> list[Transition]:
+    return _read_rows(path, Transition)
+
+
+def _plain(observation: Any) -> Any:
+    if isinstance(observation, dict):
+        return observation["text"]
+    if hasattr(observation, "tolist"):
+        return observation.tolist()
+    return observation
+
+
+async def record_episode(env: Any, seats: dict[str, Policy], seed: int | None, episode: str,
+                         policy_seed: int | None = None) -> list[Transition]:
+    """Play one game of a Parallel env between ``seats`` (reseeded as :func:`~sparring.agents.rollout.play`
+    does) and return every agent's transitions in order."""
+    missing = set(env.possible_agents) - set(seats)
+    if missing:
+        raise ConfigError(f"no policy for seat(s) {sorted(missing)}; seats given: {sorted(seats)}")
+    observations, _ = env.reset(seed=seed)
+    base = seed if policy_seed is None else policy_seed
+    for i, agent in enumerate(env.possible_agents):
+        seats[agent].seed(None if base is None else base * 1000 + i)
+    out: list[Transition] = []
+    last: dict[str, int] = {}
+    step = 0
+    while env.agents:
+        acting = [a for a in env.agents if to_act(observations[a])]
+        moves = await asyncio.gather(*(seats[a].act(a, observations[a]) for a in acting))
+        joint = {a: m.text for a, m in zip(acting, moves)}
+        following, rewards, terminations, truncations, infos = env.step(joint)
+        over = not env.agents
+        for agent in acting:
+            info = infos.get(agent, {})
+            last[agent] = len(out)
+            out.append(Transition(
+                episode, seed, step, agent, seats[agent].name, _plain(observations[agent]),
+                info.get("action", joint[agent]), float(rewards.get(agent, 0.0)), _plain(following[agent]),
+                bool(terminations.get(agent)), bool(truncations.get(agent)), dict(info.get("reward_terms", {}))))
+        for agent, reward in rewards.items():  # waiting agents: credit their last step
+            if agent in acting or agent not in last:
+                continue
+            mine = out[last[agent]]
+            mine.reward += float(reward)
+            for name, value in infos.get(agent, {}).get("reward_terms", {}).items():
+                mine.reward_terms[name] = mine.reward_terms.get(name, 0.0) + float(value)
+            if over or terminations.get(agent) or truncations.get(agent):
+                mine.next_obs = _plain(following[agent])
+                mine.done, mine.truncated = bool(terminations.get(agent)), bool(truncations.get(agent))
+        observations = following
+        step += 1
+    return out
+
+
+def record_transitions(make_env: Any, seats: dict[str, Policy], seeds: Iterable[int],
+                       prefix: str = "episode") -> list[Transition]:
+    """Record one game per seed (a Parallel env from ``make_env()``), games named ``{prefix}-{seed}``."""
+    async def run() -> list[Transition]:
+        out: list[Transition] = []
+        for seed in seeds:
+            out += await record_episode(make_env(), seats, seed, f"{prefix}-{seed}")
+        return out
+
+    return asyncio.run(run())
+
+
+def _write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     path = Path(path)
     kind = _kind(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    rows = [asdict(s) for s in samples]
     if kind == "jsonl":
         with partial.open("w", encoding="utf-8") as f:
             for row in rows:
@@ -119,7 +224,7 @@ def write_samples(path: str | Path, samples: Sequence[Sample]) -> Path:
     return path
 
 
-def read_samples(path: str | Path) -> list[Sample]:
+def _read_rows(path: str | Path, kind_of: type) -> list[Any]:
     path = Path(path)
     kind = _kind(path)
     if not path.is_file():
@@ -137,13 +242,15 @@ def read_samples(path: str | Path) -> list[Sample]:
         import pyarrow.parquet as pq
 
         rows = [{**r, "reward_terms": json.loads(r["reward_terms"])} for r in pq.read_table(path).to_pylist()]
-    samples = []
+    names = [f.name for f in fields(kind_of)]
+    required = [f.name for f in fields(kind_of) if f.default is MISSING and f.default_factory is MISSING]
+    out = []
     for number, row in enumerate(rows, 1):
-        missing = [name for name in _REQUIRED if name not in row]
+        missing = [name for name in required if name not in row]
         if missing:
             raise DataError(f"{path}: row {number} lacks {missing}")
-        samples.append(Sample(**{k: v for k, v in row.items() if k in _FIELDS}))
-    return samples
+        out.append(kind_of(**{k: v for k, v in row.items() if k in names}))
+    return out
 
 
 def _kind(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 ``make(id, **kwargs)`` builds any registered game; ``GAMES`` lists them. Each game module
 (``sparring.envs.redteam``, ``sparring.envs.rainbow``, ``sparring.envs.router``, ``sparring.envs.matrix``,
-``sparring.envs.preference``) also exposes ``env()``, ``parallel_env()`` and ``raw_env`` in
+``sparring.envs.preference``, ``sparring.envs.gems``) also exposes ``env()``, ``parallel_env()`` and ``raw_env`` in
 PettingZoo's style.
 """
 
@@ -52,6 +52,14 @@ register_game(
     default_seats={"*": "matrix.tit_for_tat"},
     baselines={"*": ("matrix.constant", "matrix.random", "matrix.tit_for_tat")},
     strategies="sparring.agents.scripted.matrix:strategies",
+)
+register_game(
+    "sparring/gems-v0",
+    "sparring.envs.gems",
+    "Gems: two agents collect their own gems and meet on purple ones for a shared bonus (a general-sum grid world).",
+    default_seats={"*": "gems.greedy"},
+    baselines={"*": ("gems.greedy", "gems.expert")},
+    numeric=True,
 )
 register_game(
     "sparring/preference-v0",

@@ -43,6 +43,9 @@ class GameSpec:
     strategies: str | None = None
     """``module:function`` of the game's rules giving ``{seat: [Strategy, ...]}``: the
     actions of its discrete view."""
+    numeric: bool = False
+    """Observations and actions are numbers (a ``Box`` and a ``Discrete``), not text: no
+    hidden reasoning, no private text, no language-game core."""
     batch_metrics: str | None = None
     """``module:function`` giving a batch of finished games' metrics (``{name: value}``) from
     their final ``infos`` (one ``{agent: info}`` per game): what trainers log per update."""
