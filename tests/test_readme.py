@@ -105,7 +105,7 @@ def test_every_command_composes_to_a_valid_config(args):
     elif positional[:2] == ["arena", "run"]:
         TournamentConfig.from_dict(cli._arena_config(positional[2], positional[3:]))
     else:
-        assert positional[0] in ("arena", "eval", "play", "serve", "envs", "agents", "demo"), args
+        assert positional[0] in ("arena", "eval", "play", "serve", "envs", "agents", "demo", "record"), args
 
 
 SHORTEN = {"train": ["updates=1", "games_per_update=4", "group_size=2", "agent.max_new_tokens=16",
