@@ -105,3 +105,15 @@ def test_router_learning_prints_the_router_baselines_and_sweep_as_json(tmp_path)
     assert [p["alpha"] for p in summary["sweep"]] == [0.0, 0.5] and all({"em", "cost"} <= set(p) for p in summary["sweep"])
     assert summary["throughput_router_moves_per_s"]["pool_64"] > 0 and isinstance(summary["bar"]["all"], bool)
     assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
+def test_mamql_gems_prints_returns_and_reward_correlations_as_json(tmp_path):
+    plot = tmp_path / "curves.png"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "mamql_gems.py"), "--json", "--demos", "2,3", "--steps", "20",
+         "--plot", str(plot)], capture_output=True, text=True, timeout=600, check=True)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["demos"] == [2, 3]
+    assert set(figures["pearson"]) == {"mamql", "bc", "iq_learn"}
+    assert all(len(figures["returns"][m]) == 2 for m in ("mamql", "bc", "iq_learn"))
+    assert figures["returns"]["expert"] > 6 and plot.stat().st_size > 1000
