@@ -238,11 +238,7 @@ class _LanguageEnvBase:
     }
 
     def _init_base(self, game: LanguageGame, render_mode: str | None) -> None:
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ConfigError(
-                f"render_mode={render_mode!r} is not supported; "
-                f"use one of {self.metadata['render_modes']} or None"
-            )
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.game = game
         self.render_mode = render_mode
         self.possible_agents = list(game.possible_agents)
@@ -278,17 +274,27 @@ class _LanguageEnvBase:
                 "hidden_cot": 1 if game.hidden_cot else 0}
 
     def render(self) -> str | None:
-        if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='ansi'.")
-            return None
-        text = self.game.render_transcript()
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_text(self.render_mode, self.game.render_transcript)
 
     def close(self) -> None:
         pass
+
+
+def check_render_mode(render_mode: str | None, modes: list[str]) -> None:
+    if render_mode not in (None, *modes):
+        raise ConfigError(f"render_mode={render_mode!r} is not supported; use one of {modes} or None")
+
+
+def render_text(render_mode: str | None, text: Callable[[], str]) -> str | None:
+    """PettingZoo's ``render()`` for a game drawn as text: printed (``human``), returned
+    (``ansi``), or a warning without a render mode."""
+    if render_mode is None:
+        gymnasium.logger.warn("render() called without a render_mode; pass render_mode='ansi'.")
+        return None
+    if render_mode == "human":
+        print(text())
+        return None
+    return text()
 
 
 class LanguageAECEnv(_LanguageEnvBase, AECEnv):

@@ -42,6 +42,7 @@ record``), as :class:`Demonstrations`: the simultaneous steps of every agent, jo
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -175,7 +176,7 @@ def _soft_value(q: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.logsumexp(lam * q, dim=-1) / lam
 
 
-class _Learner:
+class _Learner(ABC):
     """What the three learners share: settings, data in tensors, the training loop, and the
     evaluation interface (policies, recovered rewards) over batches of observations."""
 
@@ -198,8 +199,9 @@ class _Learner:
     def other(self, agent: str) -> str:
         return self.agents[1 - self.agents.index(agent)]
 
+    @abstractmethod
     def _build(self, agent: str) -> nn.Module:
-        raise NotImplementedError
+        """The network of ``agent`` (a critic, or BC's policy)."""
 
     # -- training -----------------------------------------------------------------------
     def fit(self, demos: Demonstrations, weights: np.ndarray | None = None,
@@ -243,9 +245,10 @@ class _Learner:
             out[f"action_{a}"] = torch.as_tensor(demos.actions[a])
         return out
 
+    @abstractmethod
     def loss(self, batch: dict[str, torch.Tensor], weights: torch.Tensor | None,
              extra: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+        """The loss to minimise on a batch, and numbers to log."""
 
     @staticmethod
     def _mean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -256,17 +259,15 @@ class _Learner:
         return x if alpha is None else x - x * x / (4 * alpha)
 
     # -- evaluation ---------------------------------------------------------------------
-    @torch.no_grad()
+    @abstractmethod
     def policies(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each agent's action probabilities ``(N, A)`` at the given observations."""
-        raise NotImplementedError
 
-    @torch.no_grad()
+    @abstractmethod
     def recovered_reward(self, obs: dict[str, np.ndarray], next_states: Callable[[int, int], dict[str, np.ndarray]],
                          done: np.ndarray) -> dict[str, np.ndarray]:
         """Each agent's r̄ᵢ(s, aᵢ) ``(N, Aᵢ)`` at ``obs``; ``next_states(a_first, a_second)`` gives
         the observations after that joint move and ``done[N, A, B]`` whether it ends the game."""
-        raise NotImplementedError
 
 
 class MAMQL(_Learner):

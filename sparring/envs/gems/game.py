@@ -10,6 +10,7 @@ import numpy as np
 from pettingzoo import AECEnv, ParallelEnv
 
 from sparring.config import Config, at_least, check
+from sparring.envs.core import check_render_mode, render_text
 from sparring.errors import ConfigError
 
 AGENTS = ("blue", "red")
@@ -268,9 +269,7 @@ class _GemsBase:
     metadata: dict[str, Any] = {"render_modes": ["human", "ansi"], "name": "gems_v0", "is_parallelizable": True}
 
     def _init(self, config: GemsConfig, render_mode: str | None) -> None:
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ConfigError(f"render_mode={render_mode!r} is not supported; use one of "
-                              f"{self.metadata['render_modes']} or None")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.game = GemsGame(config)
         self.render_mode = render_mode
         self.possible_agents = list(AGENTS)
@@ -311,14 +310,7 @@ class _GemsBase:
         return rewards, infos, cleared, self.game.step_count >= self.game.config.horizon
 
     def render(self) -> str | None:
-        if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='ansi'.")
-            return None
-        text = self.game.render_grid()
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_text(self.render_mode, self.game.render_grid)
 
     def close(self) -> None:
         pass
