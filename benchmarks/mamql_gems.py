@@ -11,6 +11,11 @@
    - the Pearson correlation between its recovered reward r̄ᵢ(s, aᵢ) and the true reward
      (marginalised over the expert partner's policy), over the visited (s, aᵢ) pairs of the
      largest demonstration set, averaged over both agents. BC's estimate is log πᵢ(aᵢ|s).
+     Demonstrations determine a reward only up to potential shaping Φ(s) − γ E[Φ(s′)], so the
+     correlation is reported twice: raw (``pearson``), and after projecting both rewards,
+     over every state of the layout, off the shaping directions (``pearson_unshaped``,
+     :func:`~sparring.agents.softq.without_shaping`; a Boltzmann expert's own log-policy
+     scores 1 there).
 
 It draws both curves (return and correlation against demonstration count) as a PNG.
 
@@ -29,7 +34,7 @@ import numpy as np
 
 from sparring.agents.learners.mamql import METHODS, Demonstrations, IRLConfig, build_learner
 from sparring.agents.scripted.gems import SoftExpert
-from sparring.agents.softq import marginalise, policy_return
+from sparring.agents.softq import marginalise, policy_return, without_shaping
 from sparring.agents.trajectories import record_transitions
 from sparring.envs import make
 
@@ -60,26 +65,29 @@ def main() -> None:
 
     returns = {m: [] for m in METHODS}
     pearson = {m: [] for m in METHODS}
+    unshaped = {m: [] for m in METHODS}
+    every_next = lambda i, j: {a: every_obs[a][tables.next[:, i, j]] for a in game.possible_agents}  # noqa: E731
+    projected_true = {a: without_shaping(tables, i, true_reward[a], solution.policies[1 - i], expert.gamma)
+                      for i, a in enumerate(game.possible_agents)}
     for count in counts:
         demos = everything.episodes(count)
-        states = visited[everything.episode < count]
         for method in METHODS:
             learner = build_learner(method, IRLConfig(steps=args.steps, seed=args.seed), demos,
                                     {a: 5 for a in demos.agents}).fit(demos)
             policies = learner.policies(every_obs)
             returns[method].append(float(policy_return(tables, (policies["blue"], policies["red"]), horizon).mean()))
-            unique = np.unique(states)
-            where = {s: k for k, s in enumerate(unique)}
-            recovered = learner.recovered_reward(
-                {a: every_obs[a][unique] for a in demos.agents},
-                lambda i, j: {a: every_obs[a][tables.next[unique, i, j]] for a in demos.agents}, tables.done[unique])
-            rows_at = np.array([where[s] for s in states])
-            correlations = [float(np.corrcoef(recovered[a][rows_at, demos.actions[a]],
-                                              true_reward[a][states, demos.actions[a]])[0, 1]) for a in demos.agents]
-            pearson[method].append(float(np.mean(correlations)))
+            recovered = learner.recovered_reward(every_obs, every_next, tables.done)
+            raw, invariant = [], []
+            for i, a in enumerate(demos.agents):
+                at = (visited, everything.actions[a])
+                raw.append(np.corrcoef(recovered[a][at], true_reward[a][at])[0, 1])
+                mine = without_shaping(tables, i, recovered[a], solution.policies[1 - i], expert.gamma)
+                invariant.append(np.corrcoef(mine[at], projected_true[a][at])[0, 1])
+            pearson[method].append(float(np.mean(raw)))
+            unshaped[method].append(float(np.mean(invariant)))
             if not args.json:
                 print(f"{count:4d} games  {method:9s} return {returns[method][-1]:5.2f} (expert {expert_return:.2f})  "
-                      f"reward Pearson {pearson[method][-1]:.3f}", flush=True)
+                      f"reward Pearson {pearson[method][-1]:.3f}, up to shaping {unshaped[method][-1]:.3f}", flush=True)
 
     if args.plot:
         import matplotlib
@@ -90,12 +98,15 @@ def main() -> None:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         for method in METHODS:
             left.plot(counts, returns[method], marker="o", label=method)
-            right.plot(counts, pearson[method], marker="o", label=method)
+            line, = right.plot(counts, pearson[method], marker="o", label=f"{method} (raw)")
+            right.plot(counts, unshaped[method], marker="s", ls=":", color=line.get_color(),
+                       label=f"{method} (up to shaping)")
         left.axhline(expert_return, color="k", ls="--", label="expert")
         left.set(xscale="log", xlabel="demonstration games", ylabel="true return per agent", title="imitation")
         right.set(xscale="log", xlabel="demonstration games", ylabel="Pearson(recovered, true reward)",
                   title="reward recovery")
         left.legend()
+        right.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=100)
     result = {
@@ -103,6 +114,8 @@ def main() -> None:
         "returns": {"expert": expert_return, **returns},
         "pearson": {m: pearson[m][-1] for m in METHODS},
         "pearson_by_demos": pearson,
+        "pearson_unshaped": {m: unshaped[m][-1] for m in METHODS},
+        "pearson_unshaped_by_demos": unshaped,
         "steps": args.steps, "layout": layout, "seconds": round(time.time() - started, 1),
         "plot": args.plot or None,
     }

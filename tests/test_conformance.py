@@ -17,6 +17,7 @@ from sparring.envs.parsing import format_cot
 
 # Each registered id with the argument sets that change its structure.
 VARIANTS = {
+    "sparring/negotiation-v0": [{}, {"hidden_cot": False, "max_messages": 4}],
     "sparring/redteam-v0": [{}, {"hidden_cot": False}, {"revise_fraction": 1.0, "zero_sum": True}],
     "sparring/matrix-v0": [
         {},

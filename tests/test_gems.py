@@ -44,8 +44,8 @@ def test_purple_pays_both_only_together():
 
 
 def test_bad_moves_are_penalised_not_raised():
-    assert parse_move("UP") == (1, None)
-    assert parse_move(7)[1] and parse_move("jump")[1] and parse_move(None)[1]
+    assert parse_move("UP") == (1, None) and parse_move(" 3 ") == (3, None)
+    assert parse_move(7)[1] and parse_move("9")[1] and parse_move("jump")[1] and parse_move(None)[1]
     env = make("gems-v0", parallel=True)
     env.reset(seed=0)
     _, rewards, _, _, infos = env.step({"blue": "jump", "red": 0})
@@ -109,3 +109,18 @@ def test_record_command_writes_demonstrations(tmp_path):
     assert {r.policy for r in rows} == {"gems.expert", "gems.greedy"} and len({r.episode for r in rows}) == 2
     bad = CliRunner().invoke(app, ["record", "gems-v0", "--out", str(tmp_path / "x.csv"), "--episodes", "1"])
     assert bad.exit_code == 2 and ".jsonl or .parquet" in bad.output
+
+
+def test_gems_plays_in_an_arena_tournament(tmp_path):
+    from sparring.arenas.report import analyse
+    from sparring.arenas.runner import Tournament
+    from sparring.arenas.tournament import TournamentConfig
+
+    roster = {"expert": {"policy": "gems.expert"}, "greedy": {"policy": "gems.greedy"},
+              "greedy_b": {"policy": "gems.greedy", "seed": 1}}
+    tournament = Tournament.create(TournamentConfig(name="gems", game={"id": "sparring/gems-v0", **SMALL},
+                                                    roster=roster, games_per_pairing=2, out_dir=str(tmp_path),
+                                                    bootstrap=20))
+    matches = tournament.run()
+    assert matches and all(m.status == "done" for m in matches)
+    assert {row["agent"] for row in analyse(tournament.cfg, matches).leaderboard()} == set(roster)

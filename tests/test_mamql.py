@@ -11,7 +11,13 @@ from sparring.agents.learners.mamql import (
     IRLConfig,
     env_rollout,
 )
-from sparring.agents.softq import TabularGame, marginalise, occupancy, soft_equilibrium
+from sparring.agents.softq import (
+    TabularGame,
+    marginalise,
+    occupancy,
+    soft_equilibrium,
+    without_shaping,
+)
 from sparring.errors import ConfigError, DataError
 
 S, A, B, GAMMA, LAM = 4, 2, 3, 0.8, 1.0
@@ -41,23 +47,11 @@ def every_joint_move(game, solution):
 
 
 def shaping_residual(game, solution, player, recovered):
-    """How far r̂ − r̄ is from potential shaping Φ(s) − γ E[Φ(s′)] (least-squares Φ)."""
-    true = marginalise(game.reward[player], player, solution.policies[1 - player])
+    """How far r̂ − r̄ is from potential shaping Φ(s) − γ E[Φ(s′)]: what is left of the gap once
+    projected off the shaping directions."""
     other = solution.policies[1 - player]
-    rows, gaps = [], []
-    for s in range(S):
-        for mine in range(recovered.shape[1]):
-            row = np.zeros(S)
-            row[s] += 1
-            for theirs in range(other.shape[1]):
-                joint = (s, mine, theirs) if player == 0 else (s, theirs, mine)
-                if not game.done[joint]:
-                    row[game.next[joint]] -= GAMMA * other[s, theirs]
-            rows.append(row)
-            gaps.append(recovered[s, mine] - true[s, mine])
-    rows, gaps = np.array(rows), np.array(gaps)
-    phi, *_ = np.linalg.lstsq(rows, gaps, rcond=None)
-    return np.abs(rows @ phi - gaps).max()
+    true = marginalise(game.reward[player], player, other)
+    return np.abs(without_shaping(game, player, recovered - true, other, GAMMA)).max()
 
 
 def test_mamql_recovers_the_exact_marginal_soft_q():
@@ -78,6 +72,23 @@ def test_mamql_recovers_the_exact_marginal_soft_q():
         gap = q[agent] - solution.q[i]
         assert np.abs(gap - gap.mean(axis=1, keepdims=True)).max() < 1e-4
         assert shaping_residual(game, solution, i, rewards[agent]) < 1e-4
+
+
+def test_shaping_projection_keeps_what_behaviour_determines():
+    """Projected off the shaping directions, a reward and its shaped copy agree, and so does a
+    Boltzmann expert's log-policy (its reward up to the shaping Φ = −V̄) — the part a reward
+    estimate must get right; an unrelated reward does not."""
+    game, solution = exact_game()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        other = solution.policies[1 - i]
+        true = marginalise(game.reward[i], i, other)
+        phi = rng.normal(size=S)
+        shaped = true + phi[:, None] - GAMMA * marginalise(np.where(game.done, 0.0, phi[game.next]), i, other)
+        base = without_shaping(game, i, true, other, GAMMA)
+        assert np.abs(without_shaping(game, i, shaped, other, GAMMA) - base).max() < 1e-6
+        assert np.abs(without_shaping(game, i, np.log(solution.policies[i]) / LAM, other, GAMMA) - base).max() < 1e-6
+        assert np.abs(without_shaping(game, i, rng.normal(size=true.shape), other, GAMMA) - base).max() > 0.1
 
 
 def test_the_chi2_regulariser_trades_exactness_for_small_residuals():

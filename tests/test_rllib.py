@@ -26,7 +26,13 @@ from sparring.envs import make
 from sparring.paths import config_dir
 from sparring.runs import read_metrics
 from sparring.views.discrete import env_creator, make_discrete
-from sparring.views.rllib import RLlibConfig, RLlibPolicy, TurnBasedEnv, train_rllib
+from sparring.views.rllib import (
+    RLlibConfig,
+    RLlibPolicy,
+    SimultaneousEnv,
+    TurnBasedEnv,
+    train_rllib,
+)
 
 # RLlib's env runners register their env with Gymnasium under one name, each time they are built.
 pytestmark = pytest.mark.filterwarnings("ignore:.*Overriding environment rllib-multi-agent-env-v0")
@@ -59,6 +65,19 @@ def test_rllib_env_checks_accept_the_pettingzoo_wrapper_and_the_turn_based_view(
 
     check_multiagent_environments(ParallelPettingZooEnv(env_creator(VIEW_CONFIGS[name])))
     check_multiagent_environments(TurnBasedEnv(VIEW_CONFIGS[name]))
+
+
+def test_a_numeric_game_goes_to_rllib_as_it_is(tmp_path):
+    from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    env = SimultaneousEnv({"game": "sparring/gems-v0", "game_kwargs": {"size": 5}})
+    check_multiagent_environments(env)
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"blue", "red"} and obs["blue"].shape == env.observation_spaces["blue"].shape
+    obs, rewards, terminated, truncated, _ = env.step({"blue": 1, "red": 2})
+    assert set(obs) == set(rewards) == {"blue", "red"} and terminated["__all__"] is False
+    with pytest.raises(ValueError, match="gems-v0 is a numeric game.*view.encoder has nothing to set"):
+        train_rllib({**recipe("gems", tmp_path / "v"), "view": {"encoder": "minilm"}})
 
 
 def test_an_agent_observes_only_when_its_move_counts_and_every_mover_closes_its_episode():
@@ -116,12 +135,13 @@ def tft_run(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.parametrize("name", ["matrix", "redteam", "redteam_shared"])
+@pytest.mark.parametrize("name", ["matrix", "redteam", "redteam_shared", "gems"])
 def test_every_recipe_trains_writes_metrics_and_a_checkpoint_whose_policy_plays(name, tmp_path):
     run = tmp_path / name
     metrics = train_rllib(recipe(name, run))
     assert [row["update"] for row in metrics] == [1, 2]
-    policies = {"matrix": ["shared"], "redteam": ["attacker", "defender"], "redteam_shared": ["shared"]}[name]
+    policies = {"matrix": ["shared"], "redteam": ["attacker", "defender"], "redteam_shared": ["shared"],
+                "gems": ["blue", "red"]}[name]
     for row in metrics:
         assert all(f"return/{p}" in row and f"policy_loss/{p}" in row for p in policies), row
     assert (run / "latest").read_text().strip() == "update-000002"

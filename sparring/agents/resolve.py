@@ -58,6 +58,10 @@ POLICIES: dict[str, tuple[str, str]] = {
     "matrix.tit_for_tat": ("sparring.agents.scripted.matrix:TitForTat", "opens nicely, then copies the opponent's last move"),
     "gems.expert": ("sparring.agents.scripted.gems:SoftExpert", "gems: the Boltzmann-equilibrium expert of a fixed layout (size, *_gems, layout_seed, gamma, lam)"),
     "gems.greedy": ("sparring.agents.scripted.gems:GreedyCollector", "gems: walks to the nearest own or purple gem"),
+    "negotiation.softmax": ("sparring.agents.scripted.negotiation:SoftmaxNegotiator",
+                            "negotiation: each move with probability ∝ exp(expected reward / temperature)"),
+    "negotiation.fair": ("sparring.agents.scripted.negotiation:FairNegotiator",
+                         "negotiation: accepts half the pool's worth, else offers a fair split"),
     "random": ("sparring.agents.scripted.common:RandomTextPolicy", "random text from the action space (a fuzzer)"),
     "rllib": ("sparring.views.rllib:RLlibPolicy", "an RLlib policy on a game's discrete view (checkpoint=RUN_OR_CHECKPOINT, policy_id=ID)"),
 }

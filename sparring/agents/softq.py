@@ -12,7 +12,10 @@ The solution concepts are the ones multi-agent inverse Q-learning assumes of its
 - the Boltzmann (logit) equilibrium where each πᵢ ∝ exp(λ Q̄ᵢ) against the other
   (:func:`soft_equilibrium`): every player soft-optimal in the MDP the other's policy leaves it;
 - the true finite-horizon return of a policy pair (:func:`policy_return`) and the discounted
-  state occupancy (:func:`occupancy`), for evaluation.
+  state occupancy (:func:`occupancy`), for evaluation;
+- the part of a reward that demonstrations can identify (:func:`without_shaping`): a reward
+  rᵢ(s, aᵢ) and rᵢ + Φ(s) − γ E[Φ(s′)] explain a soft-rational expert equally well, so reward
+  recovery is judged after projecting both rewards off the potential-shaping directions.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
 
 from sparring.errors import ConfigError
 
@@ -149,3 +154,33 @@ def occupancy(game: TabularGame, pis: tuple[np.ndarray, np.ndarray], gamma: floa
         if weight * current.sum() < tol:
             return total / total.sum()
     raise ConfigError(f"the occupancy did not converge in {max_iter} steps (gamma={gamma})")
+
+
+def shaping_matrix(game: TabularGame, player: int, other: np.ndarray, gamma: float) -> sparse.csr_matrix:
+    """The ``(S·Aᵢ, S)`` map from a potential Φ to its shaping term Φ(s) − γ Σ_{a₋ᵢ} π₋ᵢ(a₋ᵢ|s)
+    (1 − done) Φ(s′) at every (s, aᵢ) of ``player``, the other playing ``other``."""
+    joint = other[:, None, :] if player == 0 else other[:, :, None]
+    weights = -gamma * np.broadcast_to(joint, game.next.shape) * ~game.done
+    mine = np.arange(game.num_actions[player])
+    rows = game.num_actions[player] * np.arange(game.num_states)[:, None, None]
+    rows = rows + (mine[None, :, None] if player == 0 else mine[None, None, :])
+    size = game.num_states * game.num_actions[player]
+    shaping = sparse.coo_matrix((weights.reshape(-1), (np.broadcast_to(rows, game.next.shape).reshape(-1),
+                                                       game.next.reshape(-1))), shape=(size, game.num_states))
+    own = sparse.coo_matrix((np.ones(size), (np.arange(size), np.repeat(np.arange(game.num_states),
+                                                                          game.num_actions[player]))))
+    return (shaping + own).tocsr()
+
+
+def without_shaping(game: TabularGame, player: int, reward: np.ndarray, other: np.ndarray,
+                    gamma: float) -> np.ndarray:
+    """``reward`` ``(S, Aᵢ)`` (or a stack ``(K, S, Aᵢ)``) minus its least-squares potential-shaping
+    part, uniform over every (s, aᵢ): a fixed linear projection, so two rewards that differ only
+    by shaping come out equal. What is left is what a soft-rational expert's behaviour
+    determines."""
+    shaping = shaping_matrix(game, player, other, gamma)
+    reward = np.asarray(reward, dtype=float)
+    flat = reward.reshape(-1, game.num_states * game.num_actions[player]).T
+    normal = (shaping.T @ shaping).tocsc() + sparse.identity(game.num_states, format="csc") * 1e-9
+    phi = spsolve(normal, shaping.T @ flat).reshape(game.num_states, -1)
+    return (flat - shaping @ phi).T.reshape(reward.shape)

@@ -2,7 +2,7 @@
 
 ``make(id, **kwargs)`` builds any registered game; ``GAMES`` lists them. Each game module
 (``sparring.envs.redteam``, ``sparring.envs.rainbow``, ``sparring.envs.router``, ``sparring.envs.matrix``,
-``sparring.envs.preference``, ``sparring.envs.gems``) also exposes ``env()``, ``parallel_env()`` and ``raw_env`` in
+``sparring.envs.preference``, ``sparring.envs.gems``, ``sparring.envs.negotiation``) also exposes ``env()``, ``parallel_env()`` and ``raw_env`` in
 PettingZoo's style.
 """
 
@@ -60,6 +60,13 @@ register_game(
     default_seats={"*": "gems.greedy"},
     baselines={"*": ("gems.greedy", "gems.expert")},
     numeric=True,
+)
+register_game(
+    "sparring/negotiation-v0",
+    "sparring.envs.negotiation",
+    "Two players split items with private values by messages: propose, accept or walk away (general-sum).",
+    default_seats={"*": "negotiation.fair"},
+    baselines={"*": ("negotiation.fair", "negotiation.softmax")},
 )
 register_game(
     "sparring/preference-v0",

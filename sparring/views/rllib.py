@@ -1,5 +1,7 @@
 """RLlib (new API stack) multi-agent PPO on the games' discrete views, and its agents.
 
+- :class:`SimultaneousEnv`: a numeric game (``gems-v0``) as an RLlib ``MultiAgentEnv``, as it
+  is: its vector observations and integer moves need no view.
 - :class:`TurnBasedEnv`: a discrete view (:mod:`sparring.views.discrete`) as an RLlib
   ``MultiAgentEnv`` with RLlib's turn-taking contract: an agent receives an observation only
   when its next action counts, rewards earned while it waits are credited to its next step,
@@ -15,8 +17,9 @@
   ``resume=True`` continues from the last checkpoint. Run directories are absolute paths by
   the time RLlib sees them (its checkpoints are URIs, which a relative path is not).
 - :class:`RLlibPolicy`: a trained RLModule as a sparring :class:`~sparring.agents.Policy`: it
-  encodes the observation exactly as the view does and writes the chosen strategy's text, so
-  RLlib agents sit in any game of that kind and in arena tournaments.
+  encodes the observation exactly as the view does and writes the chosen strategy's text (a
+  numeric game's move index), so RLlib agents sit in any game of that kind and in arena
+  tournaments.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pettingzoo import ParallelEnv
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
 from sparring.agents.base import Action, Policy
 from sparring.config import Config, above, at_least, check
-from sparring.envs.registry import make
+from sparring.envs.registry import make, spec
 from sparring.errors import ConfigError, ModelNotFoundError
 from sparring.runs import Run, atomic_write_text, checkpoint_of
 from sparring.views.discrete import (
@@ -49,6 +53,24 @@ SHARING = ("per_agent", "shared")
 # Changing these between a run and its resumption is fine; anything else must match.
 RESUMABLE_CHANGES = {"iterations", "max_minutes", "checkpoint_every", "keep_checkpoints", "tensorboard", "plot",
                      "progress", "progress_every_s"}
+
+
+class SimultaneousEnv(ParallelPettingZooEnv):
+    """A numeric game (registered ``numeric=True``: vector observations and integer moves, every
+    agent moving every step, as ``gems-v0``) as an RLlib ``MultiAgentEnv``, as it is: no text
+    to encode, no strategy table. Built from ``{"game": id, "game_kwargs": {...}}``."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        config = dict(config or {})
+        super().__init__(make(config["game"], parallel=True, **dict(config.get("game_kwargs") or {})))
+        self.possible_agents = list(self.par_env.possible_agents)
+        self.agents = list(self.possible_agents)
+        self.observation_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
+        self.action_spaces = {a: self.par_env.action_space(a) for a in self.possible_agents}
+
+
+def numeric_game(game_id: str) -> bool:
+    return spec(game_id).numeric
 
 
 class TurnBasedEnv(ParallelPettingZooEnv):
@@ -184,12 +206,23 @@ class RLlibConfig(Config):
         problems += above(self, 0, "max_minutes", "progress_every_s")
         check(problems)
 
+    def game_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.env.items() if k != "id"}
+
+    def numeric_game(self) -> dict[str, Any]:
+        """A numeric game's settings (``{"game", "game_kwargs"}``): it has no view to set, since
+        RLlib reads its observations and moves as they are, so ``view`` must stay empty."""
+        if self.view:
+            raise ConfigError(f"{self.env['id']} is a numeric game: RLlib reads its observations and moves as they "
+                              f"are, so view.{sorted(self.view)[0]} has nothing to set; leave view out")
+        return {"game": spec(self.env["id"]).id, "game_kwargs": self.game_kwargs()}
+
     def discrete(self) -> DiscreteConfig:
+        """The discrete view a language game trains on."""
         extra = sorted({"game", "game_kwargs"} & set(self.view))
         if extra:
             raise ConfigError(f"view.{extra[0]} is set by env; leave it out of view")
-        return DiscreteConfig.from_dict({**self.view, "game": self.env["id"],
-                                         "game_kwargs": {k: v for k, v in self.env.items() if k != "id"}})
+        return DiscreteConfig.from_dict({**self.view, "game": self.env["id"], "game_kwargs": self.game_kwargs()})
 
 
 class PolicyMapping:
@@ -202,7 +235,7 @@ class PolicyMapping:
         return self.mapping[agent_id]
 
 
-def policy_mapping(cfg: RLlibConfig, env: DiscreteParallelEnv) -> dict[str, str]:
+def policy_mapping(cfg: RLlibConfig, env: DiscreteParallelEnv | ParallelEnv) -> dict[str, str]:
     """Each exposed seat's policy id, checked: seats that share a policy must share its spaces,
     and must be told apart (``view.role_in_obs``) when their strategy tables differ."""
     seats = env.possible_agents
@@ -219,6 +252,8 @@ def policy_mapping(cfg: RLlibConfig, env: DiscreteParallelEnv) -> dict[str, str]
         if len(spaces) > 1:
             raise ConfigError(f"policy {module!r} plays {mine}, whose action spaces differ ({sorted(spaces)}); "
                              "set view.uniform_actions=true")
+        if not isinstance(env, DiscreteParallelEnv):  # a numeric game: its seats read and move alike
+            continue
         tables = {tuple(s.name for s in env.strategies[a]) for a in mine}
         if len(tables) > 1 and not env.config.role_in_obs:
             raise ConfigError(f"policy {module!r} plays {mine}, whose strategies differ; set view.role_in_obs=true "
@@ -227,14 +262,19 @@ def policy_mapping(cfg: RLlibConfig, env: DiscreteParallelEnv) -> dict[str, str]
 
 
 def build_ppo_config(cfg: RLlibConfig):
-    """The ``PPOConfig`` (new API stack) of a recipe, and the seat → policy mapping."""
+    """The ``PPOConfig`` (new API stack) of a recipe, the seat → policy mapping, a probe env
+    and the env's config (the view a checkpoint records)."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    view = cfg.discrete()
-    probe = DiscreteParallelEnv(view)
+    if numeric_game(cfg.env["id"]):
+        env_class, env_config = SimultaneousEnv, cfg.numeric_game()
+        probe = make(env_config["game"], parallel=True, **env_config["game_kwargs"])
+    else:
+        view = cfg.discrete()
+        env_class, env_config, probe = TurnBasedEnv, view.to_dict(), DiscreteParallelEnv(view)
     mapping = policy_mapping(cfg, probe)
     model = DefaultModelConfig(fcnet_hiddens=list(cfg.model.fcnet_hiddens), fcnet_activation=cfg.model.fcnet_activation,
                                vf_share_layers=cfg.model.vf_share_layers)
@@ -242,7 +282,7 @@ def build_ppo_config(cfg: RLlibConfig):
     config = (
         PPOConfig()
         .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
-        .environment(TurnBasedEnv, env_config=view.to_dict())
+        .environment(env_class, env_config=env_config)
         .env_runners(num_env_runners=cfg.num_env_runners, num_envs_per_env_runner=cfg.num_envs_per_env_runner,
                      rollout_fragment_length=cfg.rollout_fragment_length)
         .learners(num_learners=0)
@@ -256,7 +296,7 @@ def build_ppo_config(cfg: RLlibConfig):
         .reporting(metrics_num_episodes_for_smoothing=cfg.metrics_smoothing_episodes)
         .debugging(seed=cfg.seed, log_level="ERROR")
     )
-    return config, mapping, probe
+    return config, mapping, probe, env_config
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -269,9 +309,10 @@ class RLlibTrainer:
     def __init__(self, cfg: RLlibConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
         self.cfg = cfg
         self.on_update = on_update
-        self.ppo, mapping, probe = build_ppo_config(cfg)  # every check runs before anything is written
-        self.described = {"view": probe.config.to_dict(), "policy_mapping": mapping,
-                          "strategies": {a: [s.name for s in probe.strategies[a]] for a in probe.possible_agents}}
+        self.ppo, mapping, probe, view = build_ppo_config(cfg)  # every check runs before anything is written
+        tables = getattr(probe, "strategies", {})  # a numeric game's actions are its own moves
+        self.described = {"view": view, "policy_mapping": mapping,
+                          "strategies": {a: [s.name for s in tables[a]] for a in tables}}
         self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=RESUMABLE_CHANGES,
                            keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
         self.algo = self.ppo.build_algo()
@@ -367,15 +408,19 @@ class RLlibPolicy(Policy):
         values |= {k: v for k, v in (("game", game), ("encoder", encoder)) if v is not None}
         if "game" not in values:
             raise ConfigError(f"{self.checkpoint} has no {VIEW_FILE}; pass game= (and the view's other settings)")
-        self.view = DiscreteConfig.from_dict(values)
-        rules = make(self.view.game, parallel=True, **self.view.game_kwargs).game
-        self.strategies = strategies(self.view.game, rules)
+        self.numeric = numeric_game(values["game"])
+        # A numeric game reads the chosen index as its move: no view, no strategy table, no text to encode.
+        self.view = None if self.numeric else DiscreteConfig.from_dict(values)
+        self.game = spec(values["game"]).id
+        kwargs = dict(values.get("game_kwargs") or {})
+        rules = make(self.game, parallel=True, **(kwargs if self.numeric else self.view.game_kwargs)).game
+        self.strategies = {} if self.numeric else strategies(self.game, rules)
         for seat, names in described.get("strategies", {}).items():
             now = [s.name for s in self.strategies.get(seat, [])]
             if names != now:  # an action index means the strategy it meant in training, or nothing
-                raise ConfigError(f"{self.view.game}'s strategies for {seat} are {now}, but {self.checkpoint} was "
+                raise ConfigError(f"{self.game}'s strategies for {seat} are {now}, but {self.checkpoint} was "
                                  f"trained with {names}; play it with the sparring version it was trained with")
-        self.encoder = ObservationEncoder(self.view, rules.possible_agents, rules.max_turns)
+        self.encoder = None if self.numeric else ObservationEncoder(self.view, rules.possible_agents, rules.max_turns)
         self.mapping = described.get("policy_mapping", {})
         modules_dir = self.checkpoint / "algorithm" / "learner_group" / "learner" / "rl_module"
         available = sorted(p.name for p in modules_dir.iterdir() if p.is_dir()) if modules_dir.is_dir() else []
@@ -386,7 +431,7 @@ class RLlibPolicy(Policy):
                         for m in ([policy_id] if policy_id else available)}
         for module_id, module in self.modules.items():
             size = module.observation_space.shape[0]
-            if size != self.encoder.size:
+            if self.encoder is not None and size != self.encoder.size:
                 raise ConfigError(f"policy {module_id!r} reads {size} numbers, but the view "
                                  f"({self.view.encoder}, dims={self.view.dims}) makes {self.encoder.size}; "
                                  "pass the encoder and view settings it was trained with")
@@ -413,9 +458,17 @@ class RLlibPolicy(Policy):
         """The strategy index the policy picks for this observation."""
         import torch
 
-        if agent not in self.strategies:
-            raise ConfigError(f"seat {agent!r} is not a seat of {self.view.game}; its seats: {sorted(self.strategies)}")
-        vector = self.encoder.encode({agent: observation})[agent]
+        seats = self.mapping if self.numeric else self.strategies
+        if agent not in seats and not (self.numeric and self.policy_id is not None):
+            raise ConfigError(f"seat {agent!r} is not a seat of {self.game}; its seats: {sorted(seats)}")
+        if self.numeric:
+            vector = np.asarray(observation, dtype=np.float32).reshape(-1)
+            size = self.modules[self.module_for(agent)].observation_space.shape[0]
+            if vector.size != size:
+                raise ConfigError(f"the policy reads {size} numbers, but this {self.game} observation has "
+                                  f"{vector.size}; play it on the game settings it was trained with")
+        else:
+            vector = self.encoder.encode({agent: observation})[agent]
         with torch.no_grad():
             out = self.modules[self.module_for(agent)].forward_inference({"obs": torch.from_numpy(vector[None])})
         logits = out["action_dist_inputs"][0].double().numpy()
@@ -426,5 +479,7 @@ class RLlibPolicy(Policy):
 
     async def act(self, agent: str, observation: dict[str, Any]) -> Action:
         index = self.choose(agent, observation)
+        if self.numeric:
+            return Action(str(index))
         options = self.strategies[agent]  # a shared policy's extra indices alias, as in the view
         return Action(options[index % len(options)].render(agent, observation))

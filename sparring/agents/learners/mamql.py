@@ -18,9 +18,10 @@ single-agent IQ-Learn, and are ours:
   logit equilibrium of the one-shot game the critics define there, found by
   ``equilibrium_iters`` damped fixed-point sweeps from uniform. They are held fixed (no
   gradient) in agent i's objective: each agent best-responds to the others' current policies.
-- **The expert term scores the demonstrated joint move**, Qᵢ(s, aᵢᴱ, a₋ᵢᴱ) − γ V̄ᵢ(s′): the
-  transition s → s′ happened under that joint move, so this is the Bellman residual of the
-  joint critic; its expectation over a₋ᵢ is the marginal one the paper writes.
+- **The expert term scores the marginal critic** at the demonstrated move, Q̄ᵢ(s, aᵢᴱ) − γ V̄ᵢ(s′),
+  as the paper writes it: s′ is a sample of the averaged transition agent i faces. (Scoring
+  the joint entry Qᵢ(s, aᵢᴱ, a₋ᵢᴱ) instead trains one of |A₋ᵢ| entries per sample and leaves
+  the rest to the value term; measured on Gems it imitated far worse from few games.)
 - **The value term.** Offline, ρ is the expert's own transitions (IQ-Learn's offline form of
   (1 − γ) E[V̄(s₀)], which needs no start-state sample). Online, ρ mixes expert transitions with
   the learner's own rollouts (half each), collected every ``online_every`` updates.
@@ -138,6 +139,8 @@ class IRLConfig(Config):
     hidden: tuple[int, ...] = (128, 128)
     """Critic (or BC policy) layers; () is a linear map: a table on one-hot states."""
     lr: float = 1e-3
+    """Adam's step size at the start; it decays to 0 over ``steps`` (cosine), so training ends
+    settled rather than jittering around the optimum."""
     steps: int = 2000
     batch_size: int = 256
     """Rows per update; 0 uses every row (full batch)."""
@@ -215,6 +218,7 @@ class _Learner(ABC):
         data = self._tensors(demos)
         w = None if weights is None else torch.as_tensor(np.asarray(weights) / np.sum(weights), dtype=torch.float32)
         own: dict[str, torch.Tensor] | None = None
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.steps)
         for step in range(cfg.steps):
             if cfg.online and step % cfg.online_every == 0:
                 own = {k: torch.as_tensor(v) for k, v in rollout(self).items()}
@@ -231,6 +235,7 @@ class _Learner(ABC):
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            schedule.step()
             if step % 100 == 0 or step == cfg.steps - 1:
                 self.history.append({"step": step, **logs})
         return self
@@ -316,8 +321,8 @@ class MAMQL(_Learner):
             o = self.other(a)
             v = _soft_value(self.marginal(a, q[a], pi[o]), cfg.lam)
             v_next = _soft_value(self.marginal(a, q_next[a], pi_next[o]), cfg.lam)
-            rows = torch.arange(len(keep))
-            residual = q[a][rows, batch[f"action_{a}"], batch[f"action_{o}"]] - cfg.gamma * keep * v_next
+            marginal = self.marginal(a, q[a], pi[o]).gather(1, batch[f"action_{a}"][:, None])[:, 0]
+            residual = marginal - cfg.gamma * keep * v_next
             expert = self._mean(self._phi(residual), weights)
             value = self._mean(v - cfg.gamma * keep * v_next, weights)
             if extra is not None:

@@ -252,13 +252,16 @@ class GemsGame:
 
 
 def parse_move(action: Any) -> tuple[int, str | None]:
-    """A move index from an index or a move name; (0 = stay, reason) when it is neither."""
+    """A move index from an index (a number, or its digits as text) or a move name; (0 = stay,
+    reason) when it is neither."""
     if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
         if 0 <= int(action) < len(MOVES):
             return int(action), None
         return 0, f"move {int(action)} is out of range 0..{len(MOVES) - 1}"
     if isinstance(action, str):
         name = action.strip().lower()
+        if name.isdigit():
+            return parse_move(int(name))
         if name in MOVES:
             return MOVES.index(name), None
         return 0, f"{action[:40]!r} is not a move; moves: {', '.join(MOVES)}"
