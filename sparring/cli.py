@@ -323,7 +323,7 @@ def train(
     """Train policies: self-play (REINFORCE++, GRPO), INPO/DPO, or RLlib PPO (engine=rllib).
 
     Checkpoints, metrics.jsonl, TensorBoard events and a learning curve go to run_dir.
-    Recipes: configs/train/ (train=selfplay | inpo | rainbow); with engine=rllib, configs/rllib/
+    Recipes: configs/train/ (train=selfplay | inpo | rainbow | router | mamql); with engine=rllib, configs/rllib/
     (e.g. engine=rllib rllib=redteam)."""
     from sparring.errors import ConfigError, did_you_mean
 
@@ -384,7 +384,7 @@ def _returns_summary(row: dict[str, Any]) -> str:
 
 
 def _training_summary(row: dict[str, Any]) -> str:
-    shown = [f"{k.removeprefix('reward/')} {v:+.2f}" for k, v in row.items() if k.startswith("reward/")]
+    shown = [f"{k.split('/', 1)[1]} {v:+.2f}" for k, v in row.items() if k.startswith(("reward/", "return/"))]
     if "kl_per_sequence" in row:
         shown.append(f"kl {row['kl_per_sequence']:.3f}")
     shown += [f"{k} {row[k]:.2f}" for k in ("pairs", "champion_p", "valid_format", "coverage", "qd_score", "asr") if k in row]

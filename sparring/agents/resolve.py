@@ -63,6 +63,8 @@ POLICIES: dict[str, tuple[str, str]] = {
     "negotiation.fair": ("sparring.agents.scripted.negotiation:FairNegotiator",
                          "negotiation: accepts half the pool's worth, else offers a fair split"),
     "random": ("sparring.agents.scripted.common:RandomTextPolicy", "random text from the action space (a fuzzer)"),
+    "irl": ("sparring.agents.learners.mamql_run:IRLPolicy",
+            "the policies an inverse-RL run learned (checkpoint=RUN_OR_CHECKPOINT, greedy=BOOL)"),
     "rllib": ("sparring.views.rllib:RLlibPolicy", "an RLlib policy on a game's discrete view (checkpoint=RUN_OR_CHECKPOINT, policy_id=ID)"),
 }
 

@@ -3,7 +3,8 @@
 Each trainer is a config + trainer pair: :class:`SelfPlayConfig` / :class:`SelfPlayTrainer`
 (REINFORCE++, GRPO), :class:`INPOConfig` / :class:`INPOTrainer` (INPO, DPO) and
 :class:`RainbowRunConfig` / :class:`RainbowSearch` (the RainbowPlus search, which fills an
-archive rather than training). A recipe
+archive rather than training) and :class:`IRLRunConfig` / :class:`IRLRun` (MAMQL and its
+baselines, learning from recorded demonstrations of a numeric game). A recipe
 (``configs/train/*.yaml``) names its trainer in ``trainer:``; :func:`trainer_for` builds the
 pair from composed values and :func:`train` runs it.
 """
@@ -16,20 +17,23 @@ from typing import Any
 from sparring.agents.learners.base import LLMTrainer
 from sparring.agents.learners.config import AgentConfig, LoraSettings, OptimizerConfig, RunConfig
 from sparring.agents.learners.inpo import INPOConfig, INPOLearnerConfig, INPOTrainer
+from sparring.agents.learners.mamql_run import IRLRun, IRLRunConfig
 from sparring.agents.learners.rainbow import RainbowRunConfig, RainbowSearch
 from sparring.agents.learners.selfplay import PolicyGradientConfig, SelfPlayConfig, SelfPlayTrainer
+from sparring.config import Config
 from sparring.errors import ConfigError, did_you_mean
 
-TRAINERS: dict[str, tuple[type[RunConfig], type[LLMTrainer]]] = {
+TRAINERS: dict[str, tuple[type[Config], type[LLMTrainer] | type[IRLRun]]] = {
     "selfplay": (SelfPlayConfig, SelfPlayTrainer),
     "inpo": (INPOConfig, INPOTrainer),
     "rainbow": (RainbowRunConfig, RainbowSearch),
+    "mamql": (IRLRunConfig, IRLRun),
 }
 #: The trainer of each ``learner.algorithm``.
 ALGORITHMS = {"reinforce_pp": "selfplay", "grpo": "selfplay", "inpo": "inpo", "dpo": "inpo"}
 
 
-def config_for(values: Mapping[str, Any]) -> RunConfig:
+def config_for(values: Mapping[str, Any]) -> Config:
     """The typed config of a composed recipe, for the trainer it names (``trainer:``)."""
     name = values.get("trainer") or "selfplay"
     if name not in TRAINERS:
@@ -42,16 +46,16 @@ def config_for(values: Mapping[str, Any]) -> RunConfig:
     return TRAINERS[name][0].from_dict(dict(values))
 
 
-def trainer_for(cfg: RunConfig | Mapping[str, Any], resume: bool = False,
-                on_update: Callable[[dict], None] | None = None) -> LLMTrainer:
+def trainer_for(cfg: Config | Mapping[str, Any], resume: bool = False,
+                on_update: Callable[[dict], None] | None = None) -> LLMTrainer | IRLRun:
     """The trainer of a recipe (a config or composed values), ready to :meth:`~LLMTrainer.run`."""
-    if not isinstance(cfg, RunConfig):
+    if not isinstance(cfg, Config):
         cfg = config_for(cfg)
     trainer = next(t for c, t in TRAINERS.values() if isinstance(cfg, c))
     return trainer(cfg, resume=resume, on_update=on_update)
 
 
-def train(cfg: RunConfig | Mapping[str, Any], resume: bool = False,
+def train(cfg: Config | Mapping[str, Any], resume: bool = False,
           on_update: Callable[[dict], None] | None = None) -> list[dict]:
     """Run (or resume) a training run; returns its metrics, one row per update."""
     trainer = trainer_for(cfg, resume, on_update)
@@ -68,6 +72,8 @@ __all__ = [
     "INPOConfig",
     "INPOLearnerConfig",
     "INPOTrainer",
+    "IRLRun",
+    "IRLRunConfig",
     "LLMTrainer",
     "LoraSettings",
     "OptimizerConfig",

@@ -197,6 +197,8 @@ class _Learner(ABC):
         self.rng = np.random.default_rng(config.seed)
         self.nets = nn.ModuleDict({a: self._build(a) for a in self.agents})
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=config.lr)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
+        self.steps_done = 0
         self.history: list[dict[str, float]] = []
 
     def other(self, agent: str) -> str:
@@ -212,33 +214,65 @@ class _Learner(ABC):
         """Train on ``demos`` for ``config.steps`` updates. ``weights`` (one per row) turn the
         expectations into weighted ones (exact occupancies in tests); ``rollout`` (online
         variant) returns the learner's own transitions ``{obs_<agent>, next_obs_<agent>, done}``."""
-        cfg = self.config
-        if cfg.online and rollout is None:
+        self.prepare(demos, weights, rollout)
+        self.train_steps(self.config.steps)
+        return self
+
+    def prepare(self, demos: Demonstrations, weights: np.ndarray | None = None,
+                rollout: Callable[[_Learner], dict[str, np.ndarray]] | None = None) -> None:
+        """Hold the data (and the online rollout) that :meth:`train_steps` learns from."""
+        if self.config.online and rollout is None:
             raise ConfigError("online=true needs a rollout of the learner's policies (an env)")
-        data = self._tensors(demos)
-        w = None if weights is None else torch.as_tensor(np.asarray(weights) / np.sum(weights), dtype=torch.float32)
-        own: dict[str, torch.Tensor] | None = None
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.steps)
-        for step in range(cfg.steps):
-            if cfg.online and step % cfg.online_every == 0:
-                own = {k: torch.as_tensor(v) for k, v in rollout(self).items()}
-            if cfg.batch_size and cfg.batch_size < len(demos):
-                rows = torch.as_tensor(self.rng.integers(len(demos), size=cfg.batch_size))
-                batch, bw = {k: v[rows] for k, v in data.items()}, None
+        self._data = self._tensors(demos)
+        self._rows = len(demos)
+        self._weights = None if weights is None else torch.as_tensor(np.asarray(weights) / np.sum(weights),
+                                                                      dtype=torch.float32)
+        self._rollout = rollout
+        self._own: dict[str, torch.Tensor] | None = None
+
+    def train_steps(self, count: int) -> dict[str, float]:
+        """``count`` more updates (at most up to ``config.steps``, where the step size reaches
+        0); returns the last update's logged numbers."""
+        cfg = self.config
+        logs: dict[str, float] = {}
+        for _ in range(min(count, cfg.steps - self.steps_done)):
+            step = self.steps_done
+            if cfg.online and (step % cfg.online_every == 0 or self._own is None):
+                self._own = {k: torch.as_tensor(v) for k, v in self._rollout(self).items()}
+            if cfg.batch_size and cfg.batch_size < self._rows:
+                rows = torch.as_tensor(self.rng.integers(self._rows, size=cfg.batch_size))
+                batch, bw = {k: v[rows] for k, v in self._data.items()}, None
             else:
-                batch, bw = data, w
+                batch, bw = self._data, self._weights
             extra = None
-            if own is not None:
-                take = torch.as_tensor(self.rng.integers(len(own["done"]), size=len(batch["done"])))
-                extra = {k: v[take] for k, v in own.items()}
+            if self._own is not None:
+                take = torch.as_tensor(self.rng.integers(len(self._own["done"]), size=len(batch["done"])))
+                extra = {k: v[take] for k, v in self._own.items()}
             loss, logs = self.loss(batch, bw, extra)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-            schedule.step()
+            self.schedule.step()
+            self.steps_done += 1
             if step % 100 == 0 or step == cfg.steps - 1:
                 self.history.append({"step": step, **logs})
-        return self
+        return logs
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: networks, optimiser, step size, step count, generator."""
+        return {"nets": self.nets.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "steps_done": self.steps_done,
+                "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.nets.load_state_dict(state["nets"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.schedule.T_max = self.config.steps  # a resumed run may have a new budget: decay to its end
+        self.steps_done = int(state["steps_done"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
 
     def _tensors(self, demos: Demonstrations) -> dict[str, torch.Tensor]:
         if tuple(demos.agents) != self.agents:

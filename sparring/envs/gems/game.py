@@ -140,6 +140,13 @@ class GemsGame:
                 planes[plane, cell] = 1.0
         return planes.reshape(-1)
 
+    @staticmethod
+    def view_of_other(observation: np.ndarray) -> np.ndarray:
+        """The other agent's observation of the same moment (the board is fully observed: its
+        planes swap roles), for learners that need every agent's view, as MAMQL's policies do."""
+        planes = np.asarray(observation, dtype=np.float32).reshape(5, -1)
+        return planes[[1, 0, 3, 2, 4]].reshape(-1)
+
     def state_index(self) -> int:
         """The state's index in :meth:`tables` (fixed layouts only)."""
         return (self.positions[0] * self.cells + self.positions[1]) * (1 << self.config.num_gems) + self.mask
