@@ -115,6 +115,14 @@ def test_scripted_negotiators_play_and_their_games_record(tmp_path):
     rows = record_transitions(lambda: make("negotiation-v0", parallel=True), seats, range(4))
     assert {r.agent for r in rows} == {"player_0", "player_1"} and all(isinstance(r.obs, str) for r in rows)
     assert sum(r.done for r in rows) >= 4
+    # An agent's step runs from its move to its next: its next observation is the one it moved on next,
+    # and the other's reply (and any reward it brought) falls inside the step.
+    for episode in {r.episode for r in rows}:
+        for agent in ("player_0", "player_1"):
+            mine = [r for r in rows if r.episode == episode and r.agent == agent]
+            for step, after in zip(mine, mine[1:]):
+                assert step.next_obs == after.obs and not step.done
+            assert "Game over" in mine[-1].next_obs
 
 
 def test_negotiation_plays_in_an_arena_tournament(tmp_path):

@@ -172,6 +172,8 @@ async def record_episode(env: Any, seats: dict[str, Policy], seed: int | None, e
         following, rewards, terminations, truncations, infos = env.step(joint)
         over = not env.agents
         for agent in acting:
+            if agent in last:  # its previous step runs to this move: it observed this before moving
+                out[last[agent]].next_obs = _plain(observations[agent])
             info = infos.get(agent, {})
             last[agent] = len(out)
             out.append(Transition(
