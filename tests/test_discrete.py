@@ -232,5 +232,5 @@ def test_bad_views_get_errors_that_name_the_value_and_the_fix(monkeypatch):
                         dataclasses.replace(GAMES["sparring/preference-v0"], strategies=None))
     with pytest.raises(ValueError, match=r"sparring/preference-v0 registers no strategy table \(strategies=\), so it "
                                          r"has no discrete view; games with one: "
-                                         r"\['sparring/matrix-v0', 'sparring/redteam-v0'\]"):
+                                         r"\['sparring/matrix-v0', 'sparring/negotiation-v0', 'sparring/redteam-v0'\]"):
         make_discrete("preference-v0")

@@ -134,3 +134,18 @@ def test_negotiation_plays_in_an_arena_tournament(tmp_path):
                                                     games_per_pairing=2, out_dir=str(tmp_path), bootstrap=20))
     matches = tournament.run()
     assert matches and all(m.status == "done" for m in matches)
+
+
+def test_every_strategy_of_the_discrete_view_is_a_valid_move():
+    from sparring.views.discrete import make_discrete
+
+    view = make_discrete("negotiation-v0", opponents={"player_1": "negotiation.softmax"})
+    assert [s.name for s in view.strategies["player_0"]] == ["fair", "rational", "hardball", "walk away"]
+    for index in range(4):
+        for seed in range(5):
+            obs, _ = view.reset(seed=seed)
+            while view.agents:
+                obs, rewards, terms, truncs, infos = view.step({"player_0": index})
+                assert infos["player_0"]["invalid"] is None
+            assert infos["player_0"]["result"] in ("deal", "walked away", "out of messages")
+    assert infos["player_0"]["result"] == "walked away" and rewards["player_0"] == 0.0

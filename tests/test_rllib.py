@@ -45,6 +45,7 @@ VIEW_CONFIGS = {
     "matrix": {"game": "sparring/matrix-v0", "game_kwargs": {"rounds": 3}},
     "matrix-vs-tft": {"game": "sparring/matrix-v0", "opponents": {"player_1": "matrix.tit_for_tat"}},
     "preference": {"game": "sparring/preference-v0", "role_in_obs": True},
+    "negotiation": {"game": "sparring/negotiation-v0", "opponents": {"player_1": "negotiation.softmax"}},
 }
 
 

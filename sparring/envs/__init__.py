@@ -66,7 +66,8 @@ register_game(
     "sparring.envs.negotiation",
     "Two players split items with private values by messages: propose, accept or walk away (general-sum).",
     default_seats={"*": "negotiation.fair"},
-    baselines={"*": ("negotiation.fair", "negotiation.softmax")},
+    baselines={"*": ("negotiation.fair", "negotiation.softmax", "negotiation.walk")},
+    strategies="sparring.agents.scripted.negotiation:strategies",
 )
 register_game(
     "sparring/preference-v0",

@@ -1,5 +1,6 @@
 """Scripted players for ``sparring/negotiation-v0``: a softmax-rational negotiator (the expert
-whose demonstrations inverse RL learns from) and a fair-split negotiator.
+whose demonstrations inverse RL learns from), a fair-split negotiator and a walk-away, and the
+game's strategy table for its discrete view.
 
 Both read their position (pool, own values, the offer on the table, messages left) back from
 the observation text with :func:`~sparring.envs.negotiation.game.read_position`.
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sparring.agents.base import ScriptedPolicy
+from sparring.agents.scripted.common import Strategy
 from sparring.envs.negotiation.game import ACCEPT, WALK, Position, proposal_text, read_position
 from sparring.envs.parsing import answer_in_format
 from sparring.errors import ConfigError
@@ -68,19 +70,42 @@ class SoftmaxNegotiator(ScriptedPolicy):
 
 
 class FairNegotiator(ScriptedPolicy):
-    """Accepts an offer worth at least half the pool to it; otherwise proposes the split it
-    values most among those giving away at least half the items."""
+    """Accepts an offer worth at least ``accept_share`` of the pool to it; otherwise proposes
+    the split it values most among those giving away at least ``give_share`` of the items."""
 
     name = "negotiation.fair"
+
+    def __init__(self, accept_share: float = 0.5, give_share: float = 0.5, seed: int | None = None):
+        super().__init__(seed)
+        if not (0 <= accept_share <= 1 and 0 <= give_share <= 1):
+            raise ConfigError(f"accept_share={accept_share} and give_share={give_share} must lie in [0, 1]")
+        self.accept_share, self.give_share = accept_share, give_share
 
     def respond(self, agent: str, observation: dict[str, Any]) -> str:
         position = read_position(observation["text"])
         values = np.array(position.values, dtype=float)
         whole = float(values @ np.array(position.counts))
-        if position.offered is not None and float(values @ np.array(position.offered)) >= whole / 2:
+        if position.offered is not None and float(values @ np.array(position.offered)) >= self.accept_share * whole:
             move = f"[{ACCEPT}]"
         else:
             total = sum(position.counts)
-            fair = [k for k in itertools.product(*(range(c + 1) for c in position.counts)) if 2 * sum(k) <= total]
-            move = proposal_text(position.items, max(fair, key=lambda k: (float(values @ np.array(k)), -sum(k))))
-        return answer_in_format(observation, f"A fair split: {move}.", f"{move} That seems fair.")
+            splits = [k for k in itertools.product(*(range(c + 1) for c in position.counts))
+                      if total - sum(k) >= self.give_share * total]
+            move = proposal_text(position.items, max(splits, key=lambda k: (float(values @ np.array(k)), -sum(k))))
+        return answer_in_format(observation, f"My split: {move}.", f"{move} That seems fair.")
+
+
+class WalkAway(ScriptedPolicy):
+    """Ends every negotiation at its first move."""
+
+    name = "negotiation.walk"
+
+    def respond(self, agent: str, observation: dict[str, Any]) -> str:
+        return answer_in_format(observation, "No deal is worth it.", f"[{WALK}] Goodbye.")
+
+
+def strategies(game: Any) -> dict[str, list[Strategy]]:
+    """negotiation-v0's discrete view: the same four ways to negotiate for both seats."""
+    return {seat: [Strategy("fair", FairNegotiator()), Strategy("rational", SoftmaxNegotiator(temperature=0)),
+                   Strategy("hardball", FairNegotiator(accept_share=0.8, give_share=0.0)),
+                   Strategy("walk away", WalkAway())] for seat in game.possible_agents}
