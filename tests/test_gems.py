@@ -45,7 +45,8 @@ def test_purple_pays_both_only_together():
 
 def test_bad_moves_are_penalised_not_raised():
     assert parse_move("UP") == (1, None) and parse_move(" 3 ") == (3, None)
-    assert parse_move(7)[1] and parse_move("9")[1] and parse_move("jump")[1] and parse_move(None)[1]
+    assert parse_move(7)[1] and parse_move("9")[1] and parse_move("²")[1] and parse_move("jump")[1]
+    assert parse_move(None)[1]
     env = make("gems-v0", parallel=True)
     env.reset(seed=0)
     _, rewards, _, _, infos = env.step({"blue": "jump", "red": 0})

@@ -48,9 +48,14 @@ def test_a_run_learns_checkpoints_and_its_policies_play(demos, tmp_path, method)
     assert episode.turns and all(t.invalid is None for t in episode.turns if t.agent == "blue")
 
 
-def test_a_run_killed_after_a_checkpoint_resumes_to_where_an_uninterrupted_one_ends(demos, tmp_path, monkeypatch):
+@pytest.mark.parametrize("online", [False, True], ids=["offline", "online"])
+def test_a_run_killed_after_a_checkpoint_resumes_to_where_an_uninterrupted_one_ends(demos, tmp_path, monkeypatch,
+                                                                                    online):
+    irl = {"hidden": [32], "batch_size": 64, "equilibrium_iters": 3, "online": online, "online_every": 15,
+           "online_episodes": 2}
+    recipe_ = lambda d, r, **kw: recipe(d, r, irl=irl, **kw)  # noqa: E731
     whole = tmp_path / "whole"
-    train_irl(recipe(demos, whole))
+    train_irl(recipe_(demos, whole))
     part = tmp_path / "part"
     learn = IRLRun.step
 
@@ -61,18 +66,28 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_where_an_uninterrupted_one_e
 
     monkeypatch.setattr(IRLRun, "step", killed_at_three)
     with pytest.raises(KeyboardInterrupt):
-        train_irl(recipe(demos, part))
+        train_irl(recipe_(demos, part))
     monkeypatch.setattr(IRLRun, "step", learn)
     assert (part / "latest").read_text().strip() == "update-000002"
-    train_irl(recipe(demos, part), resume=True)
-    a = torch.load(whole / "checkpoints" / "update-000004" / LEARNER_FILE, weights_only=False)
-    b = torch.load(part / "checkpoints" / "update-000004" / LEARNER_FILE, weights_only=False)
+    train_irl(recipe_(demos, part), resume=True)
+    a = torch.load(whole / "checkpoints" / "update-000004" / LEARNER_FILE, weights_only=True)
+    b = torch.load(part / "checkpoints" / "update-000004" / LEARNER_FILE, weights_only=True)
     assert a["steps_done"] == b["steps_done"] == 40
     for name, tensor in a["nets"].items():
         assert torch.equal(tensor, b["nets"][name]), name
     assert [r["update"] for r in read_metrics(part / "metrics.jsonl")] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="with a different method"):
-        train_irl(recipe(demos, part, method="bc", updates=5), resume=True)
+        train_irl(recipe_(demos, part, method="bc", updates=5), resume=True)
+
+
+def test_a_finished_run_given_more_updates_goes_on_learning(demos, tmp_path):
+    run = tmp_path / "run"
+    train_irl(recipe(demos, run, updates=2))
+    train_irl(recipe(demos, run, updates=4), resume=True)
+    before = torch.load(run / "checkpoints" / "update-000002" / LEARNER_FILE, weights_only=True)
+    after = torch.load(run / "checkpoints" / "update-000004" / LEARNER_FILE, weights_only=True)
+    assert after["steps_done"] == 40
+    assert any(not torch.equal(before["nets"][k], after["nets"][k]) for k in before["nets"])
 
 
 def test_bad_recipes_and_files_get_clear_errors(demos, tmp_path):

@@ -250,8 +250,9 @@ def policy_mapping(cfg: RLlibConfig, env: DiscreteParallelEnv | ParallelEnv) -> 
         mine = [a for a in seats if mapping[a] == module]
         spaces = {str(env.action_space(a)) for a in mine}
         if len(spaces) > 1:
-            raise ConfigError(f"policy {module!r} plays {mine}, whose action spaces differ ({sorted(spaces)}); "
-                             "set view.uniform_actions=true")
+            fix = ("set view.uniform_actions=true" if isinstance(env, DiscreteParallelEnv)
+                   else "give them a policy each (policy_sharing=per_agent)")
+            raise ConfigError(f"policy {module!r} plays {mine}, whose action spaces differ ({sorted(spaces)}); {fix}")
         if not isinstance(env, DiscreteParallelEnv):  # a numeric game: its seats read and move alike
             continue
         tables = {tuple(s.name for s in env.strategies[a]) for a in mine}
@@ -415,6 +416,7 @@ class RLlibPolicy(Policy):
         kwargs = dict(values.get("game_kwargs") or {})
         rules = make(self.game, parallel=True, **(kwargs if self.numeric else self.view.game_kwargs)).game
         self.strategies = {} if self.numeric else strategies(self.game, rules)
+        self.seats = tuple(rules.possible_agents)
         for seat, names in described.get("strategies", {}).items():
             now = [s.name for s in self.strategies.get(seat, [])]
             if names != now:  # an action index means the strategy it meant in training, or nothing
@@ -458,8 +460,8 @@ class RLlibPolicy(Policy):
         """The strategy index the policy picks for this observation."""
         import torch
 
-        seats = self.mapping if self.numeric else self.strategies
-        if agent not in seats and not (self.numeric and self.policy_id is not None):
+        seats = self.seats if self.numeric else self.strategies
+        if agent not in seats:
             raise ConfigError(f"seat {agent!r} is not a seat of {self.game}; its seats: {sorted(seats)}")
         if self.numeric:
             vector = np.asarray(observation, dtype=np.float32).reshape(-1)

@@ -43,6 +43,7 @@ record``), as :class:`Demonstrations`: the simultaneous steps of every agent, jo
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -197,9 +198,14 @@ class _Learner(ABC):
         self.rng = np.random.default_rng(config.seed)
         self.nets = nn.ModuleDict({a: self._build(a) for a in self.agents})
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=config.lr)
-        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._decay)
         self.steps_done = 0
         self.history: list[dict[str, float]] = []
+
+    def _decay(self, step: int) -> float:
+        """The step size's factor after ``step`` updates: a cosine from 1 to 0 over ``config.steps``
+        (read at each update, so a resumed run with a new budget decays to its new end)."""
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.config.steps) / self.config.steps))
 
     def other(self, agent: str) -> str:
         return self.agents[1 - self.agents.index(agent)]
@@ -211,9 +217,10 @@ class _Learner(ABC):
     # -- training -----------------------------------------------------------------------
     def fit(self, demos: Demonstrations, weights: np.ndarray | None = None,
             rollout: Callable[[_Learner], dict[str, np.ndarray]] | None = None) -> _Learner:
-        """Train on ``demos`` for ``config.steps`` updates. ``weights`` (one per row) turn the
-        expectations into weighted ones (exact occupancies in tests); ``rollout`` (online
-        variant) returns the learner's own transitions ``{obs_<agent>, next_obs_<agent>, done}``."""
+        """Train on ``demos`` until ``config.steps`` updates are done (a new learner: all of
+        them). ``weights`` (one per row) turn the expectations into weighted ones (exact
+        occupancies in tests); ``rollout`` (online variant) returns the learner's own
+        transitions ``{obs_<agent>, next_obs_<agent>, done}``."""
         self.prepare(demos, weights, rollout)
         self.train_steps(self.config.steps)
         return self
@@ -259,20 +266,27 @@ class _Learner(ABC):
         return logs
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs: networks, optimiser, step size, step count, generator."""
+        """Everything a resumed run needs: networks, optimiser, step count, generator, and the
+        online variant's current rollout (plain values and tensors: loads with
+        ``torch.load(weights_only=True)``)."""
         return {"nets": self.nets.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "steps_done": self.steps_done,
-                "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": self.history}
+                "steps_done": self.steps_done, "rng": self.rng.bit_generator.state, "history": self.history,
+                "own": getattr(self, "_own", None)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.nets.load_state_dict(state["nets"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.schedule.T_max = self.config.steps  # a resumed run may have a new budget: decay to its end
         self.steps_done = int(state["steps_done"])
+        self.schedule.last_epoch = self.steps_done
+        for group, base in zip(self.optimizer.param_groups, self.schedule.base_lrs):
+            group["lr"] = base * self._decay(self.steps_done)  # the current budget's curve
         self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
+        self._own = state.get("own")
+
+    def load_networks(self, state: dict[str, Any]) -> None:
+        """Only the networks of a :meth:`state_dict` (enough to play the learned policies)."""
+        self.nets.load_state_dict(state["nets"])
 
     def _tensors(self, demos: Demonstrations) -> dict[str, torch.Tensor]:
         if tuple(demos.agents) != self.agents:
@@ -496,11 +510,8 @@ def build_learner(method: str, config: IRLConfig, demos: Demonstrations, num_act
 def env_rollout(make_env: Callable[[], Any], episodes: int, seed: int = 0) -> Callable[[_Learner], dict[str, np.ndarray]]:
     """The online variant's rollout: ``episodes`` games of a numeric simultaneous-move Parallel
     env (``make_env()``) played by the learner's current policies, as value-term rows."""
-    calls = [0]
-
     def rollout(learner: _Learner) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng((seed, calls[0]))
-        calls[0] += 1
+        rng = np.random.default_rng((seed, learner.steps_done))  # a resumed run draws what it would have
         envs = [make_env() for _ in range(episodes)]
         obs = [e.reset(seed=int(rng.integers(1 << 31)))[0] for e in envs]
         rows: dict[str, list] = {k: [] for a in learner.agents for k in (f"obs_{a}", f"next_obs_{a}")}

@@ -146,7 +146,7 @@ class IRLRun:
         self.learner.prepare(demos, rollout=rollout)
         self.update = self.run_dir.update
         if self.run_dir.start is not None:
-            self.learner.load_state_dict(torch.load(self.run_dir.start / LEARNER_FILE, weights_only=False))
+            self.learner.load_state_dict(torch.load(self.run_dir.start / LEARNER_FILE, weights_only=True))
 
     def step(self, update: int) -> dict[str, Any]:
         logs = self.learner.train_steps(self.cfg.steps_per_update)
@@ -190,7 +190,7 @@ class IRLPolicy(Policy):
         self.learner = LEARNERS[cfg.method](cfg.learner_config(), agents,
                                             {a: int(env.observation_space(a).shape[0]) for a in agents},
                                             {a: int(env.action_space(a).n) for a in agents})
-        self.learner.load_state_dict(torch.load(found / LEARNER_FILE, weights_only=False))
+        self.learner.load_networks(torch.load(found / LEARNER_FILE, weights_only=True))
         self.game, self.greedy = spec(cfg.env["id"]).id, greedy
         # MAMQL's policies are an equilibrium of every agent's critic, so it needs the others'
         # views of the moment; the baselines read the acting agent's alone.

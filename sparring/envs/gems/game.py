@@ -267,7 +267,7 @@ def parse_move(action: Any) -> tuple[int, str | None]:
         return 0, f"move {int(action)} is out of range 0..{len(MOVES) - 1}"
     if isinstance(action, str):
         name = action.strip().lower()
-        if name.isdigit():
+        if name.isascii() and name.isdigit():
             return parse_move(int(name))
         if name in MOVES:
             return MOVES.index(name), None

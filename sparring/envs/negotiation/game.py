@@ -80,7 +80,7 @@ def _valuations(counts: tuple[int, ...], total: int) -> list[tuple[int, ...]]:
 def parse_move(text: str, items: tuple[str, ...], counts: tuple[int, ...]) -> tuple[Any, str | None]:
     """The move in a message: ``Deal``, ``ACCEPT`` or ``WALK``, or (None, reason). Exactly one
     bracketed move; the rest of the message is a remark and is not read."""
-    moves = _BRACKETED.findall(text)
+    moves = [m for m in _BRACKETED.findall(text) if m.strip().lower().startswith(("propose", "accept", "walk"))]
     if len(moves) != 1:
         return None, (f"{'no' if not moves else len(moves)} bracketed moves; give exactly one: "
                       "[propose item=N ...], [accept] or [walk away]")
@@ -91,10 +91,12 @@ def parse_move(text: str, items: tuple[str, ...], counts: tuple[int, ...]) -> tu
         return WALK, None
     if not move.startswith("propose"):
         return None, f"[{moves[0][:40]}] is not a move: use [propose item=N ...], [accept] or [walk away]"
-    pairs = dict((name, int(n)) for name, n in _PAIR.findall(move))
+    found = _PAIR.findall(move)
+    pairs = {name: int(n) for name, n in found}
     rest = _PAIR.sub("", move[len("propose"):]).strip()
-    if rest or set(pairs) != set(items):
-        return None, f"a proposal names every item once as item=N: {proposal_text(items, counts)}"
+    if rest or len(found) != len(items) or set(pairs) != set(items):
+        return None, (f"a proposal names every item once as item=N, N a whole number >= 0: "
+                      f"{proposal_text(items, counts)}")
     keep = tuple(pairs[name] for name in items)
     over = [f"{name}={k} (pool has {c})" for name, k, c in zip(items, keep, counts) if k > c]
     if over:
@@ -190,7 +192,8 @@ class NegotiationGame(LanguageGame):
     def resolve(self, moves: dict[str, Move]) -> Outcome:
         cfg = self.config
         (agent, move), = moves.items()
-        remark = _BRACKETED.sub(" ", move.text).strip()[: cfg.max_remark_chars] if move.text else ""
+        # One line: a remark cannot pass for a line of the game's own text.
+        remark = " ".join(_BRACKETED.sub(" ", move.text).split())[: cfg.max_remark_chars] if move.text else ""
         terms = {a: {"deal": 0.0, "invalid": 0.0} for a in AGENTS}
         if move.value is None:
             terms[agent]["invalid"] = cfg.invalid_penalty
@@ -224,7 +227,8 @@ class NegotiationGame(LanguageGame):
         mine = ", ".join(f"{name} {v}" for name, v in zip(self.items, self.values[agent]))
         lines = [f"A negotiation. You are {agent}, negotiating with {self.other(agent)}.",
                  f"Items in the pool: {pool}.",
-                 f"Your private values per item: {mine} (the whole pool is worth {cfg.total_value} to you; "
+                 f"Your private values per item: {mine} (the whole pool is worth {self.value_of(agent, self.counts)} "
+                 "to you; "
                  "the other player's values are secret and may differ).",
                  f"No deal pays each player {cfg.no_deal_reward:g}."]
         if self.messages:
@@ -274,9 +278,9 @@ class Position:
 
 _POOL = re.compile(r"^Items in the pool: (.*)\.$", re.MULTILINE)
 _VALUES = re.compile(r"^Your private values per item: (.*?) \(", re.MULTILINE)
-_NO_DEAL = re.compile(r"^No deal pays each player (-?[\d.]+)\.$", re.MULTILINE)
+_NO_DEAL = re.compile(r"^No deal pays each player (-?[\d.]+(?:e[-+]?\d+)?)\.$", re.MULTILINE)
 _OFFERED = re.compile(r"^On the table: (?!your )\S+ offer, which gives you (.*?) \(worth", re.MULTILINE)
-_LEFT = re.compile(r"^Your move \((\d+) message")
+_LEFT = re.compile(r"^Your move \((\d+) message", re.MULTILINE)
 
 
 def read_position(text: str) -> Position:
@@ -286,8 +290,8 @@ def read_position(text: str) -> Position:
         raise ConfigError("this is not a negotiation-v0 observation (no pool, values or no-deal line)")
     pairs = [p.rsplit(" ", 1) for p in pool.group(1).split(", ")]
     items = tuple(name for name, _ in pairs)
-    offered = _OFFERED.search(text)
-    left = re.search(_LEFT.pattern, text, re.MULTILINE)
+    offered = ([None] + list(_OFFERED.finditer(text)))[-1]  # the latest state of the table
+    left = ([None] + list(_LEFT.finditer(text)))[-1]
     return Position(items, tuple(int(n) for _, n in pairs),
                     tuple(int(p.rsplit(" ", 1)[1]) for p in values.group(1).split(", ")), float(no_deal.group(1)),
                     None if offered is None else tuple(int(n) for _, n in _PAIR.findall(offered.group(1))),
