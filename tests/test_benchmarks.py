@@ -117,3 +117,16 @@ def test_mamql_gems_prints_returns_and_reward_correlations_as_json(tmp_path):
     assert set(figures["pearson"]) == {"mamql", "bc", "iq_learn"}
     assert all(len(figures["returns"][m]) == 2 for m in ("mamql", "bc", "iq_learn"))
     assert figures["returns"]["expert"] > 6 and plot.stat().st_size > 1000
+
+
+def test_mamql_negotiation_prints_recovery_and_imitation_as_json():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "mamql_negotiation.py"), "--json", "--demos", "10,20", "--encoders",
+         "position", "--steps", "50", "--heldout-games", "10", "--eval-seeds", "2", "--eval-games", "3"],
+        capture_output=True, text=True, timeout=600, check=True)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    found = figures["encoders"]["position"]
+    assert figures["demos"] == [10, 20] and set(found["pearson"]) == {"mamql", "bc", "iq_learn"}
+    assert all(len(found["returns_by_demos"][m]) == 2 for m in found["pearson"])
+    assert set(found["returns"]["bc"]) == {"mean", "std"} and found["rows"] > 0
+    assert figures["expert"]["mean"] > figures["random"]["mean"]

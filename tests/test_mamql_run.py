@@ -13,7 +13,7 @@ from sparring.agents.learners import config_for
 from sparring.agents.learners.mamql_run import LEARNER_FILE, IRLPolicy, IRLRun, train_irl
 from sparring.agents.trajectories import record_transitions, write_transitions
 from sparring.envs import make
-from sparring.errors import ConfigError, NotFoundError
+from sparring.errors import ConfigError, DataError, NotFoundError
 from sparring.runs import read_metrics
 
 GEMS = {"id": "sparring/gems-v0", "size": 5, "blue_gems": 2, "red_gems": 2, "purple_gems": 2, "layout_seed": 0}
@@ -95,8 +95,9 @@ def test_bad_recipes_and_files_get_clear_errors(demos, tmp_path):
         train_irl(recipe(tmp_path / "missing.jsonl", tmp_path / "a"))
     with pytest.raises(ConfigError, match="demonstrations= is empty"):
         config_for(recipe("", tmp_path / "b"))
-    with pytest.raises(ConfigError, match="is a language game"):
-        config_for({**recipe(demos, tmp_path / "c"), "env": {"id": "sparring/negotiation-v0"}})
+    with pytest.raises(DataError, match="text observations"):  # numeric demonstrations for a language game
+        train_irl({**recipe(demos, tmp_path / "c"), "env": {"id": "sparring/negotiation-v0"},
+                   "encoder": "sparring.envs.negotiation:position_features"})
     with pytest.raises(ConfigError, match="method='gail' is unknown"):
         config_for(recipe(demos, tmp_path / "d", method="gail"))
     with pytest.raises(ConfigError, match="set env.. as the demonstrations were recorded"):

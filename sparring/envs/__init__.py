@@ -68,6 +68,7 @@ register_game(
     default_seats={"*": "negotiation.fair"},
     baselines={"*": ("negotiation.fair", "negotiation.softmax", "negotiation.walk")},
     strategies="sparring.agents.scripted.negotiation:strategies",
+    moves="sparring.envs.negotiation:MoveIndex",
 )
 register_game(
     "sparring/preference-v0",

@@ -10,7 +10,8 @@ A game registers what others need to know of it, so no caller keeps a table of g
 ``default_seats`` (who fills the seats ``sparring play`` leaves open), ``baselines`` (the
 scripted opponents each seat is evaluated against), ``strategies`` (the function giving
 each seat's finite strategy set for the discrete views that RLlib trains on) and
-``batch_metrics`` (what a batch of its games measures, logged by trainers).
+``batch_metrics`` (what a batch of its games measures, logged by trainers) and ``moves`` (a
+language game's moves as a finite index, for learners that score moves by index).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class GameSpec:
     batch_metrics: str | None = None
     """``module:function`` giving a batch of finished games' metrics (``{name: value}``) from
     their final ``infos`` (one ``{agent: info}`` per game): what trainers log per update."""
+    moves: str | None = None
+    """``module:Class`` of a language game's fixed move index, built from the game's config:
+    ``len()`` moves, ``texts()``, ``legal(observation)`` (a mask) and ``index(observation,
+    output)`` (the move an output makes, or None). Learners that score moves by index (inverse
+    RL) read the game through it."""
 
     def seat_default(self, seat: str, fallback: str = "random") -> str:
         return self.default_seats.get(seat, self.default_seats.get("*", fallback))

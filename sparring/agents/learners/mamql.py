@@ -28,6 +28,13 @@ single-agent IQ-Learn, and are ours:
 - **Time limits are not ends**: a truncated step bootstraps from V̄(s′); only a true end
   (``done``) zeroes it.
 - **No target network**: V̄(s′) is the live critic's, as in IQ-Learn's default.
+- **Turn-based games** (one mover per step, e.g. negotiation-v0; rows from
+  :meth:`Demonstrations.from_turns`): nobody else moves at a state where agent i moves, so there
+  is nothing to marginalise there. Q̄ᵢ(s, aᵢ) is the joint critic, and the others' policies enter
+  only through the transition to i's next move, which the demonstrations sample. Offline,
+  MAMQL and independent IQ-Learn then optimise the same objective and give the same numbers.
+  Each row's legal moves (a mask from the game's move index) bound the soft value, the
+  policies and BC's softmax.
 - Demonstrations cannot identify a reward beyond potential shaping: Q̄ᵢ is determined up to a
   per-state constant, r̄ᵢ up to Φ(s) − γ E[Φ(s′)]. The χ² term pins that freedom towards
   small Bellman residuals; with φ(x) = x and exact expert occupancies the recovered reward is
@@ -38,7 +45,8 @@ that treats the others as part of the environment) and :class:`BehaviourCloning`
 policy per agent by maximum likelihood; its reward estimate is log πᵢ(aᵢ|s)).
 
 Demonstrations come from :func:`~sparring.agents.trajectories.record_transitions` (``sparring
-record``), as :class:`Demonstrations`: the simultaneous steps of every agent, joined.
+record``), as :class:`Demonstrations`: the simultaneous steps of every agent, joined, or a
+turn-based language game's moves with their text read through an embedder.
 """
 
 from __future__ import annotations
@@ -62,9 +70,10 @@ METHODS = ("mamql", "iq_learn", "bc")
 # -- data -------------------------------------------------------------------------------------
 @dataclass
 class Demonstrations:
-    """Joint demonstration steps of a simultaneous-move game, as arrays (one row per step):
-    each agent's observation, action, reward and next observation, whether the step ended the
-    game (``done``) and whether it was a game's first (``first``)."""
+    """Demonstration steps as arrays, one row per step: each agent's observation, action, reward
+    and next observation, whether the step ended the game (``done``) and whether it was the
+    agent's first in its game (``first``). A simultaneous-move game's rows join every agent's
+    step (:meth:`from_transitions`); a turn-based game's hold one mover each (:meth:`from_turns`)."""
 
     agents: tuple[str, ...]
     obs: dict[str, np.ndarray]
@@ -75,6 +84,19 @@ class Demonstrations:
     first: np.ndarray
     episode: np.ndarray
     """Each row's game index (in order of first appearance)."""
+    legal: dict[str, np.ndarray] | None = None
+    """Each agent's legal moves at ``obs`` (``bool``, ``(N, A)``); None: every move, always."""
+    next_legal: dict[str, np.ndarray] | None = None
+    """The same at ``next_obs``."""
+    acts: dict[str, np.ndarray] | None = None
+    """Whether each agent moved at each row (``bool``, ``(N,)``). None: every agent at every row,
+    a simultaneous-move game; in a turn-based game's rows one agent moves."""
+    skipped: int = 0
+    """Demonstrated moves left out because they were not moves of the game (invalid outputs)."""
+
+    @property
+    def turn_based(self) -> bool:
+        return self.acts is not None
 
     @classmethod
     def from_transitions(cls, transitions: Sequence[Any], agents: Sequence[str] | None = None) -> Demonstrations:
@@ -110,6 +132,64 @@ class Demonstrations:
             np.asarray([r[1] == 0 for r in rows]), np.asarray([r[0] for r in rows]),
         )
 
+    @classmethod
+    def from_turns(cls, transitions: Sequence[Any], embed: Callable[[list[str]], np.ndarray], moves: Any,
+                   agents: Sequence[str] | None = None) -> Demonstrations:
+        """Rows of a turn-based language game, one per move: the mover's observation text
+        read through ``embed`` (texts → feature rows, e.g.
+        :func:`~sparring.judges.embedding.minilm_embedder`), its move as an index of ``moves``
+        (``len(moves)``, ``moves.index(obs, output)`` → index or None, ``moves.legal(obs)`` →
+        mask; e.g. :class:`~sparring.envs.negotiation.MoveIndex`), and the observation at its
+        next move (a transition of :func:`~sparring.agents.trajectories.record_episode`). The
+        other agent waits in that row. Outputs that make no valid move are left out
+        (``skipped``)."""
+        if not transitions:
+            raise DataError("no demonstrations: the transition list is empty")
+        if not all(isinstance(t.obs, str) and isinstance(t.next_obs, str) for t in transitions):
+            raise DataError("from_turns reads a language game's text observations; numeric games' demonstrations "
+                            "go through Demonstrations.from_transitions")
+        agents = tuple(agents or sorted({t.agent for t in transitions}, key=[t.agent for t in transitions].index))
+        order: dict[str, int] = {}
+        kept, skipped, seen = [], 0, set()
+        for t in sorted(transitions, key=lambda t: (order.setdefault(t.episode, len(order)), t.step)):
+            if t.agent not in agents:
+                raise DataError(f"demonstration {t.episode} has a move of {t.agent!r}, not one of {list(agents)}")
+            index = moves.index(t.obs, str(t.action))
+            if index is None:
+                skipped += 1
+                continue
+            kept.append((t, index, (t.episode, t.agent) not in seen))
+            seen.add((t.episode, t.agent))
+        games: dict[str, int] = {}  # numbered over the games with a move kept, so episodes(n) gives n
+        for t, _, _ in kept:
+            games.setdefault(t.episode, len(games))
+        if not kept:
+            raise DataError(f"none of the {len(transitions)} demonstrated outputs makes a valid move of the game")
+        texts = sorted({x for t, _, _ in kept for x in (t.obs, t.next_obs)})
+        features = np.asarray(embed(texts), dtype=np.float32)
+        row_of = {text: i for i, text in enumerate(texts)}
+        legal_of = {text: np.asarray(moves.legal(text), dtype=bool) for text in texts}
+        mover = np.array([t.agent for t, _, _ in kept])
+        obs, next_obs, actions, rewards, legal, next_legal, acts = {}, {}, {}, {}, {}, {}, {}
+        for a in agents:
+            mine = mover == a
+            acts[a] = mine
+            obs[a] = np.where(mine[:, None], features[[row_of[t.obs] for t, _, _ in kept]], 0.0).astype(np.float32)
+            next_obs[a] = np.where(mine[:, None], features[[row_of[t.next_obs] for t, _, _ in kept]],
+                                   0.0).astype(np.float32)
+            actions[a] = np.where(mine, [i for _, i, _ in kept], 0).astype(np.int64)
+            rewards[a] = np.where(mine, [t.reward for t, _, _ in kept], 0.0).astype(np.float32)
+            # A waiting agent's row allows every move (its terms are masked out by ``acts``).
+            legal[a] = np.where(mine[:, None], [legal_of[t.obs] for t, _, _ in kept], True)
+            next_legal[a] = np.where(mine[:, None], [legal_of[t.next_obs] for t, _, _ in kept], True)
+        bad = [t for t, i, _ in kept if not legal_of[t.obs][i]]
+        if bad:
+            raise DataError(f"demonstration {bad[0].episode} step {bad[0].step}: the move is not legal at its "
+                            "observation by moves.legal; the move index and the game disagree")
+        return cls(agents, obs, actions, rewards, next_obs, np.array([t.done for t, _, _ in kept]),
+                   np.array([first for _, _, first in kept]), np.array([games[t.episode] for t, _, _ in kept]),
+                   legal, next_legal, acts, skipped)
+
     def __len__(self) -> int:
         return len(self.done)
 
@@ -120,11 +200,13 @@ class Demonstrations:
     def episodes(self, count: int) -> Demonstrations:
         """The first ``count`` games."""
         keep = self.episode < count
-        pick = {a: v[keep] for a, v in self.obs.items()}
-        return Demonstrations(self.agents, pick, {a: v[keep] for a, v in self.actions.items()},
-                              {a: v[keep] for a, v in self.rewards.items()},
-                              {a: v[keep] for a, v in self.next_obs.items()}, self.done[keep], self.first[keep],
-                              self.episode[keep])
+
+        def pick(per_agent: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+            return None if per_agent is None else {a: v[keep] for a, v in per_agent.items()}
+
+        return Demonstrations(self.agents, pick(self.obs), pick(self.actions), pick(self.rewards),
+                              pick(self.next_obs), self.done[keep], self.first[keep], self.episode[keep],
+                              pick(self.legal), pick(self.next_legal), pick(self.acts), self.skipped)
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -176,8 +258,18 @@ def _network(inputs: int, outputs: int, hidden: Sequence[int], zero_init: bool) 
     return nn.Sequential(*layers)
 
 
-def _soft_value(q: torch.Tensor, lam: float) -> torch.Tensor:
-    return torch.logsumexp(lam * q, dim=-1) / lam
+_ILLEGAL = -1e9
+"""The logit of an illegal move (finite, so that masked-out terms stay free of NaN)."""
+
+
+def _masked(logits: torch.Tensor, legal: torch.Tensor | None) -> torch.Tensor:
+    """``logits`` (already scaled by λ) with the illegal moves' set to :data:`_ILLEGAL`."""
+    return logits if legal is None else logits.masked_fill(~legal, _ILLEGAL)
+
+
+def _soft_value(q: torch.Tensor, lam: float, legal: torch.Tensor | None = None) -> torch.Tensor:
+    """V = (1/λ) log Σ over the legal moves of exp(λ q)."""
+    return torch.logsumexp(_masked(lam * q, legal), dim=-1) / lam
 
 
 class _Learner(ABC):
@@ -187,10 +279,11 @@ class _Learner(ABC):
     method = ""
 
     def __init__(self, config: IRLConfig, agents: Sequence[str], obs_dims: dict[str, int],
-                 num_actions: dict[str, int]):
+                 num_actions: dict[str, int], turn_based: bool = False):
         if len(agents) != 2:
             raise ConfigError(f"the learners here take two-agent games; got agents {list(agents)}")
         self.config = config
+        self.turn_based = turn_based
         self.agents = tuple(agents)
         self.obs_dims = dict(obs_dims)
         self.num_actions = dict(num_actions)
@@ -230,6 +323,12 @@ class _Learner(ABC):
         """Hold the data (and the online rollout) that :meth:`train_steps` learns from."""
         if self.config.online and rollout is None:
             raise ConfigError("online=true needs a rollout of the learner's policies (an env)")
+        if demos.turn_based != self.turn_based:
+            raise DataError(f"{'turn-based' if demos.turn_based else 'simultaneous-move'} demonstrations for a "
+                            f"learner built for {'turn-based' if self.turn_based else 'simultaneous-move'} games")
+        if self.config.online and self.turn_based:
+            raise ConfigError("online=true rolls out simultaneous-move numeric games; learn a turn-based "
+                              "game's demonstrations offline")
         self._data = self._tensors(demos)
         self._rows = len(demos)
         self._weights = None if weights is None else torch.as_tensor(np.asarray(weights) / np.sum(weights),
@@ -296,6 +395,9 @@ class _Learner(ABC):
             out[f"obs_{a}"] = torch.as_tensor(demos.obs[a])
             out[f"next_obs_{a}"] = torch.as_tensor(demos.next_obs[a])
             out[f"action_{a}"] = torch.as_tensor(demos.actions[a])
+            for name, per_agent in (("legal", demos.legal), ("next_legal", demos.next_legal), ("acts", demos.acts)):
+                if per_agent is not None:
+                    out[f"{name}_{a}"] = torch.as_tensor(per_agent[a], dtype=torch.bool)
         return out
 
     @abstractmethod
@@ -304,8 +406,12 @@ class _Learner(ABC):
         """The loss to minimise on a batch, and numbers to log."""
 
     @staticmethod
-    def _mean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        return x.mean() if weights is None else (x * weights).sum()
+    def _mean(x: torch.Tensor, weights: torch.Tensor | None, acts: torch.Tensor | None = None) -> torch.Tensor:
+        """The (weighted) mean of ``x`` over the rows where the agent moved (``acts``)."""
+        if acts is None:
+            return x.mean() if weights is None else (x * weights).sum()
+        w = (torch.full_like(x, 1.0 / len(x)) if weights is None else weights) * acts
+        return (x * w).sum() / w.sum().clamp(min=1e-12)
 
     def _phi(self, x: torch.Tensor) -> torch.Tensor:
         alpha = self.config.chi2_alpha
@@ -313,8 +419,9 @@ class _Learner(ABC):
 
     # -- evaluation ---------------------------------------------------------------------
     @abstractmethod
-    def policies(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each agent's action probabilities ``(N, A)`` at the given observations."""
+    def policies(self, obs: dict[str, np.ndarray], legal: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Each agent's action probabilities ``(N, A)`` at the given observations, over the
+        ``legal`` moves (each agent's ``bool`` mask ``(N, A)``; None: every move)."""
 
     @abstractmethod
     def recovered_reward(self, obs: dict[str, np.ndarray], next_states: Callable[[int, int], dict[str, np.ndarray]],
@@ -328,76 +435,91 @@ class MAMQL(_Learner):
 
     method = "mamql"
 
+    def partner_moves(self, agent: str) -> int:
+        """How many moves of the other agent the critic of ``agent`` scores: all of them in a
+        simultaneous-move game; one (it waits) in a turn-based game, where nobody else moves
+        at the state ``agent`` moves at, so the joint critic is the marginal one."""
+        return 1 if self.turn_based else self.num_actions[self.other(agent)]
+
     def _build(self, agent: str) -> nn.Module:
-        return _network(self.obs_dims[agent], self.num_actions[agent] * self.num_actions[self.other(agent)],
+        return _network(self.obs_dims[agent], self.num_actions[agent] * self.partner_moves(agent),
                         self.config.hidden, zero_init=not self.config.hidden)
 
     def joint_q(self, agent: str, obs: torch.Tensor) -> torch.Tensor:
         """Qᵢ(s, aᵢ, a₋ᵢ) as ``(N, Aᵢ, A₋ᵢ)``."""
-        return self.nets[agent](obs).view(-1, self.num_actions[agent], self.num_actions[self.other(agent)])
+        return self.nets[agent](obs).view(-1, self.num_actions[agent], self.partner_moves(agent))
 
-    def equilibrium(self, q: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The logit equilibrium of the one-shot games ``q`` (each agent's ``(N, Aᵢ, A₋ᵢ)``):
-        damped fixed-point sweeps from uniform, without gradient."""
+    def equilibrium(self, q: dict[str, torch.Tensor],
+                    legal: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The logit equilibrium of the one-shot games ``q`` (each agent's ``(N, Aᵢ, A₋ᵢ)``) over
+        the legal moves: damped fixed-point sweeps from uniform, without gradient. In a
+        turn-based game each policy is the Boltzmann policy of its own critic."""
         lam = self.config.lam
+        legal = legal or {}
+        if self.turn_based:
+            return {a: torch.softmax(_masked(lam * q[a].detach()[..., 0], legal.get(a)), -1) for a in self.agents}
         first, second = self.agents
         qa, qb = q[first].detach(), q[second].detach()
-        pa = torch.full(qa.shape[:2], 1.0 / qa.shape[1])
-        pb = torch.full(qb.shape[:2], 1.0 / qb.shape[1])
+        pa = torch.softmax(_masked(torch.zeros(qa.shape[:2]), legal.get(first)), -1)
+        pb = torch.softmax(_masked(torch.zeros(qb.shape[:2]), legal.get(second)), -1)
         for _ in range(self.config.equilibrium_iters):
-            new_a = torch.softmax(lam * torch.einsum("nab,nb->na", qa, pb), -1)
-            new_b = torch.softmax(lam * torch.einsum("nba,na->nb", qb, pa), -1)
+            new_a = torch.softmax(_masked(lam * torch.einsum("nab,nb->na", qa, pb), legal.get(first)), -1)
+            new_b = torch.softmax(_masked(lam * torch.einsum("nba,na->nb", qb, pa), legal.get(second)), -1)
             pa, pb = 0.5 * pa + 0.5 * new_a, 0.5 * pb + 0.5 * new_b
         return {first: pa, second: pb}
 
-    def marginal(self, agent: str, q: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("nab,nb->na", q, other)
+    def marginal(self, agent: str, q: torch.Tensor, pi: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Q̄ᵢ(s, ·) ``(N, Aᵢ)``: agent i's critic weighted by the others' policies ``pi``."""
+        if self.turn_based:
+            return q[..., 0]
+        return torch.einsum("nab,nb->na", q, pi[self.other(agent)])
 
-    def _state(self, obs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _state(self, obs: dict[str, torch.Tensor], legal: dict[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Each agent's marginal critic Q̄ᵢ and policy at ``obs``."""
         q = {a: self.joint_q(a, obs[a]) for a in self.agents}
-        return q, self.equilibrium(q)
+        pi = self.equilibrium(q, legal)
+        return {a: self.marginal(a, q[a], pi) for a in self.agents}, pi
 
     def loss(self, batch, weights, extra):
         cfg = self.config
-        now = {a: batch[f"obs_{a}"] for a in self.agents}
-        after = {a: batch[f"next_obs_{a}"] for a in self.agents}
-        q, pi = self._state(now)
-        q_next, pi_next = self._state(after)
+        legal = _masks(batch, "legal", self.agents)
+        next_legal = _masks(batch, "next_legal", self.agents)
+        q, _ = self._state({a: batch[f"obs_{a}"] for a in self.agents}, legal)
+        q_next, _ = self._state({a: batch[f"next_obs_{a}"] for a in self.agents}, next_legal)
         keep = 1.0 - batch["done"]
         total, logs = torch.zeros(()), {}
         for a in self.agents:
-            o = self.other(a)
-            v = _soft_value(self.marginal(a, q[a], pi[o]), cfg.lam)
-            v_next = _soft_value(self.marginal(a, q_next[a], pi_next[o]), cfg.lam)
-            marginal = self.marginal(a, q[a], pi[o]).gather(1, batch[f"action_{a}"][:, None])[:, 0]
-            residual = marginal - cfg.gamma * keep * v_next
-            expert = self._mean(self._phi(residual), weights)
-            value = self._mean(v - cfg.gamma * keep * v_next, weights)
+            acts = batch.get(f"acts_{a}")
+            v = _soft_value(q[a], cfg.lam, legal.get(a))
+            v_next = _soft_value(q_next[a], cfg.lam, next_legal.get(a))
+            residual = q[a].gather(1, batch[f"action_{a}"][:, None])[:, 0] - cfg.gamma * keep * v_next
+            expert = self._mean(self._phi(residual), weights, acts)
+            value = self._mean(v - cfg.gamma * keep * v_next, weights, acts)
             if extra is not None:
                 value = 0.5 * value + 0.5 * self._own_value(a, extra)
             total = total - expert + value
-            logs[f"residual_{a}"] = float(residual.detach().mean())
+            logs[f"residual_{a}"] = float(self._mean(residual.detach(), None, acts))
         logs["loss"] = float(total.detach())
         return total, logs
 
     def _own_value(self, agent: str, extra: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.config
-        q, pi = self._state({a: extra[f"obs_{a}"] for a in self.agents})
-        q_next, pi_next = self._state({a: extra[f"next_obs_{a}"] for a in self.agents})
-        o = self.other(agent)
-        v = _soft_value(self.marginal(agent, q[agent], pi[o]), cfg.lam)
-        v_next = _soft_value(self.marginal(agent, q_next[agent], pi_next[o]), cfg.lam)
+        q, _ = self._state({a: extra[f"obs_{a}"] for a in self.agents})
+        q_next, _ = self._state({a: extra[f"next_obs_{a}"] for a in self.agents})
+        v, v_next = _soft_value(q[agent], cfg.lam), _soft_value(q_next[agent], cfg.lam)
         return (v - cfg.gamma * (1.0 - extra["done"]) * v_next).mean()
 
     @torch.no_grad()
-    def marginal_q(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def marginal_q(self, obs: dict[str, np.ndarray], legal: dict[str, np.ndarray] | None = None
+                   ) -> dict[str, np.ndarray]:
         """Each agent's Q̄ᵢ(s, ·) ``(N, Aᵢ)`` under the equilibrium of the others' policies."""
-        q, pi = self._state({a: torch.as_tensor(obs[a]) for a in self.agents})
-        return {a: self.marginal(a, q[a], pi[self.other(a)]).numpy() for a in self.agents}
+        q, _ = self._state(_tensors(obs), _tensors(legal, torch.bool))
+        return {a: v.numpy() for a, v in q.items()}
 
     @torch.no_grad()
-    def policies(self, obs):
-        _, pi = self._state({a: torch.as_tensor(obs[a]) for a in self.agents})
+    def policies(self, obs, legal=None):
+        _, pi = self._state(_tensors(obs), _tensors(legal, torch.bool))
         return {a: p.numpy() for a, p in pi.items()}
 
     @torch.no_grad()
@@ -418,28 +540,32 @@ class IndependentIQLearn(_Learner):
     def loss(self, batch, weights, extra):
         cfg = self.config
         keep = 1.0 - batch["done"]
+        legal, next_legal = _masks(batch, "legal", self.agents), _masks(batch, "next_legal", self.agents)
         total, logs = torch.zeros(()), {}
         for a in self.agents:
+            acts = batch.get(f"acts_{a}")
             q = self.nets[a](batch[f"obs_{a}"])
-            v, v_next = _soft_value(q, cfg.lam), _soft_value(self.nets[a](batch[f"next_obs_{a}"]), cfg.lam)
+            v = _soft_value(q, cfg.lam, legal.get(a))
+            v_next = _soft_value(self.nets[a](batch[f"next_obs_{a}"]), cfg.lam, next_legal.get(a))
             residual = q.gather(1, batch[f"action_{a}"][:, None])[:, 0] - cfg.gamma * keep * v_next
-            value = self._mean(v - cfg.gamma * keep * v_next, weights)
+            value = self._mean(v - cfg.gamma * keep * v_next, weights, acts)
             if extra is not None:
                 own_v = _soft_value(self.nets[a](extra[f"obs_{a}"]), cfg.lam)
                 own_next = _soft_value(self.nets[a](extra[f"next_obs_{a}"]), cfg.lam)
                 value = 0.5 * value + 0.5 * (own_v - cfg.gamma * (1.0 - extra["done"]) * own_next).mean()
-            total = total - self._mean(self._phi(residual), weights) + value
-            logs[f"residual_{a}"] = float(residual.detach().mean())
+            total = total - self._mean(self._phi(residual), weights, acts) + value
+            logs[f"residual_{a}"] = float(self._mean(residual.detach(), None, acts))
         logs["loss"] = float(total.detach())
         return total, logs
 
     @torch.no_grad()
-    def marginal_q(self, obs):
+    def marginal_q(self, obs, legal=None):
         return {a: self.nets[a](torch.as_tensor(obs[a])).numpy() for a in self.agents}
 
     @torch.no_grad()
-    def policies(self, obs):
-        return {a: torch.softmax(self.config.lam * torch.as_tensor(q), -1).numpy()
+    def policies(self, obs, legal=None):
+        masks = _tensors(legal, torch.bool) or {}
+        return {a: torch.softmax(_masked(self.config.lam * torch.as_tensor(q), masks.get(a)), -1).numpy()
                 for a, q in self.marginal_q(obs).items()}
 
     @torch.no_grad()
@@ -458,25 +584,46 @@ class BehaviourCloning(_Learner):
         return _network(self.obs_dims[agent], self.num_actions[agent], self.config.hidden, zero_init=False)
 
     def loss(self, batch, weights, extra):
+        legal = _masks(batch, "legal", self.agents)
         total, logs = torch.zeros(()), {}
         for a in self.agents:
-            nll = nn.functional.cross_entropy(self.nets[a](batch[f"obs_{a}"]), batch[f"action_{a}"], reduction="none")
-            total = total + self._mean(nll, weights)
+            logits = _masked(self.nets[a](batch[f"obs_{a}"]), legal.get(a))
+            nll = nn.functional.cross_entropy(logits, batch[f"action_{a}"], reduction="none")
+            total = total + self._mean(nll, weights, batch.get(f"acts_{a}"))
         logs["loss"] = float(total.detach())
         return total, logs
 
     @torch.no_grad()
-    def policies(self, obs):
-        return {a: torch.softmax(self.nets[a](torch.as_tensor(obs[a])), -1).numpy() for a in self.agents}
+    def policies(self, obs, legal=None):
+        masks = _tensors(legal, torch.bool) or {}
+        return {a: torch.softmax(_masked(self.nets[a](torch.as_tensor(obs[a])), masks.get(a)), -1).numpy()
+                for a in self.agents}
 
     @torch.no_grad()
     def recovered_reward(self, obs, next_states, done):
+        _simultaneous_only(self)
         return {a: np.log(np.clip(p, 1e-12, None)) for a, p in self.policies(obs).items()}
+
+
+def _simultaneous_only(learner: _Learner) -> None:
+    if learner.turn_based:
+        raise ConfigError("recovered_reward enumerates joint moves of a simultaneous-move game; in a turn-based game "
+                          "score r̄ᵢ(s, aᵢ) = Q̄ᵢ(s, aᵢ) − γ V̄ᵢ(s′) at the observed next states (marginal_q with "
+                          "legal masks)")
+
+
+def _masks(batch: dict[str, torch.Tensor], name: str, agents: Sequence[str]) -> dict[str, torch.Tensor]:
+    return {a: batch[f"{name}_{a}"] for a in agents if f"{name}_{a}" in batch}
+
+
+def _tensors(arrays: dict[str, np.ndarray] | None, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor] | None:
+    return None if arrays is None else {a: torch.as_tensor(np.asarray(v), dtype=dtype) for a, v in arrays.items()}
 
 
 def _bellman_reward(learner: MAMQL | IndependentIQLearn, obs, next_states, done) -> dict[str, np.ndarray]:
     """r̄ᵢ(s, aᵢ) = Q̄ᵢ(s, aᵢ) − γ Σ_{a₋ᵢ} π₋ᵢ(a₋ᵢ|s) (1 − done) V̄ᵢ(s′(aᵢ, a₋ᵢ)), the others' policy
     being the learner's own model of them."""
+    _simultaneous_only(learner)
     cfg = learner.config
     first, second = learner.agents
     q = learner.marginal_q(obs)
@@ -504,7 +651,8 @@ def build_learner(method: str, config: IRLConfig, demos: Demonstrations, num_act
     """A learner of ``method`` (:data:`METHODS`) shaped for ``demos``."""
     if method not in LEARNERS:
         raise ConfigError(f"method={method!r} is unknown; use one of {METHODS}")
-    return LEARNERS[method](config, demos.agents, {a: demos.obs[a].shape[1] for a in demos.agents}, num_actions)
+    return LEARNERS[method](config, demos.agents, {a: demos.obs[a].shape[1] for a in demos.agents}, num_actions,
+                            turn_based=demos.turn_based)
 
 
 def env_rollout(make_env: Callable[[], Any], episodes: int, seed: int = 0) -> Callable[[_Learner], dict[str, np.ndarray]]:

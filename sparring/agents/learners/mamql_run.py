@@ -1,8 +1,11 @@
 """Inverse RL as a run: ``sparring train train=mamql demonstrations=FILE``, and its policies.
 
 :class:`IRLRunConfig` / :class:`IRLRun` learn from a file of demonstrations (``sparring
-record``, JSONL or Parquet) with MAMQL or a baseline (:mod:`~sparring.agents.learners.mamql`),
-through the run module: ``config.json``, one ``metrics.jsonl`` row per update (the learner's
+record``, JSONL or Parquet) with MAMQL or a baseline (:mod:`~sparring.agents.learners.mamql`).
+A numeric game's observations are the critics' input as they are; a language game's text goes
+through an encoder (MiniLM sentence embeddings by default) and its moves through the move
+index the game registers (``negotiation-v0``: every split, accept, walk away, with each
+observation's legal ones as a mask). It goes through the run module: ``config.json``, one ``metrics.jsonl`` row per update (the learner's
 losses and, every ``eval_every`` updates, the true return of its policies over ``eval_games``
 games of the env), ``checkpoints/update-N/learner.pt`` (networks, optimiser, step size,
 generators: a killed run resumes where its last checkpoint was) and ``learning_curve.png``.
@@ -31,10 +34,12 @@ from sparring.agents.learners.mamql import (
     build_learner,
     env_rollout,
 )
-from sparring.agents.trajectories import read_transitions
+from sparring.agents.resolve import import_object
+from sparring.agents.trajectories import read_transitions, record_transitions
 from sparring.config import Config, above, at_least, check
+from sparring.envs.parsing import answer_in_format
 from sparring.envs.registry import make, spec
-from sparring.errors import ConfigError, NotFoundError
+from sparring.errors import ConfigError, DataError, NotFoundError, UnknownPolicyError
 from sparring.runs import Run, checkpoint_of
 
 LEARNER_FILE = "learner.pt"
@@ -49,7 +54,8 @@ class IRLRunConfig(Config):
     settings (``irl``), the budgets and the run directory."""
 
     env: dict[str, Any]
-    """The game (``id`` plus arguments): a numeric simultaneous-move game, e.g. gems-v0."""
+    """The game (``id`` plus arguments): a numeric simultaneous-move game (gems-v0), or a
+    turn-based language game that registers a move index (negotiation-v0)."""
     demonstrations: str = ""
     """A ``sparring record`` file (``.jsonl`` or ``.parquet``) of every agent's steps."""
     trainer: str = "mamql"
@@ -57,6 +63,11 @@ class IRLRunConfig(Config):
     """``mamql``, ``iq_learn`` (independent, per agent) or ``bc``."""
     irl: IRLConfig = field(default_factory=IRLConfig)
     """The learner's settings; ``irl.steps`` is replaced by ``updates × steps_per_update``."""
+    encoder: str | None = None
+    """How a language game's observation text becomes the critics' input: None or ``minilm``
+    (all-MiniLM-L6-v2 sentence embeddings of the whole text, up to 512 tokens) or
+    ``module:function`` mapping a list of texts to feature rows (e.g.
+    ``sparring.envs.negotiation:position_features``). Numeric games ignore it."""
     max_episodes: int | None = None
     """Learn from the file's first N games (None: all)."""
     updates: int = 20
@@ -78,8 +89,12 @@ class IRLRunConfig(Config):
         if "id" not in self.env:
             problems.append("env needs an 'id' (e.g. env=gems)")
         elif not spec(self.env["id"]).numeric:
-            problems.append(f"{self.env['id']} is a language game; the inverse-RL run reads numeric games' "
-                            "demonstrations (vector observations, integer moves), e.g. gems-v0")
+            if spec(self.env["id"]).moves is None:
+                problems.append(f"{self.env['id']} registers no move index, which inverse RL on a language game "
+                                "needs (its moves as a finite set); negotiation-v0 has one")
+            if self.irl.online:
+                problems.append(f"irl.online=true rolls out numeric simultaneous-move games; learn "
+                                f"{self.env['id']}'s demonstrations offline")
         if not self.demonstrations:
             problems.append("demonstrations= is empty: give the file `sparring record` wrote")
         if self.method not in METHODS:
@@ -102,8 +117,46 @@ def _make_env(cfg: IRLRunConfig) -> Callable[[], Any]:
     return lambda: make(cfg.env["id"], parallel=True, **cfg.env_kwargs)
 
 
-def true_return(learner: Any, make_env: Callable[[], Any], games: int, seed: int) -> dict[str, float]:
-    """Each agent's mean true return over ``games`` games of the learner's sampled policies."""
+def cached(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+    """``embed`` keeping every text's row (the same texts recur across games and learners)."""
+    store: dict[str, np.ndarray] = {}
+
+    def read(texts: list[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in store]
+        if new:
+            store.update(zip(new, np.asarray(embed(new), dtype=np.float32)))
+        return np.stack([store[t] for t in texts])
+
+    return read
+
+
+def text_reader(cfg: IRLRunConfig) -> tuple[Callable[[list[str]], np.ndarray], Any] | tuple[None, None]:
+    """A language game's encoder and move index (None, None for a numeric game)."""
+    game = spec(cfg.env["id"])
+    if game.numeric:
+        return None, None
+    moves = import_object(game.moves)(_make_env(cfg)().unwrapped.game.config)
+    if cfg.encoder in (None, "minilm"):
+        from sparring.judges.embedding import minilm_embedder
+
+        return cached(minilm_embedder(max_tokens=512)), moves
+    try:
+        return cached(import_object(cfg.encoder)), moves
+    except UnknownPolicyError as e:
+        raise ConfigError(f"encoder={cfg.encoder!r}: {e}") from None
+
+
+def true_return(learner: Any, make_env: Callable[[], Any], games: int, seed: int,
+                embed: Callable[[list[str]], np.ndarray] | None = None, moves: Any = None) -> dict[str, float]:
+    """Each agent's mean true return over ``games`` games of the learner's sampled policies
+    (a language game's: read through ``embed`` and ``moves``)."""
+    if learner.turn_based:
+        if embed is None or moves is None:
+            raise ConfigError("a turn-based language game's learner plays through its encoder and move index: "
+                              "pass embed= and moves=")
+        seats = {a: TextIRLPolicy(learner, embed, moves) for a in learner.agents}
+        rows = record_transitions(make_env, seats, range(seed * 100_003, seed * 100_003 + games))
+        return {a: sum(t.reward for t in rows if t.agent == a) / games for a in learner.agents}
     rng = np.random.default_rng(seed)
     totals: dict[str, float] = {}
     for game in range(games):
@@ -129,10 +182,23 @@ class IRLRun:
             raise NotFoundError(f"demonstrations={cfg.demonstrations}: no such file (write one with `sparring record`)")
         self.make_env = _make_env(cfg)
         probe = self.make_env()
-        demos = Demonstrations.from_transitions(read_transitions(path), probe.possible_agents)
+        self.embed, self.moves = text_reader(cfg)
+        rows = read_transitions(path)
+        if cfg.max_episodes is not None:  # before any encoding: the rest is never read
+            first = list(dict.fromkeys(t.episode for t in rows))[: cfg.max_episodes]
+            rows = [t for t in rows if t.episode in set(first)]
+        if self.moves is None:
+            demos = Demonstrations.from_transitions(rows, probe.possible_agents)
+            num_actions = {a: int(probe.action_space(a).n) for a in probe.possible_agents}
+        else:
+            demos = Demonstrations.from_turns(rows, self.embed, self.moves, probe.possible_agents)
+            num_actions = {a: len(self.moves) for a in probe.possible_agents}
+            if demos.skipped > len(demos):
+                raise DataError(f"{path}: {demos.skipped} of {demos.skipped + len(demos)} demonstrated outputs make no "
+                                f"valid move of {cfg.env['id']} with these settings; set env.* as it was recorded")
         if cfg.max_episodes is not None:
             demos = demos.episodes(cfg.max_episodes)
-        for agent in demos.agents:
+        for agent in demos.agents if self.moves is None else ():
             if demos.obs[agent].shape[1:] != probe.observation_space(agent).shape:
                 raise ConfigError(f"{path}: {agent}'s observations have shape {demos.obs[agent].shape[1:]}, but "
                                   f"{cfg.env['id']} with these settings gives {probe.observation_space(agent).shape}; "
@@ -140,8 +206,7 @@ class IRLRun:
         self.demos = demos
         self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=RESUMABLE,
                            keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
-        self.learner = build_learner(cfg.method, cfg.learner_config(), demos,
-                                     {a: int(probe.action_space(a).n) for a in demos.agents})
+        self.learner = build_learner(cfg.method, cfg.learner_config(), demos, num_actions)
         rollout = env_rollout(self.make_env, cfg.irl.online_episodes, cfg.seed) if cfg.irl.online else None
         self.learner.prepare(demos, rollout=rollout)
         self.update = self.run_dir.update
@@ -153,7 +218,8 @@ class IRLRun:
         row: dict[str, Any] = {f"loss/{k}": v for k, v in logs.items()}
         if self.cfg.eval_every and update % self.cfg.eval_every == 0:
             row |= {f"return/{a}": v for a, v in
-                    true_return(self.learner, self.make_env, self.cfg.eval_games, self.cfg.seed + update).items()}
+                    true_return(self.learner, self.make_env, self.cfg.eval_games, self.cfg.seed + update,
+                                self.embed, self.moves).items()}
         self.update = update
         return row
 
@@ -175,7 +241,8 @@ class IRLRun:
 
 class IRLPolicy(Policy):
     """The Boltzmann policy an inverse-RL run learned, for the game it learned on: samples its
-    move (``greedy=True``: the most likely one) and writes the move's index."""
+    move (``greedy=True``: the most likely one) and writes the move's index (a language game:
+    the move's text, as :class:`TextIRLPolicy`)."""
 
     def __init__(self, checkpoint: str | Path, greedy: bool = False, seed: int | None = None,
                  name: str | None = None):
@@ -187,24 +254,40 @@ class IRLPolicy(Policy):
         cfg = IRLRunConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
         env = _make_env(cfg)()
         agents = tuple(env.possible_agents)
-        self.learner = LEARNERS[cfg.method](cfg.learner_config(), agents,
-                                            {a: int(env.observation_space(a).shape[0]) for a in agents},
-                                            {a: int(env.action_space(a).n) for a in agents})
+        embed, moves = text_reader(cfg)
+        if moves is None:
+            dims = {a: int(env.observation_space(a).shape[0]) for a in agents}
+            sizes = {a: int(env.action_space(a).n) for a in agents}
+        else:
+            first = env.reset(seed=0)[0][agents[0]]["text"]
+            dims, sizes = ({a: int(embed([first]).shape[1]) for a in agents}, {a: len(moves) for a in agents})
+        self.learner = LEARNERS[cfg.method](cfg.learner_config(), agents, dims, sizes, turn_based=moves is not None)
         self.learner.load_networks(torch.load(found / LEARNER_FILE, weights_only=True))
         self.game, self.greedy = spec(cfg.env["id"]).id, greedy
+        self.name = name or f"{cfg.method}({run.name})"
+        self.text = None if moves is None else TextIRLPolicy(self.learner, embed, moves, greedy, seed, self.name)
+        self.rng = np.random.default_rng(seed)
+        self.view_of_other = None
+        if self.text is not None:
+            return
         # MAMQL's policies are an equilibrium of every agent's critic, so it needs the others'
         # views of the moment; the baselines read the acting agent's alone.
         self.view_of_other = getattr(env.unwrapped.game, "view_of_other", None)
         if cfg.method == "mamql" and self.view_of_other is None:
             raise ConfigError(f"{self.game} cannot derive the other agent's observation from one agent's, which "
                               "MAMQL's policies need; play the iq_learn or bc baseline instead")
-        self.rng = np.random.default_rng(seed)
-        self.name = name or f"{cfg.method}({run.name})"
 
     def seed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
+        if self.text is not None:
+            self.text.seed(seed)
 
     def probabilities(self, agent: str, observation: Any) -> np.ndarray:
+        """The policy's move probabilities at ``observation`` (a language game's: over its move
+        index, from the observation's text)."""
+        if self.text is not None:
+            return self.text.probabilities(agent, observation["text"] if isinstance(observation, Mapping)
+                                           else observation)
         if agent not in self.learner.agents:
             raise ConfigError(f"seat {agent!r} is not a seat of {self.game}; its seats: {list(self.learner.agents)}")
         mine = np.asarray(observation, dtype=np.float32).reshape(-1)
@@ -213,9 +296,48 @@ class IRLPolicy(Policy):
         return self.learner.policies(obs)[agent][0]
 
     async def act(self, agent: str, observation: Mapping[str, Any]) -> Action:
+        if self.text is not None:
+            return await self.text.act(agent, observation)
         p = self.probabilities(agent, observation)
         move = int(p.argmax()) if self.greedy else int(self.rng.choice(len(p), p=p / p.sum()))
         return Action(str(move))
+
+
+class TextIRLPolicy(Policy):
+    """The Boltzmann policy of a learner trained on a language game's demonstrations
+    (:meth:`~sparring.agents.learners.mamql.Demonstrations.from_turns`), playing that game: it
+    reads its observation through the same ``embed``, samples one of the legal moves of
+    ``moves`` (``greedy=True``: the most likely) and writes that move's text, in the game's
+    hidden-CoT format when it asks for one. Turn-based games only: nobody else moves with it,
+    so the acting agent's observation is all its policy reads."""
+
+    def __init__(self, learner: Any, embed: Callable[[list[str]], np.ndarray], moves: Any, greedy: bool = False,
+                 seed: int | None = None, name: str | None = None):
+        if not learner.turn_based:
+            raise ConfigError("TextIRLPolicy plays learners of turn-based language games; a numeric game's "
+                              "learner plays as IRLPolicy")
+        self.learner, self.embed, self.moves, self.greedy = learner, embed, moves, greedy
+        self.texts = list(moves.texts())
+        self.rng = np.random.default_rng(seed)
+        self.name = name or learner.method
+
+    def seed(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def probabilities(self, agent: str, text: str) -> np.ndarray:
+        if agent not in self.learner.agents:
+            raise ConfigError(f"seat {agent!r} is not one the learner knows: {list(self.learner.agents)}")
+        features = np.asarray(self.embed([text]), dtype=np.float32)
+        legal = np.asarray(self.moves.legal(text), dtype=bool)[None]
+        # The other agent waits: its inputs are placeholders the policy of ``agent`` never reads.
+        return self.learner.policies({a: features for a in self.learner.agents},
+                                     {a: legal for a in self.learner.agents})[agent][0]
+
+    async def act(self, agent: str, observation: Mapping[str, Any]) -> Action:
+        p = self.probabilities(agent, observation["text"])
+        move = int(p.argmax()) if self.greedy else int(self.rng.choice(len(p), p=p / p.sum()))
+        chosen = self.texts[move]
+        return Action(answer_in_format(observation, f"My learned policy picks {chosen}.", chosen))
 
 
 def train_irl(values: Mapping[str, Any], resume: bool = False) -> list[dict[str, Any]]:
@@ -227,4 +349,4 @@ def train_irl(values: Mapping[str, Any], resume: bool = False) -> list[dict[str,
         run.close()
 
 
-__all__ = ["IRLPolicy", "IRLRun", "IRLRunConfig", "train_irl", "true_return"]
+__all__ = ["IRLPolicy", "IRLRun", "IRLRunConfig", "TextIRLPolicy", "train_irl", "true_return"]

@@ -24,7 +24,8 @@ Arguments           see :class:`NegotiationConfig`, plus ``render_mode``;
 ``infos[agent]`` carries ``reward_terms``, ``invalid`` (reason or None), ``result`` (``deal``,
 ``walked away``, ``out of messages`` or None while playing) and ``shares`` (the player's items
 in a deal). :meth:`NegotiationGame.action_texts` lists a game's moves as a finite set, for
-learners that index actions.
+learners that index actions; :class:`MoveIndex` indexes every game of a config alike, with each
+observation's legal moves as a mask.
 
 Version history: v0 — initial release.
 """
@@ -37,10 +38,13 @@ from sparring.envs.negotiation.game import (
     AGENTS,
     WALK,
     Deal,
+    MoveIndex,
     NegotiationConfig,
     NegotiationGame,
     parse_move,
+    position_features,
     proposal_text,
+    read_position,
 )
 
 
@@ -51,6 +55,6 @@ def _game(**kwargs) -> NegotiationGame:
 raw_env, parallel_raw_env, env, parallel_env = language_envs(__name__, "negotiation_v0", _game)
 
 __all__ = [
-    "ACCEPT", "AGENTS", "WALK", "Deal", "NegotiationConfig", "NegotiationGame", "env", "parallel_env",
-    "parallel_raw_env", "parse_move", "proposal_text", "raw_env",
+    "ACCEPT", "AGENTS", "WALK", "Deal", "MoveIndex", "NegotiationConfig", "NegotiationGame", "env", "parallel_env",
+    "parallel_raw_env", "parse_move", "position_features", "proposal_text", "raw_env", "read_position",
 ]

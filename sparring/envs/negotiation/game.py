@@ -8,10 +8,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sparring.config import Config, at_least, check
-from sparring.envs.core import LanguageGame, Move, Outcome
+from sparring.envs.core import LanguageGame, Move, Outcome, read_output
 from sparring.envs.parsing import FORMAT_INSTRUCTION
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, DataError
 
 AGENTS = ("player_0", "player_1")
 ACCEPT, WALK = "accept", "walk away"
@@ -296,3 +298,73 @@ def read_position(text: str) -> Position:
                     tuple(int(p.rsplit(" ", 1)[1]) for p in values.group(1).split(", ")), float(no_deal.group(1)),
                     None if offered is None else tuple(int(n) for _, n in _PAIR.findall(offered.group(1))),
                     int(left.group(1)) if left else 0)
+
+
+class MoveIndex:
+    """One fixed index of ``negotiation-v0``'s moves for every game of a config (the pool, and
+    so the legal splits, changes per game): every split of up to ``max_count`` per item, then
+    accept, then walk away. For learners that score moves by index, with each observation's
+    legal moves as a mask."""
+
+    def __init__(self, config: NegotiationConfig | None = None):
+        self.config = config or NegotiationConfig()
+        self.items = tuple(self.config.items)
+        self.splits = list(itertools.product(range(self.config.max_count + 1), repeat=len(self.items)))
+        self._split = {keep: i for i, keep in enumerate(self.splits)}
+        self.accept, self.walk = len(self.splits), len(self.splits) + 1
+
+    def __len__(self) -> int:
+        return len(self.splits) + 2
+
+    def texts(self) -> list[str]:
+        """Each index's move as the text a player writes."""
+        return [proposal_text(self.items, keep) for keep in self.splits] + [f"[{ACCEPT}]", f"[{WALK}]"]
+
+    def _position(self, observation: str) -> Position:
+        position = read_position(observation)
+        if position.items != self.items or max(position.counts) > self.config.max_count:
+            raise DataError(f"an observation with items {list(position.items)} and counts {list(position.counts)} does "
+                            f"not fit this move index (items {list(self.items)}, max_count {self.config.max_count}): "
+                            "it was recorded with other settings; set env.* as the game was played")
+        return position
+
+    def legal(self, observation: str) -> np.ndarray:
+        """The moves the player may make at this observation (a ``bool`` mask): splits within
+        the pool, accept only with the other's offer on the table, walk away always."""
+        position = self._position(observation)
+        mask = np.zeros(len(self), dtype=bool)
+        mask[: len(self.splits)] = [all(k <= c for k, c in zip(keep, position.counts)) for keep in self.splits]
+        mask[self.accept] = position.offered is not None
+        mask[self.walk] = True
+        return mask
+
+    def index(self, observation: str, output: str) -> int | None:
+        """The index of the move a player's ``output`` makes at ``observation``; None when the
+        game would read no valid move in it (the game's own reading: format, length, grammar)."""
+        move = read_output("", output, hidden_cot=self.config.hidden_cot, max_chars=self.config.max_output_chars)
+        if move.error:
+            return None
+        position = self._position(observation)
+        value, error = parse_move(move.text, self.items, position.counts)
+        if error is not None:
+            return None
+        if value == ACCEPT:
+            return self.accept if position.offered is not None else None
+        if value == WALK:
+            return self.walk
+        return self._split.get(value.keep)
+
+
+def position_features(texts: list[str]) -> np.ndarray:
+    """Observations read back into numbers (:func:`read_position`), one row each: a constant,
+    whether the other's offer is on the table and what it is worth to the player (÷ 10), the
+    player's values (÷ 10), the pool (÷ 3), the offer (÷ 3) and the messages left (÷ 8). An
+    exact stand-in for a text encoder, to tell what the encoder loses from what a learner does."""
+    rows = []
+    for text in texts:
+        p = read_position(text)
+        offered = p.offered or (0,) * len(p.counts)
+        worth = float(np.dot(p.values, offered)) if p.offered is not None else 0.0
+        rows.append([1.0, float(p.offered is not None), worth / 10, *(v / 10 for v in p.values),
+                     *(c / 3 for c in p.counts), *(o / 3 for o in offered), p.messages_left / 8])
+    return np.asarray(rows, dtype=np.float32)
