@@ -250,6 +250,9 @@ def _override_error(config_name: str, message: str) -> Exception:
     if missing:
         key = missing.group(1)
         known = _known_keys(config_name)
+        if key in known:  # a setting of the default recipe, not of the one chosen
+            return ConfigError(f"{key}: the chosen recipe has no such setting (it is one of another recipe in "
+                               f"configs/{config_name}.yaml; a key that is really new takes a '+': +KEY=VALUE)")
         return ConfigError(f"{key}: no such setting in configs/{config_name}.yaml.{did_you_mean(key, known)} "
                            "(a key that is really new takes a '+': +KEY=VALUE)")
     group = re.search(r"Could not find '([^'/]+)/([^']+)'", message)

@@ -136,6 +136,7 @@ def one_line_error(result, message):
         (["train", "engine=rlib"], "engine='rlib' is unknown; use one of sparring, rllib. Did you mean 'rllib'?"),
         (["train", "lerner.lr=0.1"], "lerner.lr: no such setting in configs/train.yaml. Did you mean 'learner.lr'?"),
         (["train", "learner=grpoo"], "learner=grpoo: no such config. Did you mean 'grpo'?"),
+        (["train", "train=mamql", "games_per_update=2"], "games_per_update: the chosen recipe has no such setting"),
         (["train", "+lerner.lr=0.1"], "lerner: unknown field. Did you mean 'learner'?"),
         (["train", "pool=remote", "pool.base_url=http://127.0.0.1:9/v1"], "pool.backend=remote cannot receive the learner's weights"),
         (["serve", "--model", "x=/nonexistent"], "model '/nonexistent' not found"),

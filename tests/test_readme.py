@@ -129,7 +129,7 @@ def shortened(args: list[str]) -> list[str]:
             # one short update must still archive something for the commands that read the archive
             extra = [e for e in extra if not e.startswith("agent.max_new_tokens")]  # the target's answers must end
             extra = [*extra, "num_mutations=2", "env.fitness_threshold=0.0"]
-        if "train=mamql" in args:  # an inverse-RL run has no games to play per update
+        if any(a.startswith("train=mamql") for a in args):  # an inverse-RL run has no games to play per update
             extra = ["updates=2", "steps_per_update=20", "eval_every=1", "eval_games=2"]
         return [*args, *extra]
     if args[:2] == ["arena", "run"]:
