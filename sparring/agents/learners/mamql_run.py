@@ -130,12 +130,13 @@ def cached(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np
     return read
 
 
-def text_reader(cfg: IRLRunConfig) -> tuple[Callable[[list[str]], np.ndarray], Any] | tuple[None, None]:
-    """A language game's encoder and move index (None, None for a numeric game)."""
+def text_reader(cfg: IRLRunConfig, env: Any) -> tuple[Callable[[list[str]], np.ndarray], Any] | tuple[None, None]:
+    """A language game's encoder and move index, built for ``env``'s settings (None, None for a
+    numeric game)."""
     game = spec(cfg.env["id"])
     if game.numeric:
         return None, None
-    moves = import_object(game.moves)(_make_env(cfg)().unwrapped.game.config)
+    moves = import_object(game.moves)(env.unwrapped.game.config)
     if cfg.encoder in (None, "minilm"):
         from sparring.judges.embedding import minilm_embedder
 
@@ -182,7 +183,7 @@ class IRLRun:
             raise NotFoundError(f"demonstrations={cfg.demonstrations}: no such file (write one with `sparring record`)")
         self.make_env = _make_env(cfg)
         probe = self.make_env()
-        self.embed, self.moves = text_reader(cfg)
+        self.embed, self.moves = text_reader(cfg, probe)
         rows = read_transitions(path)
         if cfg.max_episodes is not None:  # before any encoding: the rest is never read
             first = list(dict.fromkeys(t.episode for t in rows))[: cfg.max_episodes]
@@ -254,7 +255,7 @@ class IRLPolicy(Policy):
         cfg = IRLRunConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
         env = _make_env(cfg)()
         agents = tuple(env.possible_agents)
-        embed, moves = text_reader(cfg)
+        embed, moves = text_reader(cfg, env)
         if moves is None:
             dims = {a: int(env.observation_space(a).shape[0]) for a in agents}
             sizes = {a: int(env.action_space(a).n) for a in agents}
@@ -299,8 +300,13 @@ class IRLPolicy(Policy):
         if self.text is not None:
             return await self.text.act(agent, observation)
         p = self.probabilities(agent, observation)
-        move = int(p.argmax()) if self.greedy else int(self.rng.choice(len(p), p=p / p.sum()))
+        move = _draw(p, self.greedy, self.rng)
         return Action(str(move))
+
+
+def _draw(p: np.ndarray, greedy: bool, rng: np.random.Generator) -> int:
+    """A move index from probabilities ``p``: the most likely one, or a sample."""
+    return int(p.argmax()) if greedy else int(rng.choice(len(p), p=p / p.sum()))
 
 
 class TextIRLPolicy(Policy):
@@ -335,7 +341,7 @@ class TextIRLPolicy(Policy):
 
     async def act(self, agent: str, observation: Mapping[str, Any]) -> Action:
         p = self.probabilities(agent, observation["text"])
-        move = int(p.argmax()) if self.greedy else int(self.rng.choice(len(p), p=p / p.sum()))
+        move = _draw(p, self.greedy, self.rng)
         chosen = self.texts[move]
         return Action(answer_in_format(observation, f"My learned policy picks {chosen}.", chosen))
 
