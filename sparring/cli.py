@@ -390,6 +390,7 @@ def _training_summary(row: dict[str, Any]) -> str:
     shown = [f"{k.split('/', 1)[1]} {v:+.2f}" for k, v in row.items() if k.startswith(("reward/", "return/"))]
     if "kl_per_sequence" in row:
         shown.append(f"kl {row['kl_per_sequence']:.3f}")
+    shown += [f"{k.replace('/', ' ')} {row[k]:.3f}" for k in ("nll/train", "nll/heldout") if k in row]
     shown += [f"{k} {row[k]:.2f}" for k in ("pairs", "champion_p", "valid_format", "coverage", "qd_score", "asr") if k in row]
     shown += [f"{k.replace('_', ' ')} {row[k]}" for k in ("archive_size",) if k in row]
     return "  ".join(shown)

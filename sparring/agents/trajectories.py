@@ -8,7 +8,8 @@ environment's text, the other agent's words, the pre-filled ``<think>``) is neve
 
 A :class:`Transition` is what inverse RL needs from one step of one agent: what it observed,
 what it did, its reward, what it observed next and whether the game ended there.
-:func:`record_transitions` plays games between policies and records them.
+:func:`record_transitions` plays games between policies and records them;
+:func:`demonstrations_of` turns a language game's recorded moves into supervised targets.
 
 Samples and transitions round-trip through JSONL (``.jsonl``) or Parquet (``.parquet``).
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from sparring.agents.base import Policy
 from sparring.agents.rollout import Episode, to_act
+from sparring.envs import Demonstration
 from sparring.errors import ConfigError, DataError, NotFoundError
 
 
@@ -132,6 +134,24 @@ class Transition:
     done: bool
     truncated: bool = False
     reward_terms: dict[str, float] = field(default_factory=dict)
+
+
+def demonstrations_of(transitions: Iterable[Transition], hidden_cot: bool,
+                      roles: Iterable[str] | None = None) -> list[Demonstration]:
+    """A language game's recorded moves as demonstrations for supervised learning (behaviour
+    cloning, a learner's anchor): each move's observation text and the output written there,
+    prompted as in play (``hidden_cot``: the game's format, so the prompt is pre-filled with
+    ``<think>``), for ``roles`` (default: every agent). Moves the game penalised as invalid
+    (a negative ``invalid`` reward term) are left out: they are not worth imitating."""
+    wanted = None if roles is None else set(roles)
+    out = []
+    for t in transitions:
+        if not isinstance(t.obs, str) or not isinstance(t.action, str):
+            raise DataError(f"episode {t.episode}: {t.agent}'s step holds a numeric game's observation or move; "
+                            "supervised learning of an LLM needs a language game's recorded text")
+        if (wanted is None or t.agent in wanted) and t.reward_terms.get("invalid", 0.0) >= 0:
+            out.append(Demonstration(t.agent, {"text": t.obs, "hidden_cot": hidden_cot}, t.action))
+    return out
 
 
 def write_transitions(path: str | Path, transitions: Sequence[Transition]) -> Path:

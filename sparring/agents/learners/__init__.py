@@ -4,7 +4,8 @@ Each trainer is a config + trainer pair: :class:`SelfPlayConfig` / :class:`SelfP
 (REINFORCE++, GRPO), :class:`INPOConfig` / :class:`INPOTrainer` (INPO, DPO) and
 :class:`RainbowRunConfig` / :class:`RainbowSearch` (the RainbowPlus search, which fills an
 archive rather than training) and :class:`IRLRunConfig` / :class:`IRLRun` (MAMQL and its
-baselines, learning from recorded demonstrations of a numeric game). A recipe
+baselines, learning from recorded demonstrations) and :class:`SFTConfig` / :class:`SFTTrainer`
+(supervised fine-tuning of the LLM on a language game's recorded moves: behaviour cloning). A recipe
 (``configs/train/*.yaml``) names its trainer in ``trainer:``; :func:`trainer_for` builds the
 pair from composed values and :func:`train` runs it.
 """
@@ -20,6 +21,7 @@ from sparring.agents.learners.inpo import INPOConfig, INPOLearnerConfig, INPOTra
 from sparring.agents.learners.mamql_run import IRLRun, IRLRunConfig
 from sparring.agents.learners.rainbow import RainbowRunConfig, RainbowSearch
 from sparring.agents.learners.selfplay import PolicyGradientConfig, SelfPlayConfig, SelfPlayTrainer
+from sparring.agents.learners.sft import SFTConfig, SFTLearnerConfig, SFTTrainer
 from sparring.config import Config
 from sparring.errors import ConfigError, did_you_mean
 
@@ -28,9 +30,10 @@ TRAINERS: dict[str, tuple[type[Config], type[LLMTrainer] | type[IRLRun]]] = {
     "inpo": (INPOConfig, INPOTrainer),
     "rainbow": (RainbowRunConfig, RainbowSearch),
     "mamql": (IRLRunConfig, IRLRun),
+    "sft": (SFTConfig, SFTTrainer),
 }
 #: The trainer of each ``learner.algorithm``.
-ALGORITHMS = {"reinforce_pp": "selfplay", "grpo": "selfplay", "inpo": "inpo", "dpo": "inpo"}
+ALGORITHMS = {"reinforce_pp": "selfplay", "grpo": "selfplay", "inpo": "inpo", "dpo": "inpo", "sft": "sft"}
 
 
 def config_for(values: Mapping[str, Any]) -> Config:
@@ -82,6 +85,9 @@ __all__ = [
     "RainbowSearch",
     "RunConfig",
     "SelfPlayConfig",
+    "SFTConfig",
+    "SFTLearnerConfig",
+    "SFTTrainer",
     "SelfPlayTrainer",
     "config_for",
     "train",

@@ -31,6 +31,8 @@ class LLMTrainer(ABC):
 
     title = "training"
     """The learning curve's title."""
+    curve = "reward/"
+    """The metrics the learning curve draws: every one named so."""
 
     def __init__(self, cfg: RunConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None,
                  uses_reference: bool = False):
@@ -90,7 +92,7 @@ class LLMTrainer(ABC):
         cfg = self.cfg
         self.run_dir.train(self.step, self.save, until=cfg.updates, every=cfg.checkpoint_every,
                            max_minutes=cfg.max_minutes, on_row=lambda row: self.on_update and self.on_update(row))
-        return self.run_dir.finish(self.title, plot=cfg.plot)
+        return self.run_dir.finish(self.title, plot=cfg.plot, prefix=self.curve)
 
     def save(self, update: int, elapsed_s: float) -> Path:
         """Checkpoint ``update``: the learner's weights and its optimizer's state."""
