@@ -8,7 +8,7 @@ import pytest
 
 from sparring.agents import load_policy
 from sparring.agents.learners.mamql import Demonstrations, IRLConfig, build_learner
-from sparring.agents.learners.mamql_run import TextIRLPolicy, train_irl
+from sparring.agents.learners.mamql_run import TextIRLPolicy, llm_features, train_irl
 from sparring.agents.scripted.negotiation import SoftmaxNegotiator
 from sparring.agents.trajectories import Transition, record_transitions, write_transitions
 from sparring.envs.negotiation import MoveIndex, parallel_env, position_features, read_position
@@ -132,3 +132,14 @@ def test_an_irl_run_on_a_language_game_says_what_is_wrong(expert_games, tmp_path
               "run_dir": str(tmp_path / "run"), **change}
     with pytest.raises(ConfigError, match=message):
         train_irl(recipe)
+
+
+def test_the_critics_can_read_the_llms_own_features(expert_games, tmp_path):
+    demos = write_transitions(tmp_path / "demos.jsonl", expert_games[:60])
+    metrics = train_irl({"trainer": "mamql", "env": {"id": "sparring/negotiation-v0"}, "demonstrations": str(demos),
+                         "encoder": "llm", "updates": 1, "steps_per_update": 30, "eval_every": 1, "eval_games": 2,
+                         "run_dir": str(tmp_path / "run"), "plot": False,
+                         "irl": {"hidden": [], "lam": 0.5, "chi2_alpha": None, "lr": 0.03}})
+    assert np.isfinite(metrics[-1]["loss/loss"]) and "return/player_0" in metrics[-1]
+    features = llm_features()(["You are player_0.", "You are player_1."])
+    assert features.shape == (2, 256) and np.allclose(np.linalg.norm(features[:, :128], axis=1), 1.0, atol=1e-5)

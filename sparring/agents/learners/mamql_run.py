@@ -12,6 +12,8 @@ generators: a killed run resumes where its last checkpoint was) and ``learning_c
 
 :class:`IRLPolicy` (``{policy: irl, checkpoint: RUN_OR_CHECKPOINT}``) plays the learned
 Boltzmann policies in the game they were learned on, so they sit in arena tournaments.
+:class:`RecoveredReward` scores an LLM's moves in a language game with the recovered reward,
+for a self-play run to train on (``reward_model=RUN``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from sparring.config import Config, above, at_least, check
 from sparring.envs.parsing import answer_in_format
 from sparring.envs.registry import make, spec
 from sparring.errors import ConfigError, DataError, NotFoundError, UnknownPolicyError
-from sparring.runs import Run, checkpoint_of
+from sparring.runs import Run, checkpoint_of, resolve_model
 
 LEARNER_FILE = "learner.pt"
 #: Fields that may change when a run resumes; anything else must match the saved recipe.
@@ -65,8 +67,9 @@ class IRLRunConfig(Config):
     """The learner's settings; ``irl.steps`` is replaced by ``updates × steps_per_update``."""
     encoder: str | None = None
     """How a language game's observation text becomes the critics' input: None or ``minilm``
-    (all-MiniLM-L6-v2 sentence embeddings of the whole text, up to 512 tokens) or
-    ``module:function`` mapping a list of texts to feature rows (e.g.
+    (all-MiniLM-L6-v2 sentence embeddings of the whole text, up to 512 tokens), ``llm`` or
+    ``llm:MODEL`` (a causal LM's own features of the text, :func:`llm_features`; the shipped
+    tiny model by default) or ``module:function`` mapping a list of texts to feature rows (e.g.
     ``sparring.envs.negotiation:position_features``). Numeric games ignore it."""
     max_episodes: int | None = None
     """Learn from the file's first N games (None: all)."""
@@ -130,6 +133,39 @@ def cached(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np
     return read
 
 
+def llm_features(model: str = "tiny", batch: int = 16) -> Callable[[list[str]], np.ndarray]:
+    """A causal LM's own features of each text (``model``: anything
+    :func:`~sparring.runs.resolve_model` takes): its last layer's hidden state at the last token
+    and averaged over the tokens, each scaled to unit length, side by side (``[N, 2 × hidden]``).
+    The text is read as the policy reads it, as one user message of the model's chat template."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model(model)
+    tokenizer = source.load(AutoTokenizer)
+    network = source.load(AutoModelForCausalLM, dtype=torch.float32).eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    @torch.no_grad()
+    def embed(texts: list[str]) -> np.ndarray:
+        rows = []
+        for start in range(0, len(texts), batch):
+            ids = [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False)
+                   if getattr(tokenizer, "chat_template", None) else tokenizer(t)["input_ids"]
+                   for t in texts[start:start + batch]]
+            width = max(len(i) for i in ids)
+            tokens = torch.tensor([i + [pad] * (width - len(i)) for i in ids])
+            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+            hidden = network(input_ids=tokens, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+            last = hidden[torch.arange(len(ids)), mask.sum(1) - 1]
+            mean = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            unit = torch.nn.functional.normalize
+            rows.append(torch.cat([unit(last, dim=-1), unit(mean, dim=-1)], -1).numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, 2 * network.config.hidden_size), dtype=np.float32)
+
+    return embed
+
+
 def text_reader(cfg: IRLRunConfig, env: Any) -> tuple[Callable[[list[str]], np.ndarray], Any] | tuple[None, None]:
     """A language game's encoder and move index, built for ``env``'s settings (None, None for a
     numeric game)."""
@@ -141,6 +177,8 @@ def text_reader(cfg: IRLRunConfig, env: Any) -> tuple[Callable[[list[str]], np.n
         from sparring.judges.embedding import minilm_embedder
 
         return cached(minilm_embedder(max_tokens=512)), moves
+    if cfg.encoder == "llm" or cfg.encoder.startswith("llm:"):
+        return cached(llm_features(cfg.encoder.partition(":")[2] or "tiny")), moves
     try:
         return cached(import_object(cfg.encoder)), moves
     except UnknownPolicyError as e:
@@ -240,6 +278,42 @@ class IRLRun:
         self.run_dir.close()
 
 
+@dataclass
+class LearnedModel:
+    """What an inverse-RL run learned, loaded from one of its checkpoints."""
+
+    cfg: IRLRunConfig
+    learner: Any
+    env: Any
+    """A Parallel env of the game, with the run's settings."""
+    embed: Callable[[list[str]], np.ndarray] | None
+    moves: Any
+    """A language game's move index (None: a numeric game)."""
+    run: Path
+
+
+def load_learned(checkpoint: str | Path) -> LearnedModel:
+    """The learner of an inverse-RL run (its directory: the latest checkpoint) or checkpoint."""
+    found = checkpoint_of(checkpoint)
+    if not (found / LEARNER_FILE).is_file():
+        raise NotFoundError(f"{checkpoint}: no {LEARNER_FILE} here (a checkpoint or run directory of "
+                            "`sparring train train=mamql`)")
+    run = found.parent.parent
+    cfg = IRLRunConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
+    env = _make_env(cfg)()
+    agents = tuple(env.possible_agents)
+    embed, moves = text_reader(cfg, env)
+    if moves is None:
+        dims = {a: int(env.observation_space(a).shape[0]) for a in agents}
+        sizes = {a: int(env.action_space(a).n) for a in agents}
+    else:
+        first = env.reset(seed=0)[0][agents[0]]["text"]
+        dims, sizes = ({a: int(embed([first]).shape[1]) for a in agents}, {a: len(moves) for a in agents})
+    learner = LEARNERS[cfg.method](cfg.learner_config(), agents, dims, sizes, turn_based=moves is not None)
+    learner.load_networks(torch.load(found / LEARNER_FILE, weights_only=True))
+    return LearnedModel(cfg, learner, env, embed, moves, run)
+
+
 class IRLPolicy(Policy):
     """The Boltzmann policy an inverse-RL run learned, for the game it learned on: samples its
     move (``greedy=True``: the most likely one) and writes the move's index (a language game:
@@ -247,26 +321,13 @@ class IRLPolicy(Policy):
 
     def __init__(self, checkpoint: str | Path, greedy: bool = False, seed: int | None = None,
                  name: str | None = None):
-        found = checkpoint_of(checkpoint)
-        if not (found / LEARNER_FILE).is_file():
-            raise NotFoundError(f"{checkpoint}: no {LEARNER_FILE} here (a checkpoint or run directory of "
-                                "`sparring train train=mamql`)")
-        run = found.parent.parent
-        cfg = IRLRunConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
-        env = _make_env(cfg)()
-        agents = tuple(env.possible_agents)
-        embed, moves = text_reader(cfg, env)
-        if moves is None:
-            dims = {a: int(env.observation_space(a).shape[0]) for a in agents}
-            sizes = {a: int(env.action_space(a).n) for a in agents}
-        else:
-            first = env.reset(seed=0)[0][agents[0]]["text"]
-            dims, sizes = ({a: int(embed([first]).shape[1]) for a in agents}, {a: len(moves) for a in agents})
-        self.learner = LEARNERS[cfg.method](cfg.learner_config(), agents, dims, sizes, turn_based=moves is not None)
-        self.learner.load_networks(torch.load(found / LEARNER_FILE, weights_only=True))
+        model = load_learned(checkpoint)
+        cfg, env, moves = model.cfg, model.env, model.moves
+        self.learner = model.learner
         self.game, self.greedy = spec(cfg.env["id"]).id, greedy
-        self.name = name or f"{cfg.method}({run.name})"
-        self.text = None if moves is None else TextIRLPolicy(self.learner, embed, moves, greedy, seed, self.name)
+        self.name = name or f"{cfg.method}({model.run.name})"
+        self.text = None if moves is None else TextIRLPolicy(self.learner, model.embed, moves, greedy, seed,
+                                                             self.name)
         self.rng = np.random.default_rng(seed)
         self.view_of_other = None
         if self.text is not None:
@@ -346,6 +407,62 @@ class TextIRLPolicy(Policy):
         return Action(answer_in_format(observation, f"My learned policy picks {chosen}.", chosen))
 
 
+class RecoveredReward:
+    """The reward an inverse-RL run recovered on a turn-based language game, to train an LLM
+    on by RL (``reward_model=RUN`` of a self-play run): inverse RL, then RL, in one suite.
+
+    A move aₖ at the agent's observation sₖ earns r̄(sₖ, aₖ) = Q̄(sₖ, aₖ) − γ·V̄(sₖ₊₁), where sₖ₊₁
+    is its next observation in the game, V̄ the soft value over the legal moves there, and
+    V̄ = 0 after its last move (the game is over). An output that makes no move of the index
+    earns the worst legal move's Q̄ at sₖ in place of Q̄(sₖ, aₖ): it is worth no more than any
+    move. Each move's training reward is its return over the agent's own moves from there on,
+    Σⱼ γʲ⁻ᵏ r̄ⱼ, with the run's γ."""
+
+    def __init__(self, checkpoint: str | Path):
+        model = load_learned(checkpoint)
+        if model.moves is None:
+            raise ConfigError(f"{checkpoint}: a reward recovered on numeric {model.cfg.env['id']} cannot score an "
+                              "LLM's text; learn from a language game's demonstrations (train=mamql_negotiation)")
+        if model.cfg.method == "bc":
+            raise ConfigError(f"{checkpoint}: behaviour cloning recovers no reward; use a run of method=mamql or "
+                              "iq_learn")
+        self.learner, self.embed, self.moves = model.learner, model.embed, model.moves
+        self.env = model.cfg.env
+        """The game (``id`` and settings) the reward was learned on."""
+        self.gamma = float(model.cfg.irl.gamma)
+
+    def move_rewards(self, agent: str, steps: list[tuple[str, str]]) -> np.ndarray:
+        """r̄ of each of ``agent``'s moves in one game, given in order as (observation text,
+        output)."""
+        if not steps:
+            return np.zeros(0)
+        features = np.asarray(self.embed([text for text, _ in steps]), dtype=np.float32)
+        legal = np.stack([np.asarray(self.moves.legal(text), dtype=bool) for text, _ in steps])
+        q = self.learner.marginal_q({a: features for a in self.learner.agents},
+                                    {a: legal for a in self.learner.agents})[agent]
+        lam = self.learner.config.lam
+        top = np.where(legal, q, -np.inf).max(-1)
+        value = top + np.log(np.exp(lam * np.where(legal, q - top[:, None], -np.inf)).sum(-1)) / lam
+        worst = np.where(legal, q, np.inf).min(-1)
+        chosen = [self.moves.index(text, output) for text, output in steps]
+        taken = np.array([worst[k] if c is None else q[k, c] for k, c in enumerate(chosen)])
+        following = np.append(value[1:], 0.0)
+        return taken - self.gamma * following
+
+    def returns(self, turns: list[Any]) -> dict[int, float]:
+        """Each move's return Σⱼ γʲ⁻ᵏ r̄ⱼ over its agent's moves from there on, by its index
+        in ``turns`` (a played game's :class:`~sparring.agents.rollout.Turn` s)."""
+        out: dict[int, float] = {}
+        for agent in dict.fromkeys(t.agent for t in turns):
+            indices = [i for i, t in enumerate(turns) if t.agent == agent and t.action is not None]
+            rewards = self.move_rewards(agent, [(turns[i].observation, turns[i].action) for i in indices])
+            ahead = 0.0
+            for i, r in zip(reversed(indices), rewards[::-1]):
+                ahead = float(r) + self.gamma * ahead
+                out[i] = ahead
+        return out
+
+
 def train_irl(values: Mapping[str, Any], resume: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) an inverse-RL recipe; its metrics, one row per update."""
     run = IRLRun(IRLRunConfig.from_dict(dict(values)), resume=resume)
@@ -355,4 +472,5 @@ def train_irl(values: Mapping[str, Any], resume: bool = False) -> list[dict[str,
         run.close()
 
 
-__all__ = ["IRLPolicy", "IRLRun", "IRLRunConfig", "TextIRLPolicy", "train_irl", "true_return"]
+__all__ = ["IRLPolicy", "IRLRun", "IRLRunConfig", "LearnedModel", "RecoveredReward", "TextIRLPolicy", "load_learned",
+           "train_irl", "true_return"]

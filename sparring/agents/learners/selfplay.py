@@ -11,15 +11,21 @@ run resumes from its last checkpoint (see :mod:`~sparring.agents.learners.base`)
 Seats: each seat is ``learner`` (the model being trained), ``reference`` (its frozen start),
 any policy spec (a scripted name, ``module:Class``, an earlier checkpoint or run, served
 frozen) or a list of them (a league: one drawn per game). Seats left out are the learner.
+
+The reward is the game's, or with ``reward_model`` the one an inverse-RL run recovered from
+demonstrations (inverse RL, then RL); the anchor's demonstrations are the game's own or a
+recorded file's (``demonstrations``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,13 +43,20 @@ from sparring.agents.learners.losses import (
     reinforce_pp_returns,
     whiten_per_group,
 )
+from sparring.agents.learners.mamql_run import RecoveredReward
 from sparring.agents.learners.model import Batch
 from sparring.agents.resolve import PolicyResolver, import_object
 from sparring.agents.rollout import Episode, play_many
-from sparring.agents.trajectories import Sample, samples_from_episode, write_samples
+from sparring.agents.trajectories import (
+    Sample,
+    demonstrations_of,
+    read_transitions,
+    samples_from_episode,
+    write_samples,
+)
 from sparring.config import at_least, check
-from sparring.envs import make, spec
-from sparring.errors import ConfigError
+from sparring.envs import Demonstration, make, spec
+from sparring.errors import ConfigError, NotFoundError
 from sparring.pool import SamplingParams
 
 ALGORITHMS = ("reinforce_pp", "grpo")
@@ -106,6 +119,15 @@ class SelfPlayConfig(RunConfig):
     ``model/<role>/`` is then each role's adapter (e.g. ``sparring eval
     RUN/checkpoints/update-N/model/defender``)."""
 
+    reward_model: str | None = None
+    """An inverse-RL run on this game (``train=mamql_negotiation``) whose recovered reward
+    replaces the game's for the learner's moves: each move earns its return under r̄
+    (:class:`~sparring.agents.learners.mamql_run.RecoveredReward`). The game's own reward is
+    still logged (``game_reward/<seat>``), so what the game pays stays in view."""
+    demonstrations: str | None = None
+    """A ``sparring record`` file whose moves (of the roles being learned) are the supervised
+    anchor's demonstrations, in place of those the game ships."""
+
     def __post_init__(self) -> None:
         problems = self.problems()
         if self.role_adapters and self.learner.lora is None:
@@ -148,8 +170,7 @@ class SelfPlayTrainer(LLMTrainer):
             for option in options:
                 self._policy(option, seat)
         cfg = self.cfg
-        demonstrations = make(cfg.env["id"], raw=True, **cfg.env_kwargs).game.demonstrations() \
-            if cfg.learner.sft_coef > 0 else []
+        demonstrations = self._demonstrations() if cfg.learner.sft_coef > 0 else []
         if self.adapters:
             by_adapter = {role: [d for d in demonstrations if d.agent == role] for role in self.learn_roles}
         else:
@@ -157,6 +178,24 @@ class SelfPlayTrainer(LLMTrainer):
         self.anchors = {adapter: Anchor(demos, self.learner, self._policy(LEARNER, adapter).request,
                                         cfg.learner.sft_batch) for adapter, demos in by_adapter.items() if demos}
         """The supervised anchor of each adapter (``None``: the learner's one set of weights)."""
+        if cfg.demonstrations is not None:  # a recording of the user's: play must be able to write its moves
+            for anchor in self.anchors.values():
+                anchor.check_lengths()
+        self.reward_model = None if cfg.reward_model is None else RecoveredReward(cfg.reward_model)
+        if self.reward_model is not None and _plain(self.reward_model.env) != _plain(cfg.env):
+            raise ConfigError(f"reward_model={cfg.reward_model} learned its reward on {self.reward_model.env}, not on "
+                              f"this run's game {cfg.env}; train on the game it was learned on")
+
+    def _demonstrations(self) -> list[Demonstration]:
+        """The anchor's moves: the recorded file's, or the ones the game ships."""
+        cfg = self.cfg
+        game = make(cfg.env["id"], raw=True, **cfg.env_kwargs).game
+        if cfg.demonstrations is None:
+            return game.demonstrations()
+        path = Path(cfg.demonstrations).expanduser()
+        if not path.is_file():
+            raise NotFoundError(f"demonstrations={cfg.demonstrations}: no such file (write one with `sparring record`)")
+        return demonstrations_of(read_transitions(path), bool(game.hidden_cot))
 
     # -- one update ------------------------------------------------------------------------------
     def step(self, update: int) -> dict[str, Any]:
@@ -164,8 +203,15 @@ class SelfPlayTrainer(LLMTrainer):
         t0 = time.perf_counter()
         episodes, game_ids = self.rollout(update)
         learners = self.learner_policies()
-        samples = [s for ep, gid in zip(episodes, game_ids) for s in samples_from_episode(ep, gid, self.learn_roles)
-                   if s.policy in learners]
+        samples = []
+        for episode, game_id in zip(episodes, game_ids):
+            mine = [s for s in samples_from_episode(episode, game_id, self.learn_roles) if s.policy in learners]
+            if self.reward_model is not None and mine:
+                recovered = self.reward_model.returns(episode.turns)
+                for sample in mine:
+                    sample.reward = recovered[sample.turn]
+                    sample.reward_terms = {**sample.reward_terms, "recovered": sample.reward}
+            samples += mine
         ties = sum(s.tie for s in samples)
         if self.cfg.learner.drop_ties:
             samples = [s for s in samples if not s.tie]
@@ -303,6 +349,11 @@ class _Group:
         self.old = torch.zeros_like(self.mask)
         self.ref = torch.zeros_like(self.mask)
         self.advantages = torch.zeros_like(self.mask)
+
+
+def _plain(values: dict[str, Any]) -> Any:
+    """Settings as JSON has them (tuples and lists alike), to compare."""
+    return json.loads(json.dumps(values, sort_keys=True))
 
 
 def _seat_choices(cfg: SelfPlayConfig, agents: list[str]) -> dict[str, list[Any]]:
