@@ -122,7 +122,8 @@ def test_mamql_gems_prints_returns_and_reward_correlations_as_json(tmp_path):
 def test_mamql_negotiation_prints_recovery_and_imitation_as_json():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "mamql_negotiation.py"), "--json", "--demos", "10,20", "--encoders",
-         "position", "--steps", "50", "--heldout-games", "10", "--eval-seeds", "2", "--eval-games", "3"],
+         "position", "--steps", "50", "--heldout-games", "10", "--eval-seeds", "2", "--eval-games", "3",
+         "--parts", "recovery"],
         capture_output=True, text=True, timeout=600, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     found = figures["encoders"]["position"]
@@ -130,3 +131,16 @@ def test_mamql_negotiation_prints_recovery_and_imitation_as_json():
     assert all(len(found["returns_by_demos"][m]) == 2 for m in found["pearson"])
     assert set(found["returns"]["bc"]) == {"mean", "std"} and found["rows"] > 0
     assert figures["expert"]["mean"] > figures["random"]["mean"]
+    assert "llm" not in figures
+
+
+def test_mamql_negotiation_trains_and_scores_llm_negotiators_as_json(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "mamql_negotiation.py"), "--json", "--demos", "10", "--parts", "llm",
+         "--steps", "20", "--sft-steps", "2", "--rl-updates", "1", "--rl-games", "2", "--eval-seeds", "2",
+         "--eval-games", "2", "--heldout-games", "5", "--run-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=600, check=True)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures["llm"]) == {"bc", "irl_rl", "true_rl"} and figures["encoders"] == {}
+    assert all(set(r) == {"mean", "std", "invalid"} and 0 <= r["invalid"] <= 1 for r in figures["llm"].values())
+    assert (tmp_path / "runs" / "irl_rl" / "config.json").is_file()
