@@ -190,7 +190,8 @@ def main() -> None:
                         "(default: the largest of --demos)")
     parser.add_argument("--llm-encoder", default="position", help="how the reward the LLM trains on reads text: "
                         "position (the exact reader), minilm or llm")
-    parser.add_argument("--sft-steps", type=int, default=160, help="BC optimiser steps (16 moves each)")
+    parser.add_argument("--sft-steps", type=int, default=160, help="BC optimiser steps (16 moves each; in "
+                        "updates of 20, rounded up)")
     parser.add_argument("--rl-updates", type=int, default=12, help="policy-gradient updates after BC")
     parser.add_argument("--rl-games", type=int, default=16, help="games per update")
     parser.add_argument("--rl-lr", type=float, default=1e-4)

@@ -1,6 +1,8 @@
 """From demonstrations to an LLM negotiator: behaviour cloning by supervised fine-tuning, and
 RL on the reward inverse RL recovered."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -117,7 +119,8 @@ def test_the_recovered_reward_is_the_bellman_residual_and_its_return(irl_run):
     assert set(returns) == set(range(len(turns)))
 
 
-def test_rl_on_the_recovered_reward_trains_on_it_and_logs_the_games_reward(demos, irl_run, tmp_path):
+def test_rl_on_the_recovered_reward_trains_on_it_and_logs_the_games_reward(demos, irl_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(RecoveredReward, "returns", lambda self, turns: {i: float(i) for i in range(len(turns))})
     run = tmp_path / "rl"
     metrics = train({"trainer": "selfplay", "env": GAME, "reward_model": str(irl_run), "demonstrations": str(demos),
                      "seats": {"player_1": {"policy": "negotiation.softmax", "temperature": 2.0}},
@@ -127,22 +130,35 @@ def test_rl_on_the_recovered_reward_trains_on_it_and_logs_the_games_reward(demos
     assert "sft_nll" in row and "game_reward/player_0" in row
     samples = read_samples(run / "trajectories" / "update-000001.jsonl")
     assert samples and all(s.role == "player_0" for s in samples)
-    assert all(s.reward == s.reward_terms["recovered"] and "deal" in s.reward_terms for s in samples)
-    assert row["reward/player_0"] == pytest.approx(np.mean([s.reward for s in samples]))
+    assert all(s.reward == s.turn == s.reward_terms["recovered"] and "deal" in s.reward_terms for s in samples)
+    assert row["reward/player_0"] == pytest.approx(np.mean([s.turn for s in samples]))
+    recipe = json.loads((run / "config.json").read_text())
+    assert recipe["reward_model"] == str(checkpoint_of(irl_run))  # the reward it trained on, even if that run goes on
 
 
 @pytest.mark.parametrize("change, message", [
     ({"method": "bc"}, "recovers no reward"),
     ({"env": {"id": "sparring/negotiation-v0", "max_messages": 4}}, "learned its reward on"),
+    ({"learner": {"algorithm": "grpo"}, "group_size": 2}, "reinforce_pp"),
 ])
 def test_rl_on_a_recovered_reward_refuses_what_cannot_give_one(demos, tmp_path, change, message):
     irl = {"trainer": "mamql", "env": GAME, "demonstrations": str(demos), "updates": 1, "steps_per_update": 5,
            "encoder": "sparring.envs.negotiation:position_features", "eval_every": 0, "run_dir": str(tmp_path / "irl"),
            **QUIET}
     train_irl({**irl, **{k: v for k, v in change.items() if k == "method"}})
+    rl = {k: v for k, v in change.items() if k in ("learner", "group_size")}
     with pytest.raises(ConfigError, match=message):
         train({"trainer": "selfplay", "env": change.get("env", GAME), "reward_model": str(tmp_path / "irl"),
-               "updates": 1, "games_per_update": 2, "run_dir": str(tmp_path / "rl"), **QUIET})
+               "updates": 1, "games_per_update": 2, "run_dir": str(tmp_path / "rl"), **QUIET, **rl})
+
+
+def test_two_spellings_of_one_game_share_its_recovered_reward(demos, irl_run, tmp_path):
+    env = {"id": "negotiation-v0", "items": ["books", "hats", "balls"], "max_messages": 8}
+    train({"trainer": "selfplay", "env": env, "reward_model": str(irl_run), "agent": {"max_new_tokens": 8},
+           "learner": {"sft_coef": 0}, "updates": 1, "games_per_update": 2, "run_dir": str(tmp_path / "rl"), **QUIET})
+    with pytest.raises(ConfigError, match="sft_coef=0"):
+        train({"trainer": "selfplay", "env": GAME, "demonstrations": str(demos), "learner": {"sft_coef": 0},
+               "updates": 1, "run_dir": str(tmp_path / "other"), **QUIET})
 
 
 def test_a_numeric_games_reward_cannot_score_text(tmp_path):

@@ -137,7 +137,8 @@ def llm_features(model: str = "tiny", batch: int = 16) -> Callable[[list[str]], 
     """A causal LM's own features of each text (``model``: anything
     :func:`~sparring.runs.resolve_model` takes): its last layer's hidden state at the last token
     and averaged over the tokens, each scaled to unit length, side by side (``[N, 2 × hidden]``).
-    The text is read as the policy reads it, as one user message of the model's chat template."""
+    The text is one user message of the model's chat template, as in play, without a system
+    prompt or the ``<think>`` prefill."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model(model)

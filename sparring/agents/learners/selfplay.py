@@ -20,6 +20,7 @@ recorded file's (``demonstrations``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -58,6 +59,7 @@ from sparring.config import at_least, check
 from sparring.envs import Demonstration, make, spec
 from sparring.errors import ConfigError, NotFoundError
 from sparring.pool import SamplingParams
+from sparring.runs import checkpoint_of
 
 ALGORITHMS = ("reinforce_pp", "grpo")
 
@@ -123,7 +125,9 @@ class SelfPlayConfig(RunConfig):
     """An inverse-RL run on this game (``train=mamql_negotiation``) whose recovered reward
     replaces the game's for the learner's moves: each move earns its return under r̄
     (:class:`~sparring.agents.learners.mamql_run.RecoveredReward`). The game's own reward is
-    still logged (``game_reward/<seat>``), so what the game pays stays in view."""
+    still logged (``game_reward/<seat>``), so what the game pays stays in view. A run is
+    read at its latest checkpoint, which the run's recipe records: resuming after that IRL run
+    has gone on is refused, since the reward would have changed."""
     demonstrations: str | None = None
     """A ``sparring record`` file whose moves (of the roles being learned) are the supervised
     anchor's demonstrations, in place of those the game ships."""
@@ -135,6 +139,12 @@ class SelfPlayConfig(RunConfig):
                             "'learner.lora={r: 8, alpha: 16}')")
         if self.learner.algorithm == "grpo" and self.group_size < 2:
             problems.append("learner.algorithm=grpo needs group_size >= 2 (games per seed to compare)")
+        if self.learner.algorithm == "grpo" and self.reward_model is not None:
+            problems.append("learner.algorithm=grpo compares whole games of one seed, but reward_model= pays each move "
+                            "its own return; train it with learner=reinforce_pp")
+        if self.demonstrations is not None and self.learner.sft_coef == 0:
+            problems.append(f"demonstrations={self.demonstrations} feeds the supervised anchor, which "
+                            "learner.sft_coef=0 turns off; set learner.sft_coef > 0 or leave demonstrations out")
         check(problems)
 
 
@@ -142,6 +152,8 @@ class SelfPlayTrainer(LLMTrainer):
     title = "self-play"
 
     def __init__(self, cfg: SelfPlayConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
+        if cfg.reward_model is not None:  # the checkpoint of the moment: a resumed run must find the same reward
+            cfg = dataclasses.replace(cfg, reward_model=str(checkpoint_of(cfg.reward_model)))
         agents = list(make(cfg.env["id"], **cfg.env_kwargs).possible_agents)  # checks the game's config
         self.seat_choices = _seat_choices(cfg, agents)
         self.learn_roles = _learn_roles(cfg, self.seat_choices)
@@ -182,7 +194,7 @@ class SelfPlayTrainer(LLMTrainer):
             for anchor in self.anchors.values():
                 anchor.check_lengths()
         self.reward_model = None if cfg.reward_model is None else RecoveredReward(cfg.reward_model)
-        if self.reward_model is not None and _plain(self.reward_model.env) != _plain(cfg.env):
+        if self.reward_model is not None and _game(self.reward_model.env) != _game(cfg.env):
             raise ConfigError(f"reward_model={cfg.reward_model} learned its reward on {self.reward_model.env}, not on "
                               f"this run's game {cfg.env}; train on the game it was learned on")
 
@@ -351,9 +363,13 @@ class _Group:
         self.advantages = torch.zeros_like(self.mask)
 
 
-def _plain(values: dict[str, Any]) -> Any:
-    """Settings as JSON has them (tuples and lists alike), to compare."""
-    return json.loads(json.dumps(values, sort_keys=True))
+def _game(env: dict[str, Any]) -> Any:
+    """A game as its id and settings, defaults filled in (two spellings of one game compare
+    equal)."""
+    kwargs = {k: v for k, v in env.items() if k != "id"}
+    game = make(env["id"], raw=True, **kwargs).game
+    settings = game.config if hasattr(game, "config") else json.loads(json.dumps(kwargs, sort_keys=True))
+    return spec(env["id"]).id, settings
 
 
 def _seat_choices(cfg: SelfPlayConfig, agents: list[str]) -> dict[str, list[Any]]:

@@ -42,6 +42,7 @@ class SFTLearnerConfig(OptimizerConfig):
     batch_size: int = 16
     """Demonstrated moves per optimiser step."""
     steps_per_update: int = 20
+    """Optimiser steps per update (``epochs`` plays no part: batches are drawn afresh)."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
