@@ -19,7 +19,7 @@
 
 It draws both curves (return and correlation against demonstration count) as a PNG.
 
-    python benchmarks/mamql_gems.py                  # a few minutes on 2 CPU cores
+    python benchmarks/mamql_gems.py                  # about 9 minutes on 2 CPU cores
     python benchmarks/mamql_gems.py --demos 10,50 --steps 500
     python benchmarks/mamql_gems.py --json           # last line: one JSON object
 """
@@ -41,7 +41,7 @@ from sparring.envs import make
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demos", default="10,50,200", help="demonstration counts (games), comma-separated")
+    parser.add_argument("--demos", default="10,50,200,500", help="demonstration counts (games), comma-separated")
     parser.add_argument("--steps", type=int, default=1500, help="updates per learner")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default="mamql_gems.png", help="the PNG to write ('' for none)")
