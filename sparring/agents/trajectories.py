@@ -163,6 +163,14 @@ def read_transitions(path: str | Path) -> list[Transition]:
     return _read_rows(path, Transition)
 
 
+def demonstrations_file(value: str) -> Path:
+    """The recorded file a recipe's ``demonstrations=`` names, which must exist."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise NotFoundError(f"demonstrations={value}: no such file (write one with `sparring record`)")
+    return path
+
+
 def _plain(observation: Any) -> Any:
     if isinstance(observation, dict):
         return observation["text"]

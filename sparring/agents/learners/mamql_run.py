@@ -37,7 +37,7 @@ from sparring.agents.learners.mamql import (
     env_rollout,
 )
 from sparring.agents.resolve import import_object
-from sparring.agents.trajectories import read_transitions, record_transitions
+from sparring.agents.trajectories import demonstrations_file, read_transitions, record_transitions
 from sparring.config import Config, above, at_least, check
 from sparring.envs.parsing import answer_in_format
 from sparring.envs.registry import make, spec
@@ -217,9 +217,7 @@ class IRLRun:
     def __init__(self, cfg: IRLRunConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
         self.cfg = cfg
         self.on_update = on_update
-        path = Path(cfg.demonstrations).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"demonstrations={cfg.demonstrations}: no such file (write one with `sparring record`)")
+        path = demonstrations_file(cfg.demonstrations)
         self.make_env = _make_env(cfg)
         probe = self.make_env()
         self.embed, self.moves = text_reader(cfg, probe)

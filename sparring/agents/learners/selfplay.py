@@ -26,7 +26,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +49,7 @@ from sparring.agents.resolve import PolicyResolver, import_object
 from sparring.agents.rollout import Episode, play_many
 from sparring.agents.trajectories import (
     Sample,
+    demonstrations_file,
     demonstrations_of,
     read_transitions,
     samples_from_episode,
@@ -57,7 +57,7 @@ from sparring.agents.trajectories import (
 )
 from sparring.config import at_least, check
 from sparring.envs import Demonstration, make, spec
-from sparring.errors import ConfigError, NotFoundError
+from sparring.errors import ConfigError
 from sparring.pool import SamplingParams
 from sparring.runs import checkpoint_of
 
@@ -204,9 +204,7 @@ class SelfPlayTrainer(LLMTrainer):
         game = make(cfg.env["id"], raw=True, **cfg.env_kwargs).game
         if cfg.demonstrations is None:
             return game.demonstrations()
-        path = Path(cfg.demonstrations).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"demonstrations={cfg.demonstrations}: no such file (write one with `sparring record`)")
+        path = demonstrations_file(cfg.demonstrations)
         return demonstrations_of(read_transitions(path), bool(game.hidden_cot))
 
     # -- one update ------------------------------------------------------------------------------

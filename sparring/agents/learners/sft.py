@@ -18,20 +18,19 @@ It shares the run directory, checkpoints and pool of every LLM trainer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sparring.agents.learners.anchor import Anchor, completion_nll
+from sparring.agents.learners.anchor import Anchor
 from sparring.agents.learners.base import LLMTrainer
 from sparring.agents.learners.config import LEARNER, OptimizerConfig, RunConfig
 from sparring.agents.resolve import PolicyResolver
-from sparring.agents.trajectories import demonstrations_of, read_transitions
+from sparring.agents.trajectories import demonstrations_file, demonstrations_of, read_transitions
 from sparring.config import at_least, check
 from sparring.envs import make
-from sparring.errors import ConfigError, DataError, NotFoundError
+from sparring.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -84,9 +83,7 @@ class SFTTrainer(LLMTrainer):
 
     def prepare(self) -> None:
         cfg = self.cfg
-        path = Path(cfg.demonstrations).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"demonstrations={cfg.demonstrations}: no such file (write one with `sparring record`)")
+        path = demonstrations_file(cfg.demonstrations)
         env = make(cfg.env["id"], raw=True, **cfg.env_kwargs)
         agents = list(env.possible_agents)
         roles = agents if cfg.learn_roles is None else list(cfg.learn_roles)
@@ -145,8 +142,7 @@ class SFTTrainer(LLMTrainer):
         step = self.cfg.learner.micro_batch_size
         for a in range(0, len(self.heldout.pairs), step):
             batch = self.heldout.batch_of(range(a, min(a + step, len(self.heldout.pairs))))
-            n = float(batch.mask.sum())
-            total += float(completion_nll(self.learner.logprobs(batch), batch.mask)) * n
-            tokens += n
+            total -= float((self.learner.logprobs(batch) * batch.mask).sum())
+            tokens += float(batch.mask.sum())
         self.learner.model.train()
         return total / max(tokens, 1.0)
