@@ -132,7 +132,7 @@ def shortened(args: list[str]) -> list[str]:
         if any(a.startswith("demonstrations=") for a in args):  # the model must be able to write whole moves
             extra = [e for e in extra if not e.startswith("agent.max_new_tokens")]
         if "train=sft" in args:  # a supervised update takes optimiser steps, not games
-            extra = [*extra, "learner.steps_per_update=2"]
+            extra = [e for e in extra if not e.startswith("games_per_update")] + ["learner.steps_per_update=2"]
         if any(a.startswith("train=mamql") for a in args):  # an inverse-RL run has no games to play per update
             extra = ["updates=2", "steps_per_update=20", "eval_every=1", "eval_games=2"]
         return [*args, *extra]
