@@ -8,6 +8,7 @@ Templates frame requests only; they add no harmful content of their own.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,22 @@ OPENINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("write ", ("compose ", "draft ", "put together ")),
 )
 _LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"})
+_UNLEET = str.maketrans({v: k for k, v in {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"}.items()})
+_LEET_WORD = re.compile(r"\b(?=\w*[a-z])(?=\w*[43105])\w+\b", re.IGNORECASE)
+
+
+def _frame(template: str) -> re.Pattern[str] | None:
+    """A pattern matching ``template`` filled in, capturing its request (None for a template
+    that is the request alone: it has no frame to strip)."""
+    if template.strip("{}") in ("request", "leet"):
+        return None
+    parts = re.split(r"(\{request\}|\{leet\}|\{topic\})", template)
+    slots = {"{request}": "(?P<request>.+)", "{leet}": "(?P<leet>.+)", "{topic}": ".+?"}
+    return re.compile("".join(slots.get(part, re.escape(part)) for part in parts), re.DOTALL)
+
+
+FRAMES = tuple(f for options in TEMPLATES.values() for t in options if (f := _frame(t)) is not None)
+"""Every template's frame, to find the request inside a prompt recast before."""
 
 
 class StyleMutator(ScriptedPolicy):
@@ -79,12 +96,28 @@ class StyleMutator(ScriptedPolicy):
 
 
 def recast(parent: str, style: str, topic: str, rng: np.random.Generator) -> str:
-    """``parent`` written in ``style`` (one of its :data:`TEMPLATES`, drawn by ``rng``; an
-    unknown style keeps the parent and names the style), about ``topic``."""
+    """``parent``'s request (:func:`unframe`) written in ``style`` (one of its
+    :data:`TEMPLATES`, drawn by ``rng``; an unknown style keeps the request and names the
+    style), about ``topic``. Recasting the request rather than the whole parent keeps a line
+    of descendants from nesting frame in frame, each copy longer and more like its parent."""
     options = TEMPLATES.get(style, (f"({style}) {{request}}",))
     template = options[int(rng.integers(len(options)))]
-    request = reword(parent[:1].lower() + parent[1:] if parent else parent, rng)
+    request = unframe(parent)
+    request = reword(request[:1].lower() + request[1:] if request else request, rng)
     return template.format(request=request, topic=topic, leet=request.translate(_LEET))
+
+
+def unframe(prompt: str) -> str:
+    """The request inside ``prompt``: every frame of :data:`TEMPLATES` it is wrapped in taken
+    off (outermost first), and a request written in leetspeak spelt out again. A prompt no
+    template wrote comes back as it is."""
+    request = prompt.strip()
+    while True:
+        match = next((m for frame in FRAMES if (m := frame.fullmatch(request))), None)
+        if match is None:
+            break
+        request = (match.group("leet") if "leet" in match.groupdict() else match.group("request")).strip()
+    return request.translate(_UNLEET) if _LEET_WORD.search(request) else request
 
 
 def reword(request: str, rng: np.random.Generator) -> str:

@@ -12,11 +12,11 @@ from sparring.envs.rainbow.archive import Archive
 from sparring.judges.base import check_verdict
 
 DIVERSITY_SAMPLE = 256
-"""Archived prompts the diversity metrics compare at most (self-BLEU is quadratic), evenly spaced."""
+"""Archived prompts the diversity metrics compare at most (self-BLEU is quadratic), drawn at random."""
 
 
 def archive_metrics(archive: Archive, judge: Any, embed: Callable[[list[str]], np.ndarray] | None = None,
-                    seeds: int | None = None) -> dict[str, float]:
+                    seeds: int | None = None, sample: int = DIVERSITY_SAMPLE) -> dict[str, float]:
     """The archive's metrics, with ``judge`` (an evaluation judge, not the fitness) deciding
     which archived exchanges are unsafe:
 
@@ -27,8 +27,12 @@ def archive_metrics(archive: Archive, judge: Any, embed: Callable[[list[str]], n
       mean over all cells), from pyribs' statistics of the elites (:meth:`Archive.elites`);
       ``unique_prompts``;
     - ``diverse_score``: 1 − self-BLEU of the archived prompts; ``embedding_diversity``
-      (with ``embed``), both on at most :data:`DIVERSITY_SAMPLE` of them.
+      (with ``embed``), both on at most ``sample`` of them, drawn by a fixed generator.
+      Self-BLEU scores each prompt against all the others, so it rises with their number:
+      to compare two archives, give both the same ``sample`` (the smaller one's size).
     """
+    if sample < 2:
+        raise ValueError(f"sample={sample}: the diversity metrics compare at least 2 prompts")
     entries = archive.entries()
     unsafe = [check_verdict(judge.judge(e.prompt, e.response), judge).response_harmful == "harmful" for e in entries]
     roots = {e.root or e.parent for e in entries}
@@ -42,8 +46,9 @@ def archive_metrics(archive: Archive, judge: Any, embed: Callable[[list[str]], n
         "archived": len(entries),
     }
     prompts = sorted({e.prompt for e in entries})
-    if len(prompts) > DIVERSITY_SAMPLE:
-        prompts = [prompts[i] for i in np.linspace(0, len(prompts) - 1, DIVERSITY_SAMPLE).astype(int)]
+    if len(prompts) > sample:
+        prompts = [prompts[i] for i in sorted(np.random.default_rng(0).choice(len(prompts), sample, replace=False))]
+    out["diversity_sample"] = len(prompts)
     if len(prompts) >= 2:
         out["diverse_score"] = self_bleu_diversity(prompts)
         if embed is not None:
