@@ -144,3 +144,35 @@ def test_mamql_negotiation_trains_and_scores_llm_negotiators_as_json(tmp_path):
     assert set(figures["llm"]) == {"bc", "irl_rl", "true_rl"} and figures["encoders"] == {}
     assert all(set(r) == {"mean", "std", "invalid"} and 0 <= r["invalid"] <= 1 for r in figures["llm"].values())
     assert (tmp_path / "runs" / "irl_rl" / "config.json").is_file()
+
+
+def test_qd_compare_prints_both_archives_figures_as_json():
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "qd_compare.py"), "--json", "--iterations", "8", "--mutator", "rainbow.style",
+         "--throughput-updates", "1"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for name in ("multi", "single"):
+        for key in ("unique_prompts", "coverage", "qd_score", "diverse_score", "embedding_diversity", "asr"):
+            assert key in summary[name], (name, key)
+        assert summary[name]["candidates"] == 80 and 0 <= summary[name]["kept_rate"] <= 1
+    assert summary["multi"]["unique_prompts"] >= summary["single"]["unique_prompts"]
+    smaller = min(summary["multi"]["unique_prompts"], summary["single"]["unique_prompts"])
+    assert summary["diversity_sample"] == max(2, min(256, smaller))  # both compared on as many prompts
+    assert set(summary["bar"]) == {"ten_times_the_prompts", "diversity_kept"}
+    assert summary["throughput_candidates_per_s"]["pool_10"] > 0
+
+
+def test_mutator_learning_prints_held_out_search_figures_before_and_after_as_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "mutator_learning.py"), "--json", "--minutes", "0.02", "--games-per-update", "4",
+         "--iterations", "4", "--num-mutations", "2", "--eval-seeds", "0", "--run-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=True,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["updates"] >= 1
+    for key in ("asr", "prompt_asr", "fit_rate", "invalid", "filtered", "unique_prompts"):
+        assert set(summary["metrics"][key]) == {"before_mean", "before_std", "after_mean", "after_std"}, key
+    assert (tmp_path / "mutator" / "metrics.jsonl").is_file()  # the trained mutator's run
+    assert "held-out searches" in out.stdout
