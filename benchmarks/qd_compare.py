@@ -20,7 +20,7 @@ fitness and the MiniLM judge the evaluation. With the tiny model as the target
 (``--target reference``) about one candidate in a hundred is fit and the two archives keep
 about as many prompts. Everything runs offline on a CPU.
 
-    python benchmarks/qd_compare.py                  # about 8 minutes on 2 CPU cores
+    python benchmarks/qd_compare.py                  # about 6 minutes on 2 CPU cores
     python benchmarks/qd_compare.py --target reference --judge minilm --eval-judge rules  # the tiny target
     python benchmarks/qd_compare.py --json           # last line: one JSON object
 """
