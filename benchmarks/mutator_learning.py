@@ -92,10 +92,10 @@ def search(run: Path, mutator: str, seeds: str, eval_seed: int, args: argparse.N
                if r["candidates"] > r["invalid"] + r["filtered"]]
     harmful = sum(s.label == "harmful" for s in load_seeds(seeds))
     metrics = archive_metrics(archive, judge_named(args.eval_judge), minilm_embedder(), seeds=harmful) \
-        if archive.unique_prompts() >= 2 else {}
+        if len(archive) else {}  # an empty archive broke no seed
     return {"asr": metrics.get("asr", 0.0), "prompt_asr": metrics.get("prompt_asr", 0.0),
             "fit_rate": sum(r["inserted"] for r in rows) / candidates,
-            "mean_fitness": sum(fitness) / max(judged, 1), "invalid": invalid / candidates,
+            "mean_fitness": sum(fitness) / judged if judged else float("nan"), "invalid": invalid / candidates,
             "filtered": filtered / candidates, "unique_prompts": float(archive.unique_prompts()),
             "diverse_score": metrics.get("diverse_score", float("nan")),
             "embedding_diversity": metrics.get("embedding_diversity", float("nan")),

@@ -64,8 +64,8 @@ OPENINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tell me ", ("explain ", "describe ", "let me know ")),
     ("write ", ("compose ", "draft ", "put together ")),
 )
-_LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"})
-_UNLEET = str.maketrans({v: k for k, v in {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"}.items()})
+_LEET_DIGITS = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"}
+_LEET, _UNLEET = str.maketrans(_LEET_DIGITS), str.maketrans({v: k for k, v in _LEET_DIGITS.items()})
 _LEET_WORD = re.compile(r"\b(?=\w*[a-z])(?=\w*[43105])\w+\b", re.IGNORECASE)
 
 
