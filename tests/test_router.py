@@ -382,3 +382,19 @@ def test_an_expert_never_asked_is_not_paid_and_questions_with_colons_route():
     obs = env.observe("router")
     env.step(asyncio.run(seats["router"].act("router", obs)).text)
     assert env.agent_selection == "expert_large"  # the query lost its colon, not its expert
+
+
+def test_an_llm_router_given_as_a_spec_stops_at_the_end_of_its_move(monkeypatch):
+    from sparring.agents import PolicyResolver
+    from sparring.agents.llm import LLMPolicy
+    from sparring.arenas.routing import RouterEvalConfig, evaluate_router
+    from sparring.envs.router import STOP
+
+    mine = PolicyResolver().resolve({"policy": "llm", "model": "tiny", "stop": ["</search>"], "temperature": 0.5})
+    assert mine.sampling.stop == ("</search>",) and mine.sampling.temperature == 0.5
+    seen = []
+    request = LLMPolicy.request
+    monkeypatch.setattr(LLMPolicy, "request", lambda self, obs: seen.append(self.sampling) or request(self, obs))
+    evaluate_router(RouterEvalConfig(router={"policy": "llm", "model": "tiny"}, games=2, eval_seeds=(0,),
+                                     max_new_tokens=32))
+    assert seen and all(s.stop == STOP and s.max_new_tokens == 32 for s in seen)

@@ -11,7 +11,8 @@ A spec is one of
 - a name the resolver's pool already serves (a trainer's ``learner``): an LLM policy of it;
 - a mapping ``{policy: SPEC, **arguments}``; for LLM policies the arguments are ``model``,
   ``base_url`` and ``api_key`` (a model behind an OpenAI-compatible server), the sampling
-  fields (``temperature``, ``top_p``, ``top_k``, ``max_new_tokens``), ``system_prompt``,
+  fields (``temperature``, ``top_p``, ``top_k``, ``max_new_tokens``, and ``stop``: the
+  strings a move ends at, e.g. a router's ``["</search>", "</answer>"]``), ``system_prompt``,
   ``prefill`` and ``name``.
 
 LLM policies of one resolver share its pool (one per ``base_url``), so their requests batch
@@ -71,7 +72,7 @@ POLICIES: dict[str, tuple[str, str]] = {
 
 #: Arguments of an LLM spec that choose its pool or its sampling, not the policy object's.
 _POOL_ARGS = ("base_url", "api_key")
-_SAMPLING_ARGS = ("temperature", "top_p", "top_k", "max_new_tokens")
+_SAMPLING_ARGS = ("temperature", "top_p", "top_k", "max_new_tokens", "stop")
 
 PolicySpec = Policy | str | Mapping[str, Any]
 

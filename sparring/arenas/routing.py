@@ -6,7 +6,8 @@ seed and as mean ± std over the seeds: ``em`` (exact match), ``cost`` (dollars 
 from the experts' prices), ``calls`` (expert calls per question), ``valid_format`` (games
 without a format failure) and ``reward``. A model (given as a string: ``tiny``, a path, a run)
 plays through the pool with the router's stop strings, so its moves end where the game says
-they do; a mapping spec plays as the resolver builds it.
+they do; so does an LLM given as a mapping spec (``{policy: llm, model: ...}``), with this
+evaluation's sampling unless the spec sets its own.
 """
 
 from __future__ import annotations
@@ -80,15 +81,17 @@ def _evaluate(cfg: RouterEvalConfig, model: str | None, pool: Pool | None) -> di
         experts = dict(cfg.experts)
     else:  # one spec for every expert seat
         experts = dict.fromkeys(seats[1:], cfg.experts)
+    sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens, stop=STOP)
     if model is not None:
         name = serve_model(pool, model, name="router-under-test")
-        sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens, stop=STOP)
 
         def router():
             return LLMPolicy(name, pool=pool, sampling=sampling, name="router")
     else:
+        resolver = PolicyResolver(pool, sampling=sampling)
+
         def router():
-            return load_policy(cfg.router)
+            return resolver.resolve(cfg.router)
 
     def seat(_):
         return {"router": router()} | {a: load_policy(experts[a]) for a in seats[1:]}
