@@ -398,3 +398,26 @@ def test_an_llm_router_given_as_a_spec_stops_at_the_end_of_its_move(monkeypatch)
     evaluate_router(RouterEvalConfig(router={"policy": "llm", "model": "tiny"}, games=2, eval_seeds=(0,),
                                      max_new_tokens=32))
     assert seen and all(s.stop == STOP and s.max_new_tokens == 32 for s in seen)
+
+
+def test_an_experts_reply_is_counted_in_its_tokenizers_tokens():
+    from transformers import AutoTokenizer
+
+    from sparring.envs.router import EXPERTS, Expert
+    from sparring.errors import ModelNotFoundError
+    from sparring.models import TINY_MODEL
+
+    tokenized = Expert("large", "tokens of the tiny model", 6.0, tokenizer="tiny")
+    env = fixed(router_env(experts=[EXPERTS[0], EXPERTS[1], tokenized]))
+    env.step("<think>ask</think> <search> large: What is the capital of Peru? </search>")
+    reply = "The capital of Peru is Lima, a city on the coast."
+    env.step(reply)
+    call = env.game.calls[0]
+    tokens = len(AutoTokenizer.from_pretrained(TINY_MODEL)(reply, add_special_tokens=False)["input_ids"])
+    assert call.tokens == tokens != len(reply.split()) and call.cost == pytest.approx(tokens * 6.0 / 1e6)
+    words = fixed(router_env())  # no tokenizer: words
+    words.step("<think>ask</think> <search> large: What is the capital of Peru? </search>")
+    words.step(reply)
+    assert words.game.calls[0].tokens == len(reply.split())
+    with pytest.raises(ModelNotFoundError, match="no-such-model"):
+        router_env(experts=[Expert("large", "x", 1.0, tokenizer="./no-such-model")])

@@ -27,8 +27,9 @@ The router's reward (:mod:`sparring.envs.router.rewards`), over its whole trajec
 - else, on an exact match (lower case, no punctuation, no articles, whitespace collapsed)
   with any gold answer: (1 − α) + α·c_norm, α = ``cost_coef``; else 0.
 
-Cost: c = Σ over calls of reply tokens × price / 1e6 (tokens counted as whitespace-separated
-words of the reply); c_norm = 1 − clip((√c − p5)/(p95 − p5), 0, 1) over a sliding window of the
+Cost: c = Σ over calls of reply tokens × price / 1e6 (tokens counted by the expert's
+``tokenizer``, the model that serves it, or as whitespace-separated words of the reply when it
+names none); c_norm = 1 − clip((√c − p5)/(p95 − p5), 0, 1) over a sliding window of the
 last ``cost_window`` values of √c that the games of a process share (0.5 while p95 = p5).
 ``infos[agent]`` carries ``reward_terms`` (``format``, or ``outcome`` and ``cost``), ``em``,
 ``cost``, ``cost_norm``, ``format_problems``, ``calls`` and the question and gold answers.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,8 @@ from sparring.envs.router.rewards import (
     parse_search,
     router_reward,
 )
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, ModelNotFoundError
+from sparring.runs import resolve_model
 
 EXPERT_PREFIX = "expert_"
 QUESTION_MARKER = "Question:"
@@ -44,6 +47,9 @@ class Expert:
     """Dollars per 1M completion tokens."""
     latency: float = 0.0
     """Seconds per call."""
+    tokenizer: str | None = None
+    """The tokenizer that counts the expert's reply in completion tokens (the model that
+    serves it: ``tiny``, a model directory, a checkpoint, a local hub id); None counts words."""
 
     def __post_init__(self) -> None:
         problems = [f"experts.{self.name}.{name}={value!r} must be a finite number >= 0"
@@ -120,6 +126,25 @@ def shared_window(size: int) -> CostWindow:
         return _WINDOWS.setdefault(size, CostWindow(size))
 
 
+@functools.lru_cache(maxsize=16)
+def token_counter(model: str) -> Callable[[str], int]:
+    """How many tokens ``model`` 's tokenizer makes of a text (no special tokens added)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model(model)
+    try:
+        tokenizer = source.load(AutoTokenizer)
+    except (OSError, ValueError) as error:
+        if not source.is_adapter:
+            raise ModelNotFoundError(f"expert tokenizer {model!r}: {error}") from None
+        tokenizer = resolve_model(source.base).load(AutoTokenizer)  # an adapter saved without one
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
 class RouterGame(LanguageGame):
     """One question per game (see :mod:`sparring.envs.router`)."""
 
@@ -133,6 +158,8 @@ class RouterGame(LanguageGame):
         self.max_output_chars = cfg.max_output_chars
         self.rows = load_qa(cfg.data)
         self.window = window if window is not None else shared_window(cfg.cost_window)
+        self.counters = {e.name: token_counter(e.tokenizer) if e.tokenizer else count_words for e in cfg.experts}
+        """Expert → how its reply's completion tokens are counted."""
 
     # -- life cycle ------------------------------------------------------------------------
     def setup(self, options: dict[str, Any]) -> None:
@@ -242,7 +269,7 @@ class RouterGame(LanguageGame):
         call.answered = True
         if not move.error and text:
             call.reply = " ".join(text.split())
-            call.tokens = len(call.reply.split())
+            call.tokens = self.counters[call.expert](move.text)
             call.cost = call.tokens * self.experts[call.expert].price / 1e6
         self._inform(call)
         return Outcome()
