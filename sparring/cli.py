@@ -42,23 +42,62 @@ def _errors() -> Iterator[None]:
     except (SparringError, ImportError) as error:
         if os.environ.get("SPARRING_DEBUG"):
             raise
-        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise _fail(str(error)) from None
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """Print ``message`` as the command's one error line (as written: paths and values in it
+    may hold brackets or colons, which must not be read as markup or emoji codes)."""
+    from rich.text import Text
+
+    console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
 def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options as a mapping. ``--set`` values are YAML (``rounds=5``,
+    ``game=[rps]``); so are ``--seat`` values written as a mapping (``{policy: ..., k: v}``),
+    other ``--seat`` values are policy specs as written."""
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise _fail(f"{what} {pair!r} must look like KEY=VALUE")
-        parsed[key.strip()] = yaml.safe_load(value) if what == "--set" else value.strip()
+        value = value.strip()
+        if what == "--set" or value.startswith("{"):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f" (column {mark.column + 1})" if mark is not None else ""
+                raise _fail(f"{what} {pair!r}: {value!r} is not a valid YAML value{where}: "
+                            f"{getattr(error, 'problem', None) or error}") from None
+        parsed[key.strip()] = value
     return parsed
+
+
+def _reported(seat: str, spec: Any, policy: Any) -> Any:
+    """``policy`` with any exception of its moves raised as a :class:`PolicyError` naming
+    ``seat`` and ``spec``: one line for a user's failing agent, where the traceback would
+    mostly show the suite's rollout code."""
+    from sparring.agents import Action, Policy
+    from sparring.errors import PolicyError, SparringError
+
+    class Reported(Policy):
+        name = policy.name
+
+        def seed(self, seed: int | None) -> None:
+            policy.seed(seed)
+
+        async def act(self, agent: str, observation: dict[str, Any]) -> Action:
+            try:
+                return await policy.act(agent, observation)
+            except (SparringError, KeyboardInterrupt):
+                raise
+            except Exception as error:
+                raise PolicyError(f"the policy of seat {seat} ({spec}) raised {type(error).__name__}: {error}") from error
+
+    return Reported()
 
 
 def _print_table(title: str, columns: tuple[str, str], rows) -> None:
@@ -126,7 +165,7 @@ def play(
         for agent in env.possible_agents:
             chosen.setdefault(agent, registered.seat_default(agent))
         resolver = PolicyResolver()
-        seats = {agent: resolver.resolve(name, **({"model": model} if name == "llm" else {}))
+        seats = {agent: _reported(agent, name, resolver.resolve(name, **({"model": model} if name == "llm" else {})))
                  for agent, name in chosen.items()}
         console.print(f"[bold]{registered.id}[/bold]: " + ", ".join(f"{a} = {n}" for a, n in chosen.items()))
         episode = asyncio.run(play_game(env, seats, seed=seed))
@@ -148,6 +187,7 @@ def record(
     set_: Annotated[list[str], typer.Option("--set", help="game argument KEY=VALUE, e.g. size=5")] = [],
     episodes: Annotated[int, typer.Option(help="games to record")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the first game (the others follow)")] = 0,
+    force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Record demonstrations: play games between policies and write every agent's steps
     (obs, action, reward, next obs, done) as JSONL or Parquet, for inverse RL (MAMQL)."""
@@ -161,6 +201,8 @@ def record(
             raise ConfigError(f"--episodes={episodes} must be >= 1")
         if not out.endswith((".jsonl", ".parquet")):
             raise ConfigError(f"--out={out}: trajectory files end in .jsonl or .parquet")
+        if os.path.exists(out) and not force:
+            raise ConfigError(f"--out={out} exists already; pass --force to replace it, or name another file")
         registered = spec(game)
         kwargs = _parse_pairs(set_, "--set")
         probe = make(registered.id, parallel=True, **kwargs)
@@ -169,7 +211,8 @@ def record(
         if unknown:
             raise ConfigError(f"{registered.id} has no seat(s) {sorted(unknown)}; its seats: {probe.possible_agents}")
         resolver = PolicyResolver()
-        seats = {a: resolver.resolve(chosen.get(a, registered.seat_default(a))) for a in probe.possible_agents}
+        specs = {a: chosen.get(a, registered.seat_default(a)) for a in probe.possible_agents}
+        seats = {a: _reported(a, name, resolver.resolve(name)) for a, name in specs.items()}
         rows = record_transitions(lambda: make(registered.id, parallel=True, **kwargs), seats,
                                   range(seed, seed + episodes), prefix=registered.id.split("/")[-1])
         path = write_transitions(out, rows)
@@ -204,6 +247,8 @@ def serve(
             models[name] = source
         if backend == "remote":
             raise ConfigError("--backend remote would serve another server's pool; point clients at that server")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"--port={port} must lie in 0..65535 (0: a free one)")
         pool = build_pool(PoolConfig(backend=backend, device=device, max_batch_size=max_batch_size), models)
 
         def ready(url: str) -> None:

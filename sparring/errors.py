@@ -51,6 +51,11 @@ class RunError(SparringError, ValueError):
     resume, or was made with a different recipe."""
 
 
+class PolicyError(SparringError, RuntimeError):
+    """A policy raised while choosing a move (a user's agent that fails, not bad input to
+    sparring): the game it played in stops, naming the seat, the policy and the exception."""
+
+
 class StoreError(SparringError):
     """A tournament file is missing, corrupt, foreign or of another version."""
 

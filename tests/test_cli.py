@@ -142,3 +142,50 @@ def test_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path, how):
         if server.poll() is None:  # whatever happened, leave no server behind
             server.kill()
             server.wait()
+
+
+AGENTS = (
+    "from sparring.agents import ScriptedPolicy\n"
+    "class Boom(ScriptedPolicy):\n"
+    "    def respond(self, agent, observation):\n"
+    "        raise RuntimeError('boom')\n"
+    "NUMBER = 3\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["play", "matrix-v0", "--set", "game=[rps"], "--set 'game=[rps': '[rps' is not a valid YAML value"),
+        (["play", "matrix-v0", "--seat", "player_0={policy: x"], "is not a valid YAML value"),
+        (["play", "matrix-v0", "--seat", "player_0=./no[/]where"], "./no[/]where"),  # not read as markup
+        (["play", "matrix-v0", "--seat", "player_0=./dir:smile:"], "'./dir:smile:'"),  # nor as an emoji code
+        (["play", "matrix-v0", "--seat", "player_0=my_agents:Boom"],
+         "the policy of seat player_0 (my_agents:Boom) raised RuntimeError: boom"),
+        (["play", "matrix-v0", "--seat", "player_0=my_agents:NUMBER"], "names a int, not a class or function"),
+        (["play", "gems-v0", "--seat", "blue={policy: irl}"], "needs argument(s) 'checkpoint'"),
+        (["play", "gems-v0", "--seat", "blue={policy: gems.expert, gamma: 2}"], "gamma=2 must lie in [0, 1)"),
+        (["play", "gems-v0", "--seat", "blue={policy: gems.expert, lam: -1}"], "lam=-1 must be > 0"),
+        (["play", "gems-v0", "--set", "layout_seed=-1"], "layout_seed=-1 must be an integer >= 0"),
+        (["serve", "--port", "99999"], "--port=99999 must lie in 0..65535"),
+    ],
+)
+def test_bad_input_is_one_clear_line_as_written(args, message, tmp_path, monkeypatch):
+    (tmp_path / "my_agents.py").write_text(AGENTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(app, [*args, *(["--no-human"] if args[0] == "play" else [])])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and message in result.output, result.output
+    lines = result.output.strip().splitlines()  # a game that starts names its seats first
+    assert lines[-1].startswith("error: ") and len(lines) <= 2, result.output
+
+
+def test_record_keeps_an_existing_file_unless_forced(tmp_path):
+    out = tmp_path / "demos.jsonl"
+    out.write_text("precious\n")
+    args = ["record", "matrix-v0", "--out", str(out), "--episodes", "1", "--set", "rounds=1"]
+    kept = runner.invoke(app, args)
+    assert kept.exit_code == 2 and "exists already; pass --force" in kept.output and out.read_text() == "precious\n"
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert out.read_text() != "precious\n"

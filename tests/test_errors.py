@@ -159,3 +159,33 @@ def test_serve_on_a_port_in_use_says_so_and_serves_nothing():
         result = cli("serve", "--port", str(port))
     one_line_error(result, f"port {port} on 127.0.0.1 is in use; choose another --port")
     assert "serving" not in result.stdout
+
+
+def test_a_device_this_machine_lacks_and_a_file_that_is_not_utf8_are_clear(tmp_path):
+    import torch
+
+    from sparring.envs.redteam import load_seeds
+    from sparring.errors import DataError
+    from sparring.pool import PoolConfig, build_pool
+
+    with pytest.raises(ConfigError, match="pool.device='cuda:x' must be cpu, cuda or cuda:N"):
+        PoolConfig(device="cuda:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available on this machine"):
+            build_pool(PoolConfig(device="cuda"))
+    with pytest.raises(ConfigError, match=r"cuda:99: this machine has \d+ CUDA device"):
+        if torch.cuda.is_available():
+            build_pool(PoolConfig(device="cuda:99"))
+        else:
+            raise ConfigError("pool.device=cuda:99: this machine has 0 CUDA device(s)")
+    binary = tmp_path / "prompts.txt"
+    binary.write_bytes(b"How do I bake bread?\n\xff\xfe\x00 not text\n")
+    with pytest.raises(DataError, match=r"prompts.txt: not UTF-8 text"):
+        load_seeds(str(binary), "benign")
+
+
+def test_a_rainbow_search_of_no_mutations_is_a_config_error():
+    from sparring.agents.learners import RainbowRunConfig
+
+    with pytest.raises(ConfigError, match="num_mutations=0 must be >= 1"):
+        RainbowRunConfig.from_dict({"env": {"id": "sparring/rainbow-v0"}, "num_mutations": 0, "games_per_update": 4})

@@ -80,8 +80,9 @@ PolicySpec = Policy | str | Mapping[str, Any]
 def import_object(path: str) -> Any:
     """``package.module:attribute``, importing the module (from the current directory too)."""
     module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise UnknownPolicyError(f"{path!r} is not an import path; write it as 'package.module:ClassName'")
+    if not sep or not all(part.isidentifier() for part in (*module_name.split("."), attr)):
+        raise UnknownPolicyError(f"{path!r} is not an import path (nor a file here); write it as "
+                                 "'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -104,18 +105,27 @@ def import_object(path: str) -> Any:
 
 
 def construct(cls: Any, kwargs: Mapping[str, Any], what: str) -> Any:
-    """``cls(**kwargs)``, naming an argument the class does not take (with the closest one)."""
+    """``cls(**kwargs)``, naming an argument the class does not take (with the closest one)
+    or a required one that is missing."""
+    if not callable(cls):
+        raise UnknownPolicyError(f"{what} names a {type(cls).__name__}, not a class or function that builds a policy")
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         parameters = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    known = [n for n, p in parameters.items() if p.kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                                 inspect.Parameter.VAR_KEYWORD)]
     if parameters and not takes_any:
         for key in kwargs:
             if key not in parameters:
-                known = [n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
                 raise ConfigError(f"{what} takes no argument {key!r}.{did_you_mean(key, known)} "
                                   f"Its arguments: {', '.join(known) or 'none'}")
+    missing = [n for n, p in parameters.items() if p.default is inspect.Parameter.empty and n not in kwargs
+               and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    if missing:
+        raise ConfigError(f"{what} needs argument(s) {', '.join(repr(n) for n in missing)}: write "
+                          f"{{policy: ..., {missing[0]}: ...}}")
     return cls(**kwargs)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
+from sparring.config import check
 from sparring.errors import ConfigError
 
 
@@ -105,11 +106,23 @@ class SoftSolution:
     sweeps: int
 
 
+def check_soft(gamma: float, lam: float) -> None:
+    """A discount in [0, 1) (soft value iteration diverges at 1 and beyond) and a rationality
+    λ > 0 (λ ≤ 0 would play the worst moves, or uniformly)."""
+    problems = []
+    if not (isinstance(gamma, (int, float)) and 0.0 <= gamma < 1.0):
+        problems.append(f"gamma={gamma!r} must lie in [0, 1)")
+    if not (isinstance(lam, (int, float)) and lam > 0.0):
+        problems.append(f"lam={lam!r} must be > 0 (the rationality: larger plays closer to the best move)")
+    check(problems)
+
+
 def soft_equilibrium(game: TabularGame, gamma: float, lam: float, tol: float = 1e-8, max_iter: int = 20_000,
                      damping: float = 0.5) -> SoftSolution:
     """The Boltzmann equilibrium: both players' policies πᵢ ∝ exp(λ Q̄ᵢ), each Q̄ᵢ the marginal
     soft-Q against the other's policy. Joint soft value iteration with damped policy updates,
     until the policies and values move by less than ``tol``."""
+    check_soft(gamma, lam)
     a, b = game.num_actions
     pis = [np.full((game.num_states, a), 1 / a), np.full((game.num_states, b), 1 / b)]
     value = np.zeros((2, game.num_states))

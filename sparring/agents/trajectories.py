@@ -27,6 +27,7 @@ from sparring.agents.base import Policy
 from sparring.agents.rollout import Episode, to_act
 from sparring.envs import Demonstration
 from sparring.errors import ConfigError, DataError, NotFoundError
+from sparring.paths import text_file
 
 
 @dataclass
@@ -261,7 +262,7 @@ def _read_rows(path: str | Path, kind_of: type) -> list[Any]:
         raise NotFoundError(f"no trajectory file at {path}")
     if kind == "jsonl":
         rows: list[dict[str, Any]] = []
-        with path.open(encoding="utf-8") as f:
+        with text_file(path) as f:
             for number, line in enumerate(f, 1):
                 if line.strip():
                     try:

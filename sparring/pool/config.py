@@ -6,6 +6,7 @@ describes. Fields a backend does not use are ignored by it (``replicas`` outside
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sparring.config import Config, above, at_least, check
@@ -54,6 +55,6 @@ class PoolConfig(Config):
             problems.append(f"pool.gpu_memory_utilization={self.gpu_memory_utilization} must lie in (0, 1]")
         if self.backend == "remote" and not self.base_url:
             problems.append("pool.backend=remote needs pool.base_url (e.g. http://127.0.0.1:8000/v1)")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", str(self.device)):
             problems.append(f"pool.device={self.device!r} must be cpu, cuda or cuda:N")
         check(problems)

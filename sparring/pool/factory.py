@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sparring.errors import InvalidRequestError
+from sparring.errors import ConfigError, InvalidRequestError
 from sparring.pool.config import PoolConfig
 from sparring.pool.types import Pool
 from sparring.runs import resolve_model
@@ -43,10 +43,26 @@ def build_pool(config: PoolConfig | None = None, models: Mapping[str, str | Path
     else:
         from sparring.pool.pool import InferencePool
 
+        _check_device(config.device)
         pool = InferencePool(config)
     for name, model in models.items():
         serve_model(pool, model, name)
     return pool
+
+
+def _check_device(device: str) -> None:
+    """An in-process pool's device must exist here (Ray and vLLM place models themselves)."""
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"pool.device={device}: CUDA is not available on this machine (torch "
+                          f"{torch.__version__}{'' if torch.version.cuda else ', a CPU-only build'}); use pool.device=cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"pool.device={device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                          f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
 
 
 def serve_model(pool: Pool, model: str | Path, name: str | None = None, **load_kwargs: Any) -> str:

@@ -59,7 +59,7 @@ class RainbowRunConfig(RunConfig):
 
     def __post_init__(self) -> None:
         problems = self.problems() + at_least(self, 1, "num_mutations")
-        if self.games_per_update % self.num_mutations:
+        if self.num_mutations >= 1 and self.games_per_update % self.num_mutations:
             problems.append(f"games_per_update={self.games_per_update} must be a multiple of "
                             f"num_mutations={self.num_mutations}")
         if self.env.get("id") != "sparring/rainbow-v0":

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sparring.agents.base import ScriptedPolicy
-from sparring.agents.softq import SoftSolution, TabularGame, soft_equilibrium
+from sparring.agents.softq import SoftSolution, TabularGame, check_soft, soft_equilibrium
 from sparring.envs.gems import MOVES, GemsConfig, GemsGame
 
 
@@ -40,6 +40,7 @@ class SoftExpert(ScriptedPolicy):
         super().__init__(seed)
         self.config = GemsConfig(size=size, blue_gems=blue_gems, red_gems=red_gems, purple_gems=purple_gems,
                                  layout_seed=layout_seed, gem_reward=gem_reward, purple_reward=purple_reward)
+        check_soft(gamma, lam)
         self.gamma, self.lam, self.greedy = gamma, lam, greedy
 
     def solution(self) -> tuple[GemsGame, TabularGame, SoftSolution]:

@@ -44,6 +44,8 @@ class GemsConfig(Config):
     def __post_init__(self) -> None:
         problems = at_least(self, 2, "size") + at_least(self, 1, "horizon")
         problems += at_least(self, 0, "blue_gems", "red_gems", "purple_gems")
+        if self.layout_seed is not None and not (isinstance(self.layout_seed, int) and self.layout_seed >= 0):
+            problems.append(f"layout_seed={self.layout_seed!r} must be an integer >= 0, or None (a new layout each game)")
         cells = self.size * self.size
         if self.blue_gems + self.red_gems + self.purple_gems + 2 > cells:
             problems.append(f"{self.blue_gems + self.red_gems + self.purple_gems} gems and 2 agents do not fit "

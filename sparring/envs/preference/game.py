@@ -15,6 +15,7 @@ from sparring.envs.core import LanguageGame, Move, Outcome
 from sparring.envs.parsing import FORMAT_INSTRUCTION, split_hidden_cot
 from sparring.errors import ConfigError, DataError, NotFoundError
 from sparring.judges.preference import ORACLES, PreferenceOracle
+from sparring.paths import text_file
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = ("train", "heldout")
@@ -49,7 +50,7 @@ def load_prompts(prompts: str = "train") -> tuple[str, ...]:
 @functools.lru_cache(maxsize=16)
 def _load(path_name: str, size: int, mtime_ns: int) -> tuple[str, ...]:
     rows = []
-    with open(path_name, encoding="utf-8") as f:
+    with text_file(path_name) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -31,6 +31,7 @@ from typing import Literal
 
 from sparring.envs.parsing import json_object
 from sparring.errors import DataError, NotFoundError
+from sparring.paths import text_file
 
 SeedLabel = Literal["harmful", "benign"]
 DATA_DIR = Path(__file__).parent / "data"
@@ -95,7 +96,7 @@ def load_seeds(seeds: str = "train", label: SeedLabel | None = None) -> tuple[Se
 @functools.lru_cache(maxsize=32)
 def _load(path_name: str, size: int, mtime_ns: int, label: SeedLabel | None) -> tuple[SeedPrompt, ...]:
     path = Path(path_name)
-    with path.open(encoding="utf-8", newline="") as f:
+    with text_file(path, newline="") as f:
         if path.suffix == ".csv":
             rows = _read_csv(f, path)
         elif path.suffix == ".txt":

@@ -17,6 +17,7 @@ from pathlib import Path
 from sparring.envs.parsing import json_object
 from sparring.envs.router.rewards import normalize_answer
 from sparring.errors import DataError, NotFoundError
+from sparring.paths import text_file
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = ("train", "heldout")
@@ -52,7 +53,7 @@ def load_qa(data: str = "train") -> tuple[QARow, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _load(path: str, size: int, mtime_ns: int) -> tuple[QARow, ...]:
-    with open(path, encoding="utf-8") as f:
+    with text_file(path) as f:
         rows = tuple(_parse(line, f"{path}:{n}") for n, line in enumerate(f, 1) if line.strip())
     if not rows:
         raise DataError(f"{path} holds no questions")
