@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,15 @@ def from_open_spiel(name: str) -> NormalForm:
     """Load a two-player open_spiel matrix game (e.g. ``matrix_rps``, ``matrix_pd``)."""
     import pyspiel
 
+    matrix_games = sorted(n for n in pyspiel.registered_names() if n.startswith("matrix_"))
+    unknown = f"open_spiel has no matrix game {name!r}.{did_you_mean(name, matrix_games)} Known ones: {', '.join(matrix_games)}"
+    if name.partition("(")[0] not in pyspiel.registered_names():  # open_spiel would print all its games first
+        raise ConfigError(unknown)
     try:
         game = pyspiel.load_matrix_game(name)
     except pyspiel.SpielError as e:
-        matrix_games = sorted(n for n in pyspiel.registered_names() if n.startswith("matrix_"))
-        raise ConfigError(
-            f"open_spiel has no matrix game {name!r} ({e}); known ones: {matrix_games}"
-        ) from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "not loadable"
+        raise ConfigError(f"open_spiel cannot load {name!r} as a matrix game ({first[:160]})") from None
     rows = tuple(game.row_action_name(r) for r in range(game.num_rows()))
     cols = tuple(game.col_action_name(c) for c in range(game.num_cols()))
     payoffs = np.array(
