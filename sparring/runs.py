@@ -12,8 +12,14 @@ A run directory holds
 - ``tensorboard/`` and ``learning_curve.png``.
 
 :class:`Run` opens a directory for a new run (refusing one that already holds a run) or for
-resuming (refusing a recipe that differs in anything but the fields the trainer allows to
-change). :func:`resolve_model` says where a model named by a spec lives: ``tiny``, a model
+resuming. A resume is refused, with one :class:`~sparring.errors.RunError` that says what to do,
+when the command names another recipe (``train=router`` for a ``selfplay`` run: each recipe
+records its name, :data:`RECIPE_KEYS`) or another engine (:func:`check_engine`), changes a
+field the trainer does not allow to change, asks for a budget the run has already spent, or
+when the checkpoint to resume from is damaged (:func:`checkpoint_damage`, :meth:`Run.restore`).
+Since a checkpoint is only ever renamed into place complete, a damaged one was changed after
+it was saved; the error names the newest earlier intact checkpoint rather than falling back
+to it silently. :func:`resolve_model` says where a model named by a spec lives: ``tiny``, a model
 directory, a saved LoRA adapter, a checkpoint or a whole run. :func:`read_safetensors` loads
 weights from a file or a directory. Paths are made absolute here: Ray and RLlib resolve
 relative paths against their own working directories.
@@ -23,21 +29,32 @@ from __future__ import annotations
 
 import json
 import os
+import pickletools
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sparring.errors import ModelNotFoundError, RunError
+from sparring.errors import DataError, ModelNotFoundError, NotFoundError, RunError, SparringError
 from sparring.paths import TINY_MODEL
 
 LATEST = "latest"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 STATE = "trainer_state.json"
+CURVE = "learning_curve.png"
+#: The config groups a recipe is chosen by: ``train=NAME`` (``configs/train/``) and, with
+#: ``engine=rllib``, ``rllib=NAME`` (``configs/rllib/``). Each recipe records its own name under
+#: its group's key, so the run's ``config.json`` says which recipe it holds and a resume that
+#: names another one can be refused.
+RECIPE_KEYS = ("train", "rllib")
+
+T = TypeVar("T")
 
 
 # -- files written atomically ----------------------------------------------------------------
@@ -69,9 +86,121 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run directory (``None`` before the first)."""
     path = _pointed(Path(run_dir))
     if path is not None and not (path / STATE).is_file():
-        raise RunError(f"{Path(run_dir) / LATEST} names {path}, which is not a complete checkpoint; "
-                       "the run directory was changed by hand")
+        raise RunError(f"{Path(run_dir) / LATEST} names {path}, which is not a complete checkpoint (no {STATE}; "
+                       f"the run directory was changed by hand); {_resume_advice(path)}")
     return path
+
+
+# -- damaged checkpoints ---------------------------------------------------------------------
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """What is wrong with a committed checkpoint's files (the first unreadable one and why),
+    or ``None`` when every file reads.
+
+    Checkpoints are built under a ``.partial`` name and renamed into place only when complete,
+    so a kill never leaves a damaged one: a file that does not read was damaged after it was
+    saved (a copy cut short, a full disk, an edit), and resuming must not go on from it. Each
+    file is checked by its format alone, quickly and without loading a tensor or running a
+    pickle: JSON parses, a safetensors header covers its file, a ``.pt`` file (``torch.save``
+    writes a zip archive) has its zip directory, a pickle's opcodes run to its end. Damage
+    inside the bytes of a tensor passes here; :meth:`Run.restore` reports what the trainer's
+    own loader finds."""
+    if not (checkpoint / STATE).is_file():
+        return f"no {STATE}"
+    for path in sorted(checkpoint.rglob("*")):
+        check = _FORMAT_CHECKS.get(path.suffix)
+        if check is None or not path.is_file():
+            continue
+        try:
+            check(path)
+        except Exception as error:  # whatever a reader of a cut or overwritten file raises
+            return f"{path.relative_to(checkpoint)} cannot be read ({_reason(error)})"
+    return None
+
+
+def _json_parses(path: Path) -> None:
+    json.loads(path.read_text(encoding="utf-8"))
+
+
+def _safetensors_header_reads(path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt"):  # checks that the header's tensors cover the file
+        pass
+
+
+def _zip_directory_reads(path: Path) -> None:
+    with zipfile.ZipFile(path):  # the directory is at the end: a file cut short has none
+        pass
+
+
+def _pickle_runs_to_stop(path: Path) -> None:
+    with path.open("rb") as f:
+        for _ in pickletools.genops(f):  # reads opcodes, runs none
+            pass
+
+
+_FORMAT_CHECKS: dict[str, Callable[[Path], None]] = {
+    ".json": _json_parses, ".safetensors": _safetensors_header_reads, ".pt": _zip_directory_reads,
+    ".pkl": _pickle_runs_to_stop,
+}
+
+
+def _reason(error: BaseException) -> str:
+    """An error in a few words for a one-line message: its type (unless it is sparring's own,
+    which reads as a sentence) and the first sentence of its text, since readers of
+    checkpoint formats explain at length (torch suggests ``weights_only=False``, which is no
+    cure for a damaged file)."""
+    text = str(error).strip()
+    first = re.split(r"(?<=\.)\s", text.splitlines()[0], maxsplit=1)[0] if text else ""
+    if isinstance(error, SparringError) and first:
+        return first
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _number(checkpoint: Path) -> int | None:
+    """The update of a checkpoint directory (``update-000012`` → 12; ``None`` for any other
+    name, e.g. one being written, ``update-000012.partial``)."""
+    digits = checkpoint.name.removeprefix("update-")
+    return int(digits) if checkpoint.name.startswith("update-") and digits.isdigit() else None
+
+
+def newest_intact_before(checkpoint: Path) -> Path | None:
+    """The newest checkpoint of the same run older than ``checkpoint`` whose files all read."""
+    limit = _number(checkpoint)
+    earlier = {n: p for p in checkpoint.parent.glob("update-*")
+               if p.is_dir() and p != checkpoint and (n := _number(p)) is not None and (limit is None or n < limit)}
+    return next((earlier[n] for n in sorted(earlier, reverse=True) if checkpoint_damage(earlier[n]) is None), None)
+
+
+def _resume_advice(damaged: Path) -> str:
+    """How to go on when ``damaged`` cannot be resumed from. The run module resumes from the
+    checkpoint its ``latest`` pointer names, so pointing it at an earlier intact checkpoint is
+    how to resume from there (the updates after it are redone). That is left to the user, never
+    done silently: it throws those updates away, and a damaged file may mean a failing disk."""
+    run_dir = damaged.parent.parent
+    earlier = newest_intact_before(damaged)
+    if earlier is None:
+        return f"no earlier checkpoint of {run_dir} is intact: start the run again in another run_dir="
+    return (f"the newest intact earlier checkpoint is {earlier.name}: to resume from it (redoing the updates "
+            f"after it), write its name into {run_dir / LATEST} (echo {earlier.name} > {run_dir / LATEST}) "
+            "and run --resume again")
+
+
+def damaged_checkpoint(checkpoint: Path, why: str) -> RunError:
+    """The one-line error for a checkpoint that cannot be resumed from: which one, why, and the
+    newest earlier intact one to resume from instead."""
+    return RunError(f"checkpoint {checkpoint} is damaged: {why}; {_resume_advice(checkpoint)}")
+
+
+def _is_damage(error: Exception) -> bool:
+    """Whether an error a trainer's loader raised says that the checkpoint's files are bad (cut,
+    malformed, missing) rather than something else: sparring's own errors (e.g. a checkpoint
+    that does not fit the model) and running out of memory keep their own message."""
+    if isinstance(error, (DataError, NotFoundError)):
+        return True
+    code_errors = (SparringError, MemoryError, TypeError, AttributeError, NameError, ImportError, AssertionError,
+                   NotImplementedError)  # a bug or a mismatch, which its own traceback explains better
+    return not isinstance(error, code_errors) and type(error).__name__ != "OutOfMemoryError"
 
 
 def checkpoint_of(path: str | Path) -> Path:
@@ -184,37 +313,132 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def engine_of(recipe: Mapping[str, Any]) -> str:
+    """The engine a recipe is for: ``sparring`` recipes name their trainer (``trainer:``, every
+    ``configs/train/`` recipe and every trainer's config has it), RLlib's (``engine=rllib``) do
+    not."""
+    return "sparring" if "trainer" in recipe else "rllib"
+
+
+def describe_run(recipe: Mapping[str, Any]) -> str:
+    """A run as the command line chooses its recipe, for messages: ``a router run``, ``an
+    RLlib matrix_tft run`` (a run made before recipes recorded their name: its trainer)."""
+    if engine_of(recipe) == "rllib":
+        return f"an RLlib {recipe['rllib']} run" if recipe.get("rllib") else "an RLlib run"
+    name = str(recipe.get("train") or recipe.get("trainer") or "selfplay")
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} run"
+
+
+def check_engine(values: Mapping[str, Any], engine: str) -> None:
+    """Refuse a recipe of ``engine`` (``sparring`` or ``rllib``) whose ``run_dir`` holds a run of
+    the other engine. Each engine types its own recipes, so resuming the other's saved recipe
+    would fail as a list of unknown fields; this names what the run is and how to resume it.
+    Called before the recipe is typed (by :func:`~sparring.agents.learners.config_for` and
+    :meth:`~sparring.views.rllib.RLlibConfig.from_dict`)."""
+    run_dir = values.get("run_dir")
+    path = Path(str(run_dir)).expanduser() / CONFIG if run_dir else None
+    if path is None or not path.is_file():
+        return
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return  # not a run's recipe: the run itself says what is wrong with the directory
+    if not isinstance(held, dict) or engine_of(held) == engine:
+        return
+    if engine == "rllib":
+        raise RunError(f"{run_dir} holds {describe_run(held)} of the sparring engine, not an RLlib run: resume it "
+                       f"without engine=rllib (sparring train --resume run_dir={run_dir}), or choose another run_dir=")
+    raise RunError(f"{run_dir} holds {describe_run(held)}: resume it with engine=rllib (sparring train engine=rllib "
+                   f"--resume run_dir={run_dir}), or choose another run_dir=")
+
+
 class Run:
     """A run directory opened for a trainer. ``Run(dir, config, resume=...)`` refuses to
-    start over a run, or to resume one with another recipe; :attr:`start` is the checkpoint
-    to resume from (``None``: start from scratch, also when a resumed run was killed before
-    its first checkpoint)."""
+    start over a run, or to resume one with another recipe, from a damaged checkpoint or with
+    a budget already spent (``budget``: the config field that counts the run's updates);
+    :attr:`start` is the checkpoint to resume from (``None``: start from scratch, also when a
+    resumed run was killed before its first checkpoint), which the trainer loads through
+    :meth:`restore`."""
 
     def __init__(self, directory: str | Path, config: dict[str, Any], *, resume: bool,
-                 resumable: Iterable[str] = (), keep: int = 2, tensorboard: bool = False):
+                 resumable: Iterable[str] = (), keep: int = 2, tensorboard: bool = False, budget: str = "updates"):
         self.dir = Path(directory).expanduser().resolve()
         self.keep = keep
         self.config = json.loads(json.dumps(config))
         if resume:
-            before = saved_config(self.dir)
-            allowed = set(resumable)
-            changed = sorted(k for k in set(before) | set(self.config)
-                             if k not in allowed and before.get(k) != self.config.get(k))
-            if changed:
-                raise RunError(f"resuming {self.dir} with a different {', '.join(changed)}: only "
-                               f"{', '.join(sorted(allowed))} may change when a run resumes")
+            self._check_same_recipe(saved_config(self.dir), set(resumable))
             self.start = latest_checkpoint(self.dir)
+            why = checkpoint_damage(self.start) if self.start is not None else None
+            if why is not None:
+                raise damaged_checkpoint(self.start, why)
         else:
             metrics = self.dir / METRICS
             if latest_checkpoint(self.dir) is not None or (metrics.is_file() and metrics.stat().st_size):
                 raise RunError(f"{self.dir} already holds a run; resume it (--resume) or choose another run_dir=")
             self.start = None
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.dir / CONFIG, json.dumps(self.config, indent=1))
         self.state: dict[str, Any] = (json.loads((self.start / STATE).read_text(encoding="utf-8"))
                                       if self.start is not None else {"update": 0, "elapsed_s": 0.0})
+        if resume:
+            self._check_budget_left(budget)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / CONFIG, json.dumps(self.config, indent=1))
         self._tensorboard = tensorboard
         self._metrics: MetricsLog | None = None
+        self.curve: Path | None = None
+        """``learning_curve.png`` once :meth:`finish` has drawn it (``None``: not drawn)."""
+
+    def _check_same_recipe(self, before: dict[str, Any], allowed: set[str]) -> None:
+        """Refuse to resume with anything the trainer does not allow to change. A recipe named
+        on the command line comes first: ``train=router`` for a ``selfplay`` run would keep
+        the run's own recipe (only the fields named on the command line are taken from it),
+        so it is refused as a changed ``env=`` is. Repeating the run's own recipe is fine."""
+        for key in RECIPE_KEYS:
+            held, asked = before.get(key) or "", self.config.get(key) or ""
+            if not asked:  # a config built without a recipe name (from Python) keeps the run's
+                if held:
+                    self.config[key] = held
+                continue
+            if not held:
+                raise RunError(f"{self.dir} holds a run that does not record its recipe (it was started before runs "
+                               f"recorded it), so {key}={asked} cannot be checked: resume it without {key}=")
+            if held != asked:
+                raise RunError(f"{self.dir} holds {describe_run(before)}; a run resumes with its own recipe: leave "
+                               f"out {key}={asked}, or start the {asked} recipe in another run_dir=")
+        changed = sorted(k for k in set(before) | set(self.config)
+                         if k not in allowed and k not in RECIPE_KEYS and before.get(k) != self.config.get(k))
+        if changed:
+            raise RunError(f"resuming {self.dir} with a different {', '.join(changed)}: only "
+                           f"{', '.join(sorted(allowed))} may change when a run resumes")
+
+    def _check_budget_left(self, budget: str) -> None:
+        """Refuse to resume a run that has already spent the budget asked for (``updates=5`` for
+        a run at 20). The update loop would do nothing, and the command would still report
+        the run as trained, as if the budget had been used; saying so is the one useful
+        answer, and an error (as for nothing to resume) keeps scripts from reading it as done."""
+        until, done = self.config.get(budget), self.update
+        if isinstance(until, int) and done >= until:
+            raise RunError(f"{self.dir} is already at {done} {budget} >= {budget}={until}: nothing left to train; "
+                           f"resume with {budget}= above {done} to go on")
+        minutes, spent = self.config.get("max_minutes"), float(self.state["elapsed_s"]) / 60
+        if isinstance(minutes, (int, float)) and spent >= minutes:
+            raise RunError(f"{self.dir} has already trained {spent:.3g} minutes >= max_minutes={minutes:g}: nothing "
+                           "left to train; resume with a larger max_minutes= (or max_minutes=null) to go on")
+
+    def restore(self, load: Callable[[Path], T]) -> T | None:
+        """``load(checkpoint)`` on the checkpoint being resumed (``None`` when starting from
+        scratch): the trainer's own reader of what it saved. A file can pass
+        :func:`checkpoint_damage` and still fail to load (bytes damaged inside a tensor or a
+        pickle); that failure is reported as a damaged checkpoint too, naming the newest
+        earlier intact one, instead of as the reader's traceback. Errors that mean something
+        else (a checkpoint that does not fit the model, memory) keep their own message."""
+        if self.start is None:
+            return None
+        try:
+            return load(self.start)
+        except Exception as error:
+            if not _is_damage(error):
+                raise
+            raise damaged_checkpoint(self.start, f"loading it failed ({_reason(error)})") from error
 
     @property
     def metrics(self) -> MetricsLog:
@@ -298,8 +522,15 @@ class Run:
         self.close()
         rows = read_metrics(self.dir / METRICS) if (self.dir / METRICS).is_file() else []
         if plot and rows:
-            plot_learning_curve(rows, self.dir / "learning_curve.png", title, **curve)
+            self.curve = plot_learning_curve(rows, self.dir / CURVE, title, **curve)
         return rows
+
+    def outputs(self) -> str:
+        """What this run wrote, for the command's last line: ``checkpoints, metrics.jsonl and
+        learning_curve.png``, the curve only when :meth:`finish` drew it (``plot=false`` draws
+        none, and a picture left by an earlier run would be stale)."""
+        written = ["checkpoints", METRICS, *([CURVE] if self.curve is not None else [])]
+        return f"{', '.join(written[:-1])} and {written[-1]}"
 
 
 # -- metrics ---------------------------------------------------------------------------------

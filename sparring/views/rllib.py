@@ -39,7 +39,7 @@ from sparring.agents.base import Action, Policy
 from sparring.config import Config, above, at_least, check
 from sparring.envs.registry import make, spec
 from sparring.errors import ConfigError, ModelNotFoundError
-from sparring.runs import Run, atomic_write_text, checkpoint_of
+from sparring.runs import Run, atomic_write_text, check_engine, checkpoint_of
 from sparring.views.discrete import (
     DiscreteConfig,
     DiscreteParallelEnv,
@@ -159,6 +159,9 @@ class RLlibConfig(Config):
 
     env: dict[str, Any]
     """The game: ``id`` plus its arguments (``configs/env/*.yaml``)."""
+    rllib: str = ""
+    """The recipe (``configs/rllib/NAME.yaml``, chosen by ``rllib=NAME``) the run was composed
+    from; each recipe sets its own name, so a resume that names another recipe is refused."""
     view: dict[str, Any] = field(default_factory=dict)
     """:class:`~sparring.views.discrete.DiscreteConfig` fields other than ``game``/``game_kwargs``."""
     policy_sharing: str = "per_agent"
@@ -190,6 +193,14 @@ class RLlibConfig(Config):
     """``sparring train engine=rllib`` shows progress: a bar in a terminal, else a line every
     ``progress_every_s``."""
     progress_every_s: float = 30.0
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> RLlibConfig:
+        """The typed recipe, after refusing a ``run_dir`` that holds a run of the sparring
+        engine: resuming one with ``engine=rllib`` hands its recipe here, whose fields are no
+        RLlib recipe's, and the run's name says more than a list of unknown fields."""
+        check_engine(values or {}, "rllib")
+        return super().from_dict(values)
 
     def __post_init__(self) -> None:
         problems = []
@@ -315,11 +326,14 @@ class RLlibTrainer:
         self.described = {"view": view, "policy_mapping": mapping,
                           "strategies": {a: [s.name for s in tables[a]] for a in tables}}
         self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=RESUMABLE_CHANGES,
-                           keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
+                           keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard, budget="iterations")
         self.algo = self.ppo.build_algo()
         self.iteration, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
-        if self.run_dir.start is not None:
-            self.algo.restore_from_path(str(self.run_dir.start / "algorithm"))
+        try:
+            self.run_dir.restore(lambda checkpoint: self.algo.restore_from_path(str(checkpoint / "algorithm")))
+        except BaseException:
+            self.algo.stop()  # a checkpoint that does not load leaves no algorithm running
+            raise
 
     def run(self) -> list[dict[str, Any]]:
         cfg = self.cfg

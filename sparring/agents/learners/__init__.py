@@ -24,6 +24,7 @@ from sparring.agents.learners.selfplay import PolicyGradientConfig, SelfPlayConf
 from sparring.agents.learners.sft import SFTConfig, SFTLearnerConfig, SFTTrainer
 from sparring.config import Config
 from sparring.errors import ConfigError, did_you_mean
+from sparring.runs import check_engine
 
 TRAINERS: dict[str, tuple[type[Config], type[LLMTrainer] | type[IRLRun]]] = {
     "selfplay": (SelfPlayConfig, SelfPlayTrainer),
@@ -37,7 +38,9 @@ ALGORITHMS = {"reinforce_pp": "selfplay", "grpo": "selfplay", "inpo": "inpo", "d
 
 
 def config_for(values: Mapping[str, Any]) -> Config:
-    """The typed config of a composed recipe, for the trainer it names (``trainer:``)."""
+    """The typed config of a composed recipe, for the trainer it names (``trainer:``). A
+    ``run_dir`` that holds an RLlib run is refused first, by name (its recipe is no trainer's)."""
+    check_engine(values, "sparring")
     name = values.get("trainer") or "selfplay"
     if name not in TRAINERS:
         raise ConfigError(f"trainer={name!r} is unknown; use one of {', '.join(TRAINERS)}.{did_you_mean(name, TRAINERS)}")

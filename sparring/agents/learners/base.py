@@ -53,10 +53,7 @@ class LLMTrainer(ABC):
             self.learner = LearnerModel(self.source, cfg.learner.lr, cfg.learner.lora, cfg.pool.device, adapters)
             self.sampling = cfg.agent.sampling()
             self.update, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
-            if self.run_dir.start is not None:
-                self.learner.load(self.run_dir.start / "model")
-                self.learner.optimizer.load_state_dict(
-                    torch.load(self.run_dir.start / "optimizer.pt", weights_only=True))
+            self.run_dir.restore(self.load_checkpoint)
             self.pool = self._build_pool(uses_reference)
             self.push_weights()
             self.prepare()
@@ -102,6 +99,12 @@ class LLMTrainer(ABC):
         torch.save(self.learner.optimizer.state_dict(), partial / "optimizer.pt")
         self.save_extra(partial)
         return self.run_dir.commit(partial, update, {"elapsed_s": elapsed_s})
+
+    def load_checkpoint(self, checkpoint: Path) -> None:
+        """Restore what :meth:`save` wrote (through :meth:`~sparring.runs.Run.restore`, which
+        reports a file that does not load as a damaged checkpoint)."""
+        self.learner.load(checkpoint / "model")
+        self.learner.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
 
     def save_extra(self, checkpoint: Path) -> None:
         """What a trainer keeps in a checkpoint besides the model and the optimizer (e.g. a

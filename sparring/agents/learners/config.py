@@ -84,6 +84,10 @@ class RunConfig(Config):
     """The game: ``id`` plus its constructor arguments (``configs/env/*.yaml``)."""
     trainer: str = ""
     """Which trainer runs the recipe (``selfplay``, ``inpo``); set by ``configs/train/``."""
+    train: str = ""
+    """The recipe (``configs/train/NAME.yaml``, chosen by ``train=NAME``) the run was composed
+    from; each recipe sets its own name, so a resume that names another recipe is refused
+    (``router`` and ``selfplay`` share a trainer but not a game)."""
     agent: AgentConfig = field(default_factory=AgentConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     updates: int = 100

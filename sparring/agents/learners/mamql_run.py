@@ -61,6 +61,8 @@ class IRLRunConfig(Config):
     demonstrations: str = ""
     """A ``sparring record`` file (``.jsonl`` or ``.parquet``) of every agent's steps."""
     trainer: str = "mamql"
+    train: str = ""
+    """The recipe (``configs/train/NAME.yaml``, ``train=NAME``) the run was composed from."""
     method: str = "mamql"
     """``mamql``, ``iq_learn`` (independent, per agent) or ``bc``."""
     irl: IRLConfig = field(default_factory=IRLConfig)
@@ -248,8 +250,8 @@ class IRLRun:
         rollout = env_rollout(self.make_env, cfg.irl.online_episodes, cfg.seed) if cfg.irl.online else None
         self.learner.prepare(demos, rollout=rollout)
         self.update = self.run_dir.update
-        if self.run_dir.start is not None:
-            self.learner.load_state_dict(torch.load(self.run_dir.start / LEARNER_FILE, weights_only=True))
+        self.run_dir.restore(lambda checkpoint: self.learner.load_state_dict(
+            torch.load(checkpoint / LEARNER_FILE, weights_only=True)))
 
     def step(self, update: int) -> dict[str, Any]:
         logs = self.learner.train_steps(self.cfg.steps_per_update)

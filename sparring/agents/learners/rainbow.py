@@ -85,8 +85,8 @@ class RainbowSearch(LLMTrainer):
     def prepare(self) -> None:
         self.resolver = PolicyResolver(self.pool, sampling=self.sampling)
         self.seats()  # the mutator and the target load (or fail) now, not mid-run
-        start = self.run_dir.start
-        game = RainbowGame(self.game_config, archive=Archive.load(start / ARCHIVE) if start is not None else None)
+        saved = self.run_dir.restore(lambda checkpoint: Archive.load(checkpoint / ARCHIVE))
+        game = RainbowGame(self.game_config, archive=saved)
         self.archive, self.seeds = game.archive, game.seeds
 
     def seats(self, game: int = 0) -> dict[str, Any]:

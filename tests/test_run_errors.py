@@ -1,0 +1,181 @@
+"""Bad input around run directories gets one clear line, not a traceback: a damaged checkpoint
+(naming the newest intact earlier one), another recipe or engine named on resume, a budget
+the run has already spent; and the command names only the files it wrote."""
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from sparring.cli import app
+from sparring.errors import RunError
+from sparring.runs import Run, read_metrics
+
+QUIET = ["games_per_update=2", "agent.max_new_tokens=16", "concurrency=4", "tensorboard=false", "plot=false"]
+
+
+def flat(text: str) -> str:
+    """Output without the console's line wrapping."""
+    return " ".join(text.split())
+
+
+def train(*args: str):
+    return CliRunner().invoke(app, ["train", *args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A self-play run of two updates with a checkpoint after each (never changed: tests copy it)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = train(*QUIET, "updates=2", "checkpoint_every=1", f"run_dir={run}")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    """A copy of the trained run to damage (its recipe names its new place)."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "run_dir": str(copy)}))
+    return copy
+
+
+def checkpoint(run: Path, update: int) -> Path:
+    return run / "checkpoints" / f"update-{update:06d}"
+
+
+# -- damaged checkpoints ------------------------------------------------------------------------
+@pytest.mark.parametrize("damaged", ["model/model.safetensors", "optimizer.pt"])
+def test_a_damaged_checkpoint_names_itself_and_the_intact_one_before_which_then_resumes(run, damaged):
+    path = checkpoint(run, 2) / damaged
+    with path.open("r+b") as f:
+        f.truncate(1000)
+    result = train("--resume", f"run_dir={run}", "updates=3")
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert text.startswith("error:") and "Traceback" not in result.output
+    assert f"checkpoint {checkpoint(run, 2)} is damaged: {damaged} cannot be read" in text
+    assert "the newest intact earlier checkpoint is update-000001" in text
+    assert f"echo update-000001 > {run / 'latest'}" in text
+    assert (run / "latest").read_text().strip() == "update-000002"  # no silent fall-back
+
+    (run / "latest").write_text("update-000001\n")  # what the message says to do
+    result = train("--resume", f"run_dir={run}", "updates=2")
+    assert result.exit_code == 0, result.output
+    assert [row["update"] for row in read_metrics(run)] == [1, 2]
+    assert (run / "latest").read_text().strip() == "update-000002"  # the damaged one is written anew
+
+
+def test_a_file_that_looks_whole_but_does_not_load_is_reported_as_damage(run):
+    path = checkpoint(run, 2) / "optimizer.pt"
+    data = bytearray(path.read_bytes())
+    data[70:90] = b"\xff" * 20  # inside the pickle: the zip's directory still reads
+    path.write_bytes(bytes(data))
+    result = train("--resume", f"run_dir={run}", "updates=3")
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert f"checkpoint {checkpoint(run, 2)} is damaged: loading it failed (UnpicklingError" in text
+    assert "weights_only=False" not in text and "update-000001" in text
+
+
+def test_with_every_checkpoint_damaged_the_message_says_so(run):
+    for update in (1, 2):
+        with (checkpoint(run, update) / "optimizer.pt").open("r+b") as f:
+            f.truncate(10)
+    result = train("--resume", f"run_dir={run}", "updates=3")
+    assert result.exit_code == 2, result.output
+    assert f"no earlier checkpoint of {run} is intact" in flat(result.output)
+
+
+def fake_checkpoint(run: Run, update: int) -> None:
+    """A checkpoint with the kinds of files trainers write: an adapter, a torch file, a pickle."""
+    partial = run.begin_checkpoint(update)
+    (partial / "model").mkdir()
+    save_file({"lora_A": torch.zeros(64, 64)}, str(partial / "model" / "adapter_model.safetensors"))
+    torch.save({"step": update}, partial / "optimizer.pt")
+    (partial / "state.pkl").write_bytes(pickle.dumps({"step": update, "name": "example"}))
+    run.commit(partial, update, {"elapsed_s": 1.0})
+
+
+@pytest.mark.parametrize("damaged", ["model/adapter_model.safetensors", "optimizer.pt", "state.pkl"])
+def test_the_run_module_checks_every_file_of_the_checkpoint_it_resumes(tmp_path, damaged):
+    config = {"updates": 5, "trainer": "selfplay", "train": "selfplay"}
+    run = Run(tmp_path / "run", config, resume=False, keep=3)
+    for update in (1, 2):
+        fake_checkpoint(run, update)
+    Run(tmp_path / "run", config, resume=True).close()  # intact: it resumes
+    path = checkpoint(tmp_path / "run", 2) / damaged
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(RunError, match=rf"update-000002 is damaged: {damaged} cannot be read .*update-000001"):
+        Run(tmp_path / "run", config, resume=True)
+
+
+# -- a different recipe or engine on resume ---------------------------------------------------
+@pytest.mark.parametrize("recipe", ["router", "rainbow"])
+def test_resuming_with_another_recipe_is_refused_by_name(run, recipe):
+    result = train(f"train={recipe}", "--resume", f"run_dir={run}", "updates=3")
+    assert result.exit_code == 2, result.output
+    assert (f"{run} holds a selfplay run; a run resumes with its own recipe: leave out train={recipe}"
+            in flat(result.output))
+    assert [row["update"] for row in read_metrics(run)] == [1, 2]  # nothing was trained
+
+
+def test_repeating_the_runs_own_recipe_is_no_change(run):
+    result = train("train=selfplay", "--resume", f"run_dir={run}", "updates=2")
+    assert "holds" not in flat(result.output) and "already at 2 updates" in flat(result.output)
+
+
+def test_rllib_refuses_a_run_of_the_sparring_engine_by_name(run):
+    result = train("engine=rllib", "--resume", f"run_dir={run}")
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert f"{run} holds a selfplay run of the sparring engine, not an RLlib run" in text
+    assert "unknown field" not in text
+
+
+def test_the_sparring_engine_refuses_an_rllib_run_by_name(tmp_path):
+    run = tmp_path / "rllib"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"env": {"id": "sparring/matrix-v0"}, "rllib": "matrix_tft",
+                                                 "iterations": 2, "run_dir": str(run)}))
+    result = train("--resume", f"run_dir={run}")
+    assert result.exit_code == 2, result.output
+    assert f"{run} holds an RLlib matrix_tft run: resume it with engine=rllib" in flat(result.output)
+
+
+# -- budgets already spent ---------------------------------------------------------------------------
+def test_resuming_with_fewer_updates_than_done_says_so(run):
+    result = train("--resume", f"run_dir={run}", "updates=1")
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert f"{run} is already at 2 updates >= updates=1: nothing left to train" in text
+    assert "starting" not in text and "trained 2 updates" not in text
+
+
+def test_rllib_runs_count_iterations_and_a_spent_time_budget_is_refused_too(tmp_path):
+    config = {"iterations": 1, "max_minutes": None}
+    run = Run(tmp_path / "run", config, resume=False, budget="iterations")
+    fake_checkpoint(run, 1)
+    with pytest.raises(RunError, match=r"already at 1 iterations >= iterations=1"):
+        Run(tmp_path / "run", config, resume=True, budget="iterations")
+    with pytest.raises(RunError, match=r"already trained 0\.0167 minutes >= max_minutes=0\.01"):
+        Run(tmp_path / "run", {"iterations": 5, "max_minutes": 0.01}, resume=True, resumable=["iterations", "max_minutes"],
+            budget="iterations")
+
+
+# -- what the run says it wrote ---------------------------------------------------------------------
+def test_the_learning_curve_is_named_only_when_drawn(tmp_path):
+    for plot in (False, True):
+        run = Run(tmp_path / str(plot), {"updates": 1}, resume=False)
+        run.metrics.log({"update": 1, "reward/defender": 1.0})
+        run.finish("t", plot=plot)
+        assert ("learning_curve.png" in run.outputs()) is plot
+        assert (tmp_path / str(plot) / "learning_curve.png").is_file() is plot
+        assert run.outputs().startswith("checkpoints") and "metrics.jsonl" in run.outputs()
