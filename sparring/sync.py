@@ -11,6 +11,8 @@ that keeps batching intact:
   pool's batcher and an HTTP client's session live on it);
 - inside a running loop (a blocking call from async code): a fresh loop in a worker thread.
 
+:func:`call_in_daemon_thread` runs a synchronous call that may block for long, or for good (a
+user's scripted policy under a move timeout) off the loop, in a daemon thread.
 :class:`LoopThread` is an event loop in a thread of its own, for engines that stay bound to
 the loop they first ran on (vLLM) and serve callers on any loop or thread. :class:`Coalesced`
 joins concurrent calls on one loop into one batched call (a classifier judge scores the
@@ -23,6 +25,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextvars
+import queue
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
@@ -80,6 +83,95 @@ async def call_off_loop(fn: Callable[..., T], *args: Any) -> T:
     context = contextvars.copy_context()
     context.run(ROLLOUT_LOOP.set, loop)
     return await loop.run_in_executor(_step_workers, context.run, fn, *args)
+
+
+class _DaemonWorkers:
+    """Daemon threads for calls that may never return (a user's synchronous policy that
+    hangs). A call always finds a free thread (a new one when every thread is busy), so calls
+    stuck for good never make the others wait, and the process does not wait for them at exit.
+    A thread that finishes its call waits for the next one."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._jobs: queue.SimpleQueue[Callable[[], Callable[[], None]]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], Callable[[], None]]) -> None:
+        """Run ``job`` in a thread. It returns the step that hands its result over, taken once
+        the thread counts as free again, so that the caller's next call finds it free."""
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # that idle thread will take this job
+        if spawn:
+            threading.Thread(target=self._work, name=self.name, daemon=True).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            hand_over = self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+            hand_over()
+
+
+class _Results:
+    """Results of daemon-thread calls on their way back to their callers' loops. Results that
+    are ready together wake a loop once, not once each: with many fast calls in flight (every
+    scripted move of a tournament) a wake-up per call would cost more than the calls."""
+
+    def __init__(self) -> None:
+        self._ready: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any,
+            error: BaseException | None) -> None:
+        with self._lock:
+            first = loop not in self._ready
+            self._ready.setdefault(loop, []).append((future, result, error))
+        if first:
+            try:
+                loop.call_soon_threadsafe(self._settle, loop)
+            except RuntimeError:  # the loop has closed: nobody waits for these results
+                with self._lock:
+                    self._ready.pop(loop, None)
+
+    def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            ready = self._ready.pop(loop, [])
+        for future, result, error in ready:
+            if future.done():  # the caller stopped waiting (a timeout, a cancelled game)
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+
+_daemon_workers = _DaemonWorkers("sparring-sync-call")
+_results = _Results()
+
+
+async def call_in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a daemon thread, with this loop registered for :func:`run_sync` (as
+    :func:`call_off_loop`), for a call that may block for long or for good: the caller can stop
+    waiting (``asyncio.wait_for``) and go on, the call holds no shared worker while it runs on,
+    and an unfinished call does not keep the process alive at exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+    context.run(ROLLOUT_LOOP.set, loop)
+
+    def job() -> Callable[[], None]:
+        try:
+            result, error = context.run(fn, *args), None
+        except BaseException as e:  # the caller's to handle, whatever it is
+            result, error = None, e
+        return lambda: _results.put(loop, future, result, error)
+
+    _daemon_workers.submit(job)
+    return await future
 
 
 class LoopThread:

@@ -1,6 +1,7 @@
 """Agents a newcomer might write, named by import path in tournament tests."""
 
 import asyncio
+import time
 
 from sparring.agents import Action, Policy, ScriptedPolicy
 
@@ -29,3 +30,25 @@ class Sleeper(Policy):
     async def act(self, agent, observation):
         await asyncio.sleep(30)
         return Action("[rock]")
+
+
+class CrashesOnPaper(ScriptedPolicy):
+    """Plays rock, and has a bug that shows only once an opponent has played paper: it passes
+    its probe game against itself and forfeits in matches (iterated games)."""
+
+    def respond(self, agent, observation):
+        if "[paper]" in observation["text"].partition("History:")[2]:
+            raise RuntimeError("this agent has a bug")
+        return "[rock]"
+
+
+class Blocker(ScriptedPolicy):
+    """A synchronous policy that blocks its thread on every move (it never awaits)."""
+
+    def __init__(self, delay_s: float = 2.0, seed=None):
+        super().__init__(seed)
+        self.delay_s = delay_s
+
+    def respond(self, agent, observation):
+        time.sleep(self.delay_s)
+        return "[rock]"

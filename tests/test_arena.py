@@ -1,5 +1,6 @@
 """Tournaments: known meta-game answers, resumption after a kill, forfeits, bad input, reports."""
 
+import asyncio
 import json
 import math
 import os
@@ -16,12 +17,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from sparring import cli
 from sparring.arenas import metagame
 from sparring.arenas.report import analyse, write_reports
-from sparring.arenas.runner import Tournament
+from sparring.arenas.runner import Tournament, play_match
 from sparring.arenas.store import DB_NAME
 from sparring.arenas.tournament import TournamentConfig
 from sparring.cli import app
+from sparring.errors import ConfigError
 
 TESTS = Path(__file__).resolve().parent
 SPARRING = os.path.join(os.path.dirname(sys.executable), "sparring")
@@ -158,12 +161,15 @@ def test_a_killed_tournament_resumes_with_every_match_once_and_the_same_table(tm
     assert "leaderboard" not in resumed.stderr and "report:" in flat(resumed.stdout)
 
 
-def test_agents_that_raise_or_stall_forfeit_and_the_tournament_goes_on(tmp_path):
-    roster = {"rock": PURE["rock"], "paper": PURE["paper"], "crasher": {"policy": "arena_agents:Crasher"},
+def test_agents_that_raise_or_stall_in_a_match_forfeit_it_and_the_tournament_goes_on(tmp_path):
+    """The crasher passes its probe game (its bug shows only against paper); the sleeper's probe
+    move only runs out of time. Both are let in and forfeit the matches they fail in."""
+    roster = {"rock": PURE["rock"], "paper": PURE["paper"], "crasher": {"policy": "arena_agents:CrashesOnPaper"},
               "sleeper": {"policy": "arena_agents:Sleeper"}}
     sys.path.insert(0, str(TESTS))
     try:
-        _, analysis = run_tournament(tmp_path, roster=roster, games_per_pairing=1, move_timeout_s=0.2)
+        _, analysis = run_tournament(tmp_path, game=RPS | {"rounds": 2}, roster=roster, games_per_pairing=1,
+                                     move_timeout_s=0.2)
     finally:
         sys.path.remove(str(TESTS))
     assert len(analysis.matches) == 6 * 2
@@ -172,9 +178,46 @@ def test_agents_that_raise_or_stall_forfeit_and_the_tournament_goes_on(tmp_path)
     reasons = {m.forfeit_by: m.reason for m in forfeits}
     assert "RuntimeError: this agent has a bug" in reasons["crasher"]
     assert "no move within 0.2 s" in reasons["sleeper"]
+    crashed = {frozenset(m.seats.values()) for m in forfeits if m.forfeit_by == "crasher"}
+    assert crashed == {frozenset({"crasher", "paper"})}
     done = [m for m in analysis.matches if m.status == "done"]
-    assert {frozenset(m.seats.values()) for m in done} == {frozenset({"rock", "paper"})}
-    assert analysis.record["crasher"]["forfeits"] > 0 and analysis.record["rock"]["forfeits"] == 0
+    assert {frozenset(m.seats.values()) for m in done} == {frozenset({"rock", "paper"}), frozenset({"rock", "crasher"})}
+    assert analysis.record["crasher"]["forfeits"] == 2 and analysis.record["rock"]["forfeits"] == 0
+
+
+def test_an_entry_whose_policy_raises_in_its_probe_game_stops_the_tournament_before_any_match(tmp_path):
+    roster = {"rock": PURE["rock"], "paper": PURE["paper"], "crasher": {"policy": "arena_agents:Crasher"}}
+    sys.path.insert(0, str(TESTS))
+    try:
+        with pytest.raises(ConfigError) as raised:
+            run_tournament(tmp_path, roster=roster)
+    finally:
+        sys.path.remove(str(TESTS))
+    message = str(raised.value)
+    assert message.startswith("roster.crasher: its policy raised RuntimeError: this agent has a bug in seat player_0 "
+                              "of its probe game")
+    assert "\n" not in message and "take it out of the roster" in message
+    assert not (tmp_path / "t").exists()  # nothing was played, nothing written
+
+
+def test_the_move_timeout_holds_for_a_blocking_synchronous_policy_and_the_others_play_on(tmp_path):
+    """A scripted policy whose respond blocks (never awaits): each of its moves times out in
+    its own thread, so it forfeits every match, and its matches run concurrently."""
+    roster = {"rock": PURE["rock"], "paper": PURE["paper"],
+              "blocker": {"policy": "arena_agents:Blocker", "delay_s": 2.0}}
+    timeout = 0.3
+    sys.path.insert(0, str(TESTS))
+    try:
+        started = time.perf_counter()
+        _, analysis = run_tournament(tmp_path, roster=roster, games_per_pairing=2, move_timeout_s=timeout)
+        elapsed = time.perf_counter() - started
+    finally:
+        sys.path.remove(str(TESTS))
+    forfeits = [m for m in analysis.matches if m.status == "forfeit"]
+    assert len(forfeits) == 2 * 2 * 2 and {m.forfeit_by for m in forfeits} == {"blocker"}
+    assert all(m.reason == f"no move within {timeout:g} s" for m in forfeits)
+    assert analysis.record["rock"]["forfeits"] == analysis.record["paper"]["forfeits"] == 0
+    assert elapsed < len(forfeits) * timeout, f"{elapsed:.2f} s: the blocked matches ran one at a time"
 
 
 @pytest.mark.parametrize(
@@ -211,6 +254,61 @@ def test_corrupt_or_foreign_files_are_refused_and_left_untouched(tmp_path, conte
         assert result.exit_code == 2, result.output
         assert "untouched" in flat(result.output) or "already exists" in flat(result.output)
     assert db.read_bytes() == before
+
+
+def test_a_report_before_the_first_match_says_so_and_how_to_resume(tmp_path):
+    cfg = TournamentConfig(name="early", game=RPS, roster=PURE, games_per_pairing=1, out_dir=str(tmp_path),
+                           bootstrap=20)
+    tournament = Tournament.create(cfg)  # killed before any match ended: the store holds none
+    runner = CliRunner()
+    listed = runner.invoke(app, ["arena", "ls", "--out-dir", str(tmp_path)])
+    assert "0/6" in listed.output
+    report = runner.invoke(app, ["arena", "report", "early", "--out-dir", str(tmp_path)])
+    assert report.exit_code == 0, report.output
+    said = flat(report.output)
+    assert "early has no finished matches yet" in said and f"sparring arena resume early --out-dir {tmp_path}" in said
+    assert "no finished matches yet" in (tmp_path / "early" / "report.html").read_text()
+
+    first = tournament.schedule(0, [])[0]  # partly finished: the report covers what was played
+    tournament.store.add(asyncio.run(play_match(first, cfg, tournament.roster)))
+    partial = runner.invoke(app, ["arena", "report", "early", "--out-dir", str(tmp_path)])
+    assert partial.exit_code == 0, partial.output
+    assert "1 matches" in partial.output and "no finished matches" not in partial.output
+
+
+def test_a_report_of_self_matches_only_shows_no_interval(tmp_path):
+    """Self-matches rate nobody: until a rated match ends there is no rating interval."""
+    cfg = TournamentConfig(name="selfish", game=RPS, roster=PURE, games_per_pairing=1, self_play=True,
+                           out_dir=str(tmp_path), bootstrap=20)
+    tournament = Tournament.create(cfg)
+    own = next(s for s in tournament.schedule(0, []) if len(set(s.seats.values())) == 1)
+    tournament.store.add(asyncio.run(play_match(own, cfg, tournament.roster)))
+    report = CliRunner().invoke(app, ["arena", "report", "selfish", "--out-dir", str(tmp_path)])
+    assert report.exit_code == 0, report.output
+    assert "1 matches" in report.output
+
+
+def test_a_copy_of_a_shipped_config_is_a_working_template(tmp_path):
+    copy = tmp_path / "myrps.yaml"
+    shutil.copy(TESTS.parent / "configs" / "arena" / "rps.yaml", copy)
+    overrides = ["games_per_pairing=1", "bootstrap=20", f"out_dir={tmp_path}"]
+    assert cli._arena_config(str(copy), overrides) == cli._arena_config("rps", overrides)
+    result = CliRunner().invoke(app, ["arena", "run", str(copy), *overrides])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "rps" / "report.json").read_text())["matches"] == 4 * 3
+    typo = CliRunner().invoke(app, ["arena", "run", str(copy), "gamez_per_pairing=2"])
+    assert typo.exit_code == 2 and "Did you mean 'games_per_pairing'?" in flat(typo.output)
+
+
+def test_a_config_file_that_is_not_yaml_gets_one_line_naming_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nroster: [\n")
+    result = CliRunner().invoke(app, ["arena", "run", str(bad)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert flat(result.output).startswith(f"error: {bad}, line 3, column 1: not valid YAML")
+    assert "Traceback" not in result.output
+    assert len(lines) <= 3  # one line, wrapped at most by the terminal width
 
 
 def test_report_ls_and_exports(tmp_path):

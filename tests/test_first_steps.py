@@ -80,12 +80,12 @@ def test_a_gymnasium_view_takes_the_games_own_arguments():
 
 def test_an_agent_that_forfeits_everything_is_dominated_in_the_meta_game(tmp_path):
     roster = {m: {"policy": "matrix.constant", "move": m} for m in ("rock", "paper", "scissors")}
-    roster["crasher"] = {"policy": "arena_agents:Crasher"}
+    roster["crasher"] = {"policy": "arena_agents:Sleeper"}  # stalls every move (one that raises fails the probe)
     sys.path.insert(0, str(TESTS))
     try:
         tournament = Tournament.create(TournamentConfig(
             name="ff", game={"id": "sparring/matrix-v0", "game": "rock_paper_scissors"}, roster=roster,
-            games_per_pairing=2, out_dir=str(tmp_path), bootstrap=20))
+            games_per_pairing=2, out_dir=str(tmp_path), bootstrap=20, move_timeout_s=0.2))
         analysis = analyse(tournament.cfg, tournament.run())
     finally:
         sys.path.remove(str(TESTS))

@@ -1,5 +1,6 @@
 """A tournament's analysis and its reports: terminal leaderboard, one self-contained HTML page
-(plots inlined), JSON and CSV exports."""
+(plots inlined), JSON and CSV exports. A tournament stopped before its first match ended has
+nothing to rate: its terminal and HTML reports say so and how to resume it."""
 
 from __future__ import annotations
 
@@ -84,7 +85,10 @@ def analyse(cfg: TournamentConfig, matches: list[MatchRecord]) -> Analysis:
 
 
 def rating_rows(analysis: Analysis) -> list[tuple[str, str, float, float | None, float | None, int]]:
-    """Rows for the store's ratings snapshot."""
+    """Rows for the store's ratings snapshot (none before the first finished match: the prior
+    is no rating)."""
+    if not analysis.matches:
+        return []
     rows = []
     for a in analysis.agents:
         n = sum(analysis.record[a].values())
@@ -95,17 +99,34 @@ def rating_rows(analysis: Analysis) -> list[tuple[str, str, float, float | None,
     return rows
 
 
+def no_matches_yet(cfg: TournamentConfig) -> str:
+    """What a report says of a tournament stopped before its first match ended: every rating
+    would be the prior, so it says how to play the matches instead."""
+    out_dir = "" if cfg.out_dir == "runs/arena" else f" --out-dir {cfg.out_dir}"
+    return (f"{cfg.name} has no finished matches yet, so there is nothing to rate: play them with "
+            f"`sparring arena resume {cfg.name}{out_dir}`")
+
+
+def _interval(lo: float | None, hi: float | None, sep: str = "-") -> str:
+    """A rating interval as text; ``-`` when there is none (no rated game yet: the matches
+    stored so far are self-matches, which rate nobody)."""
+    return "-" if lo is None or hi is None else f"{lo:.0f}{sep}{hi:.0f}"
+
+
 def terminal_table(analysis: Analysis):
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
+    if not analysis.matches:
+        return Text(no_matches_yet(analysis.cfg))
     played = len(analysis.matches)
     table = Table(title=f"{analysis.cfg.name}: {analysis.cfg.game['id']}, {played} matches", box=box.SIMPLE_HEAD,
                   pad_edge=False, caption="BT: Bradley-Terry (95% bootstrap interval); FF: forfeits")
     for column in ("agent", "BT", "BT 95%", "Elo", "Nash", "α-Rank", "W-D-L", "FF"):
         table.add_column(column, justify="left" if column == "agent" else "right", no_wrap=True)
     for row in analysis.leaderboard():
-        table.add_row(row["agent"], f"{row['bt']:.0f}", f"{row['bt_lo']:.0f}-{row['bt_hi']:.0f}",
+        table.add_row(row["agent"], f"{row['bt']:.0f}", _interval(row["bt_lo"], row["bt_hi"]),
                       f"{row['elo']:.0f}", f"{row['nash']:.2f}", f"{row['alpharank']:.2f}",
                       f"{row['wins']}-{row['draws']}-{row['losses']}", str(row["forfeits"]))
     return table
@@ -223,14 +244,29 @@ def _win_rate_rows(analysis: Analysis) -> str:
     return "".join(rows)
 
 
+def _empty_html(cfg: TournamentConfig) -> str:
+    e = html.escape
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(cfg.name)} · sparring arena</title>
+<style>{_STYLE}</style></head>
+<body data-rendered="empty">
+<h1>{e(cfg.name)}</h1>
+<p>{e(cfg.game['id'])} · 0 matches</p>
+<p id="no-matches">{e(no_matches_yet(cfg))}</p>
+</body></html>
+"""
+
+
 def html_report(analysis: Analysis) -> str:
     e = html.escape
     cfg = analysis.cfg
+    if not analysis.matches:
+        return _empty_html(cfg)
     rows = []
     for rank, r in enumerate(analysis.leaderboard(), 1):
         rows.append(
-            f"<tr><td>{rank}</td><td>{e(r['agent'])}</td><td>{r['bt']:.0f} [{r['bt_lo']:.0f}, {r['bt_hi']:.0f}]</td>"
-            f"<td>{r['elo']:.0f} [{r['elo_lo']:.0f}, {r['elo_hi']:.0f}]</td>"
+            f"<tr><td>{rank}</td><td>{e(r['agent'])}</td><td>{r['bt']:.0f} [{_interval(r['bt_lo'], r['bt_hi'], ', ')}]</td>"
+            f"<td>{r['elo']:.0f} [{_interval(r['elo_lo'], r['elo_hi'], ', ')}]</td>"
             f"<td>{r['openskill_mu']:.1f} ± {r['openskill_sigma']:.1f}</td>"
             f"<td><span class='bar' style='width:{60 * r['nash']:.0f}px'></span> {r['nash']:.2f}</td>"
             f"<td>{r['nash_average']:.2f} ({r['nash_skill']:+.2f})</td>"

@@ -2,12 +2,15 @@
 agents share one pool), write each finished match to the store, resume after a kill.
 
 A move that raises or exceeds ``move_timeout_s`` forfeits the match for its agent: the match is
-recorded with the reason and the tournament goes on. A roster entry that cannot work fails
-before the first match instead: every agent is built for every seat, then plays a probe game
-against itself, and a move that raises one of sparring's own errors (a bad argument, an
-illegal fixed move, an unknown model) stops the tournament with that error. With ``ray=True``
-matches run as Ray tasks (a local cluster unless one is running) and this process stays the
-store's only writer.
+recorded with the reason and the tournament goes on. A scripted policy's synchronous move runs
+in a worker thread (:class:`Guarded`), so the timeout holds for it too and a blocking one
+stalls only its own matches. A roster entry that cannot work fails before the first match
+instead: every agent is built for every seat, then plays a probe game against itself, and a
+move that raises anything (one of sparring's own errors: a bad argument, an illegal fixed
+move, an unknown model; or a bug in the policy) stops the tournament with that error, naming
+the entry and the seat. A probe move that only runs out of time stops nothing: the entry
+forfeits the matches it stalls in. With ``ray=True`` matches run as Ray tasks (a local cluster
+unless one is running) and this process stays the store's only writer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents import PolicyResolver
-from sparring.agents.base import Action, Policy
+from sparring.agents.base import Action, Policy, ScriptedPolicy
 from sparring.agents.rollout import play
 from sparring.arenas.ratings import games_from_matches
 from sparring.arenas.store import DB_NAME, MatchRecord, Store
@@ -36,34 +39,60 @@ from sparring.arenas.tournament import (
 )
 from sparring.envs import make
 from sparring.errors import ConfigError, SparringError, StoreError
+from sparring.sync import call_in_daemon_thread
 
 
 class Forfeit(Exception):
-    def __init__(self, agent: str, reason: str):
+    """An agent's move failed: it raised (the exception is the ``__cause__``) or ran out of
+    time (no cause)."""
+
+    def __init__(self, agent: str, reason: str, seat: str | None = None):
         super().__init__(f"{agent}: {reason}")
         self.agent = agent
         self.reason = reason
+        self.seat = seat
+
+
+def synchronous_move(policy: Policy) -> Callable[[str, dict[str, Any]], str] | None:
+    """The plain function that is ``policy``'s whole move, if it has one: ``respond`` of a
+    :class:`ScriptedPolicy` that keeps its ``act``. Such a move never awaits, so a timeout
+    cannot interrupt it on the event loop (and while it blocks, every other match waits):
+    :class:`Guarded` runs it in a thread instead."""
+    if isinstance(policy, ScriptedPolicy) and type(policy).act is ScriptedPolicy.act:
+        return policy.respond
+    return None
 
 
 class Guarded(Policy):
-    """A roster agent's policy in one seat: a move that raises or runs out of time forfeits."""
+    """A roster agent's policy in one seat: a move that raises or runs out of time forfeits.
+
+    A synchronous move (:func:`synchronous_move`) runs in a daemon thread, so its timeout
+    fires like an async policy's and the other matches go on meanwhile; one that never returns
+    holds only its own thread. An async ``act`` must await rather than block: the timeout can
+    only stop it at an ``await``."""
 
     def __init__(self, inner: Policy, agent: str, timeout_s: float):
         self.inner = inner
         self.agent = agent
         self.timeout_s = timeout_s
         self.name = agent
+        self._respond = synchronous_move(inner)
 
     def seed(self, seed: int | None) -> None:
         self.inner.seed(seed)
 
+    async def _move(self, seat: str, observation: dict[str, Any]) -> Action:
+        if self._respond is None:
+            return await self.inner.act(seat, observation)
+        return Action(await call_in_daemon_thread(self._respond, seat, observation))
+
     async def act(self, seat: str, observation: dict[str, Any]) -> Action:
         try:
-            return await asyncio.wait_for(self.inner.act(seat, observation), self.timeout_s)
+            return await asyncio.wait_for(self._move(seat, observation), self.timeout_s)
         except TimeoutError:
-            raise Forfeit(self.agent, f"no move within {self.timeout_s:g} s") from None
+            raise Forfeit(self.agent, f"no move within {self.timeout_s:g} s", seat) from None
         except Exception as e:
-            raise Forfeit(self.agent, f"{type(e).__name__}: {e}") from e
+            raise Forfeit(self.agent, f"{type(e).__name__}: {e}", seat) from e
 
 
 FIXED = "fixed:"
@@ -110,7 +139,9 @@ class Roster:
 
     def check(self, cfg: TournamentConfig, seats: Sequence[str]) -> None:
         """Build every agent for every seat and play each one probe game against itself: a
-        spec that cannot be built, or a move that raises a sparring error, fails here."""
+        spec that cannot be built, or a move that raises (whatever it raises), fails here,
+        before any match. A move that runs out of time does not: a slow agent may still be
+        worth its matches, and forfeits each one it stalls in."""
         policies = {agent: {seat: self.policy(agent, seat) for seat in seats} for agent in self.specs}
         asyncio.run(self._probe(cfg, policies))
 
@@ -125,14 +156,31 @@ class Roster:
                 try:
                     episode = await play(make(game_id, **kwargs), seats, seed=cfg.seed * 1_000_003 + k)
                 except Forfeit as forfeit:
-                    if isinstance(forfeit.__cause__, SparringError):
-                        raise type(forfeit.__cause__)(f"roster.{agent}: {forfeit.__cause__}") from None
-                    return  # a crash or a stall is the agent's to forfeit, match by match
+                    if forfeit.agent.startswith(FIXED) or forfeit.__cause__ is not None:
+                        raise probe_failure(agent, forfeit) from None
+                    return  # a stall is the agent's to forfeit, match by match
                 moved |= {t.agent for t in episode.turns}
                 if moved >= set(policies[agent]):
                     return
 
         await asyncio.gather(*(probe(agent) for agent in policies))
+
+
+def probe_failure(agent: str, forfeit: Forfeit) -> SparringError:
+    """The error that stops a tournament whose probe game of ``agent`` failed: it names the
+    roster entry (or fixed seat), the seat and what the move raised. A sparring error (a bad
+    argument, an illegal fixed move) keeps its type and says its own fix; anything else is a
+    bug in the policy that showed against itself, so it would likely forfeit every match."""
+    if forfeit.agent.startswith(FIXED):
+        return ConfigError(f"{forfeit.agent.replace(FIXED, 'fixed_seats.')} failed in the probe game of "
+                           f"roster.{agent}, before any match: {forfeit.reason}")
+    cause = forfeit.__cause__
+    if isinstance(cause, SparringError):
+        return type(cause)(f"roster.{agent}: {cause} (seat {forfeit.seat}, in its probe game)")
+    message = " ".join(str(cause).split())
+    return ConfigError(f"roster.{agent}: its policy raised {type(cause).__name__}"
+                       f"{': ' + message if message else ''} in seat {forfeit.seat} of its probe game (against "
+                       f"itself, before any match); fix the policy or take it out of the roster")
 
 
 async def play_match(spec: MatchSpec, cfg: TournamentConfig, roster: Roster) -> MatchRecord:
