@@ -399,8 +399,7 @@ def train(
     finally:
         trainer.close()
     last = metrics[-1]["update"] if metrics else 0
-    console.print(f"trained {last} updates; checkpoints, metrics.jsonl and learning_curve.png in "
-                  f"{trainer.run_dir.dir}", highlight=False)
+    console.print(f"trained {last} updates; {trainer.run_dir.outputs()} in {trainer.run_dir.dir}", highlight=False)
     archive = getattr(trainer, "archive", None)
     if archive is not None:  # a search: its archive's pictures go with the run
         from sparring.arenas.archive_report import write_archive_report
@@ -422,8 +421,7 @@ def _train_rllib(overrides: list[str], resume: bool) -> None:
             trainer.on_update = lambda row: show(row["update"], _returns_summary(row))
             metrics = trainer.run()
     last = metrics[-1]["update"] if metrics else 0
-    console.print(f"trained {last} iterations; checkpoints, metrics.jsonl and learning_curve.png in "
-                  f"{trainer.run_dir.dir}", highlight=False)
+    console.print(f"trained {last} iterations; {trainer.run_dir.outputs()} in {trainer.run_dir.dir}", highlight=False)
 
 
 def _returns_summary(row: dict[str, Any]) -> str:
@@ -530,30 +528,107 @@ _OUT_DIR = typer.Option("--out-dir", help="where tournaments live")
 
 def _arena_config(config: str, overrides: list[str] | None) -> dict[str, Any]:
     """A tournament config: a name in configs/arena/ or a YAML file, plus Hydra overrides."""
-    from pathlib import Path
-
-    from sparring.errors import ConfigError, NotFoundError, did_you_mean
+    from sparring.errors import NotFoundError, did_you_mean
     from sparring.paths import config_dir
 
     with _errors():
         if config.endswith((".yaml", ".yml")):
-            from omegaconf import OmegaConf
-            from omegaconf.errors import OmegaConfBaseException
-
-            path = Path(config)
-            if not path.is_file():
-                raise NotFoundError(f"no tournament config at {path}")
-            try:
-                merged = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(
-                    [o.lstrip("+") for o in overrides or []]))
-                return OmegaConf.to_container(merged, resolve=True)
-            except OmegaConfBaseException as error:
-                raise ConfigError(f"{path}: {' '.join(str(error).split())}") from None
+            return _arena_file(config, list(overrides or []))
         known = sorted(p.stem for p in (config_dir() / "arena").glob("*.yaml"))
         if config not in known:
             raise NotFoundError(f"no tournament config {config!r}.{did_you_mean(config, known)} The shipped ones: "
                                 f"{', '.join(known)} (or give a .yaml path)")
     return _compose("arena", [f"arena={config}", *(overrides or [])])
+
+
+_ARENA_FILE = "sparring_arena_file"
+"""The name a tournament file with Hydra ``defaults:`` is composed under (Hydra's config store)."""
+
+
+def _arena_file(config: str, overrides: list[str]) -> dict[str, Any]:
+    """A tournament config file plus overrides. A file with a ``defaults:`` list (a copy of a
+    shipped config, the natural template) is composed by Hydra exactly as the shipped one is,
+    its defaults found in configs/ (``/env@game: matrix`` fills in the game's fields), and the
+    overrides follow Hydra's rules; a plain file is read as it is, the overrides merged in."""
+    from pathlib import Path
+
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sparring.errors import ConfigError, NotFoundError
+
+    path = Path(config)
+    if not path.is_file():
+        raise NotFoundError(f"no tournament config at {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise ConfigError(_yaml_error(path, error)) from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: a tournament config is a mapping of settings (name:, game:, roster:, ...), "
+                          f"not a {type(OmegaConf.to_object(loaded)).__name__}")
+    if "defaults" in loaded:
+        return _compose_arena_file(path, OmegaConf.to_container(loaded), overrides)
+    try:
+        merged = OmegaConf.merge(loaded, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{path}: {' '.join(str(error).split())}") from None
+
+
+def _yaml_error(path, error: yaml.YAMLError) -> str:
+    """A YAML syntax error as one line that points at the file, line and column to fix."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {' '.join(str(error).split())}"
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {error.problem}"
+    context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and start is not None:
+        where += f", {context} that starts at line {start.line + 1}, column {start.column + 1}"
+    return where
+
+
+def _compose_arena_file(path, values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Compose a tournament file's ``defaults:`` with Hydra against the shipped configs;
+    Hydra's complaints come back as one line that names the file."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sparring.errors import ConfigError, did_you_mean
+    from sparring.paths import config_dir
+
+    def composed(given: list[str]) -> dict[str, Any]:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return OmegaConf.to_container(compose(config_name=_ARENA_FILE, overrides=given), resolve=True)
+
+    ConfigStore.instance().store(name=_ARENA_FILE, node=values)
+    try:
+        return composed(overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:  # ValueError: a malformed defaults list
+        message = str(error).split("Config search path:")[0].replace(f"In '{_ARENA_FILE}': ", "")
+        message = " ".join(message.replace(f"'{_ARENA_FILE}'", "this file").split())
+        unknown = re.search(r"Could not override '([^']+)'", message)
+        if unknown:
+            key, hint = unknown.group(1), ""
+            with contextlib.suppress(HydraException, OmegaConfBaseException):
+                hint = did_you_mean(key, _dotted_keys(composed([])))
+            message = f"{key}: no such setting in this file.{hint} (a key that is really new takes a '+': +KEY=VALUE)"
+        raise ConfigError(f"{path}: {message}") from None
+
+
+def _dotted_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted key of a nested mapping (``game.rounds``), for suggestions."""
+    keys = []
+    for key, value in values.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def _finish(tournament) -> None:
