@@ -173,6 +173,7 @@ AGENTS = (
 def test_bad_input_is_one_clear_line_as_written(args, message, tmp_path, monkeypatch):
     (tmp_path / "my_agents.py").write_text(AGENTS)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_agents", raising=False)  # another test's module of that name
     result = runner.invoke(app, [*args, *(["--no-human"] if args[0] == "play" else [])])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and message in result.output, result.output
