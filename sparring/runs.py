@@ -231,11 +231,15 @@ class ModelSource:
 
     def load(self, kind: Any, **kwargs: Any) -> Any:
         """``kind.from_pretrained(location, **kwargs)`` for a transformers Auto class; a hub id
-        that cannot be loaded (no network, a misspelt id) is a :class:`ModelNotFoundError`."""
+        that cannot be loaded (no network, a misspelt id) or a local directory whose files do
+        not load (a broken ``config.json``, no weights) is a :class:`ModelNotFoundError`."""
         try:
             return kind.from_pretrained(self.location, **kwargs)
-        except OSError as error:
-            if self.hub_id is None:
+        except (OSError, ValueError) as error:
+            if self.hub_id is None:  # a directory that looks like a model and does not load as one
+                raise ModelNotFoundError(f"model {self.spec!r}: {self.location} does not load as a model "
+                                         f"({type(error).__name__}: {str(error).strip().splitlines()[0]})") from None
+            if not isinstance(error, OSError):
                 raise
             raise ModelNotFoundError(f"model {self.spec!r} is no local directory, and as a Hugging Face id it "
                                      f"could not be loaded ({str(error).splitlines()[0]})") from None

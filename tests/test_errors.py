@@ -189,3 +189,14 @@ def test_a_rainbow_search_of_no_mutations_is_a_config_error():
 
     with pytest.raises(ConfigError, match="num_mutations=0 must be >= 1"):
         RainbowRunConfig.from_dict({"env": {"id": "sparring/rainbow-v0"}, "num_mutations": 0, "games_per_update": 4})
+
+
+def test_a_directory_that_does_not_load_as_a_model_is_a_clear_error(tmp_path):
+    from transformers import AutoTokenizer
+
+    from sparring.errors import ModelNotFoundError
+    from sparring.runs import resolve_model
+
+    (tmp_path / "config.json").write_text("hi")
+    with pytest.raises(ModelNotFoundError, match=r"does not load as a model \(OSError: .*not a valid JSON file"):
+        resolve_model(tmp_path).load(AutoTokenizer)

@@ -143,3 +143,12 @@ def test_the_critics_can_read_the_llms_own_features(expert_games, tmp_path):
     assert np.isfinite(metrics[-1]["loss/loss"]) and "return/player_0" in metrics[-1]
     features = llm_features()(["You are player_0.", "You are player_1."])
     assert features.shape == (2, 256) and np.allclose(np.linalg.norm(features[:, :128], axis=1), 1.0, atol=1e-5)
+
+
+def test_demonstrations_of_another_game_are_refused_by_name(expert_games, tmp_path):
+    demos = write_transitions(tmp_path / "demos.jsonl", expert_games[:20])  # negotiation's player_0 / player_1
+    recipe = {"trainer": "mamql", "env": {"id": "sparring/gems-v0", "size": 5, "blue_gems": 2, "red_gems": 2,
+                                          "purple_gems": 2, "layout_seed": 0},
+              "demonstrations": str(demos), "run_dir": str(tmp_path / "run")}
+    with pytest.raises(DataError, match=r"agents \['player_0', 'player_1'\], which sparring/gems-v0 does not have"):
+        train_irl(recipe)

@@ -224,6 +224,11 @@ class IRLRun:
         probe = self.make_env()
         self.embed, self.moves = text_reader(cfg, probe)
         rows = read_transitions(path)
+        strangers = sorted({t.agent for t in rows} - set(probe.possible_agents))
+        if strangers:
+            raise DataError(f"{path}: its steps are of agents {strangers}, which {cfg.env['id']} does not have (its "
+                            f"agents: {list(probe.possible_agents)}); it was recorded in another game: train on "
+                            "demonstrations of this one (sparring record GAME ...)")
         if cfg.max_episodes is not None:  # before any encoding: the rest is never read
             first = list(dict.fromkeys(t.episode for t in rows))[: cfg.max_episodes]
             rows = [t for t in rows if t.episode in set(first)]
