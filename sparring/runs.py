@@ -73,6 +73,25 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _flush_tree(directory: Path, files: bool = True) -> None:
+    """Flush ``directory`` 's files (and the directory's own entries) to disk. A rename orders
+    only what the OS holds in memory: after a power cut, a checkpoint renamed into place could
+    otherwise hold files cut short, which a kill alone never leaves."""
+    for path in (p for p in directory.rglob("*") if p.is_file()) if files else ():
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform whose directories cannot be opened (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 # -- where models and checkpoints are --------------------------------------------------------
 def _pointed(run_dir: Path) -> Path | None:
     """The checkpoint a run's ``latest`` pointer names (``None`` without a pointer)."""
@@ -408,8 +427,9 @@ class Run:
             if held != asked:
                 raise RunError(f"{self.dir} holds {describe_run(before)}; a run resumes with its own recipe: leave "
                                f"out {key}={asked}, or start the {asked} recipe in another run_dir=")
+        moved = {"run_dir"}  # where the run is now: a run directory may be moved or copied, and resumed there
         changed = sorted(k for k in set(before) | set(self.config)
-                         if k not in allowed and k not in RECIPE_KEYS and before.get(k) != self.config.get(k))
+                         if k not in allowed | moved and k not in RECIPE_KEYS and before.get(k) != self.config.get(k))
         if changed:
             raise RunError(f"resuming {self.dir} with a different {', '.join(changed)}: only "
                            f"{', '.join(sorted(allowed))} may change when a run resumes")
@@ -473,12 +493,15 @@ class Run:
         return partial
 
     def commit(self, partial: Path, update: int, state: dict[str, Any]) -> Path:
-        """Publish a checkpoint: its state, its final name, then the ``latest`` pointer."""
+        """Publish a checkpoint: its files flushed to disk, its state, its final name, then the
+        ``latest`` pointer."""
+        _flush_tree(partial)
         atomic_write_text(partial / STATE, json.dumps({"update": update, **state}, indent=1))
         final = self.checkpoint_path(update)
         if final.exists():  # an older run reached this update before being resumed from earlier
             shutil.rmtree(final)
         partial.rename(final)
+        _flush_tree(final.parent, files=False)
         atomic_write_text(self.dir / LATEST, final.name + "\n")
         done = sorted(p for p in final.parent.glob("update-*") if not p.name.endswith(".partial"))
         for old in done[: -self.keep]:

@@ -95,7 +95,7 @@ def test_bad_recipes_and_files_get_clear_errors(demos, tmp_path):
         train_irl(recipe(tmp_path / "missing.jsonl", tmp_path / "a"))
     with pytest.raises(ConfigError, match="demonstrations= is empty"):
         config_for(recipe("", tmp_path / "b"))
-    with pytest.raises(DataError, match="text observations"):  # numeric demonstrations for a language game
+    with pytest.raises(DataError, match="recorded in another game"):  # numeric demonstrations for a language game
         train_irl({**recipe(demos, tmp_path / "c"), "env": {"id": "sparring/negotiation-v0"},
                    "encoder": "sparring.envs.negotiation:position_features"})
     with pytest.raises(ConfigError, match="method='gail' is unknown"):

@@ -39,12 +39,17 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def run(trained, tmp_path) -> Path:
-    """A copy of the trained run to damage (its recipe names its new place)."""
+    """A copy of the trained run to damage."""
     copy = tmp_path / "run"
     shutil.copytree(trained, copy)
-    config = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**config, "run_dir": str(copy)}))
     return copy
+
+
+def test_a_moved_run_resumes_where_it_is_now(run):
+    result = train("--resume", f"run_dir={run}", "updates=3")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["run_dir"] == str(run.resolve())
+    assert [row["update"] for row in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]
 
 
 def checkpoint(run: Path, update: int) -> Path:
