@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.text import Text
 
 app = typer.Typer(
     help="sparring: language-model policies playing multi-agent games against each other.",
@@ -48,8 +49,6 @@ def _errors() -> Iterator[None]:
 def _fail(message: str) -> typer.Exit:
     """Print ``message`` as the command's one error line (as written: paths and values in it
     may hold brackets or colons, which must not be read as markup or emoji codes)."""
-    from rich.text import Text
-
     console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
@@ -74,6 +73,16 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
                             f"{getattr(error, 'problem', None) or error}") from None
         parsed[key.strip()] = value
     return parsed
+
+
+def _seat_spec(spec: Any, model: str) -> Any:
+    """A ``--seat`` policy as the resolver takes it: an ``llm`` seat without a model plays
+    ``--model``."""
+    if spec == "llm":
+        return {"policy": "llm", "model": model}
+    if isinstance(spec, dict) and spec.get("policy") == "llm" and "model" not in spec:
+        return {**spec, "model": model}
+    return spec
 
 
 def _reported(seat: str, spec: Any, policy: Any) -> Any:
@@ -155,7 +164,8 @@ def play(
     with _errors():
         registered = spec(game)
         env = make(registered.id, **_parse_pairs(set_, "--set"))
-        chosen = _parse_pairs(seat, "--seat")
+        chosen = {agent: spec["policy"] if isinstance(spec, dict) and set(spec) == {"policy"} else spec
+                  for agent, spec in _parse_pairs(seat, "--seat").items()}  # {policy: human} is human
         unknown = set(chosen) - set(env.possible_agents)
         if unknown:
             raise ConfigError(f"{registered.id} has no seat(s) {sorted(unknown)}; its seats: {env.possible_agents}")
@@ -165,9 +175,8 @@ def play(
         for agent in env.possible_agents:
             chosen.setdefault(agent, registered.seat_default(agent))
         resolver = PolicyResolver()
-        seats = {agent: _reported(agent, name, resolver.resolve(name, **({"model": model} if name == "llm" else {})))
-                 for agent, name in chosen.items()}
-        console.print(f"[bold]{registered.id}[/bold]: " + ", ".join(f"{a} = {n}" for a, n in chosen.items()))
+        seats = {agent: _reported(agent, name, resolver.resolve(_seat_spec(name, model))) for agent, name in chosen.items()}
+        console.print(Text.assemble((registered.id, "bold"), ": ", ", ".join(f"{a} = {n}" for a, n in chosen.items())))
         episode = asyncio.run(play_game(env, seats, seed=seed))
     viewers = [a for a, n in chosen.items() if n == "human"]
     viewer = viewers[0] if viewers else None
@@ -328,10 +337,15 @@ def _recipe(config_name: str, overrides: list[str], resume: bool) -> dict[str, A
     values = _compose(config_name, overrides)
     if not resume:
         return values
-    from sparring.runs import saved_config
+    from sparring.errors import RunError
+    from sparring.runs import RECIPE_KEYS, describe_run, recipe_matches, saved_config
 
     with _errors():
         saved = saved_config(values.get("run_dir", ""))
+        named = [o for o in overrides if o.split("=", 1)[0] in RECIPE_KEYS]
+        if named and not recipe_matches(saved, values):  # the run's own recipe may be repeated
+            raise RunError(f"{values.get('run_dir')} holds {describe_run(saved)}; a run resumes with its own recipe: "
+                           f"leave out {named[0]}, or start that recipe in another run_dir=")
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if not key or "=" not in override:
@@ -556,12 +570,14 @@ def _arena_file(config: str, overrides: list[str]) -> dict[str, Any]:
     from omegaconf.errors import OmegaConfBaseException
 
     from sparring.errors import ConfigError, NotFoundError
+    from sparring.paths import text_file
 
     path = Path(config)
     if not path.is_file():
         raise NotFoundError(f"no tournament config at {path}")
     try:
-        loaded = OmegaConf.load(path)
+        with text_file(path) as f:
+            loaded = OmegaConf.load(f)
     except yaml.YAMLError as error:
         raise ConfigError(_yaml_error(path, error)) from None
     if not isinstance(loaded, DictConfig):

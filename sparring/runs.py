@@ -78,8 +78,11 @@ def _flush_tree(directory: Path, files: bool = True) -> None:
     only what the OS holds in memory: after a power cut, a checkpoint renamed into place could
     otherwise hold files cut short, which a kill alone never leaves."""
     for path in (p for p in directory.rglob("*") if p.is_file()) if files else ():
-        with path.open("rb") as f:
-            os.fsync(f.fileno())
+        try:
+            with path.open("r+b") as f:
+                os.fsync(f.fileno())
+        except OSError:  # a file system that cannot sync (some network and FUSE mounts): best effort
+            pass
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # a platform whose directories cannot be opened (Windows)
@@ -211,15 +214,22 @@ def damaged_checkpoint(checkpoint: Path, why: str) -> RunError:
     return RunError(f"checkpoint {checkpoint} is damaged: {why}; {_resume_advice(checkpoint)}")
 
 
+_CORRUPT = re.compile(r"PytorchStreamReader|central directory|invalid header|header too large|unexpected end|"
+                      r"truncated|ran out of input|Expecting value|not a zip file|EOF", re.IGNORECASE)
+"""What readers of cut or overwritten files say (torch's zip reader, safetensors, pickle, JSON)."""
+
+
 def _is_damage(error: Exception) -> bool:
     """Whether an error a trainer's loader raised says that the checkpoint's files are bad (cut,
-    malformed, missing) rather than something else: sparring's own errors (e.g. a checkpoint
-    that does not fit the model) and running out of memory keep their own message."""
-    if isinstance(error, (DataError, NotFoundError)):
+    malformed, missing), by its kind or the words readers use for it. Anything else keeps its
+    own message: a checkpoint that does not fit the model, one saved on a device this machine
+    lacks, a format from another version, or a bug."""
+    if isinstance(error, (DataError, NotFoundError, EOFError, zipfile.BadZipFile, json.JSONDecodeError,
+                          UnicodeDecodeError)):
         return True
-    code_errors = (SparringError, MemoryError, TypeError, AttributeError, NameError, ImportError, AssertionError,
-                   NotImplementedError)  # a bug or a mismatch, which its own traceback explains better
-    return not isinstance(error, code_errors) and type(error).__name__ != "OutOfMemoryError"
+    if isinstance(error, SparringError):
+        return False
+    return type(error).__name__ in ("SafetensorError", "UnpicklingError") or bool(_CORRUPT.search(str(error)))
 
 
 def checkpoint_of(path: str | Path) -> Path:
@@ -352,6 +362,17 @@ def describe_run(recipe: Mapping[str, Any]) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name} run"
 
 
+def recipe_matches(saved: Mapping[str, Any], recipe: Mapping[str, Any]) -> bool:
+    """Whether a run's saved recipe could be the composed ``recipe``: the same name when the
+    run recorded one, else (a run from before recipes recorded their name) the same trainer
+    and game."""
+    for key in RECIPE_KEYS:
+        if recipe.get(key) and saved.get(key):
+            return recipe[key] == saved[key]
+    return (recipe.get("trainer") == saved.get("trainer")
+            and (recipe.get("env") or {}).get("id") == (saved.get("env") or {}).get("id"))
+
+
 def check_engine(values: Mapping[str, Any], engine: str) -> None:
     """Refuse a recipe of ``engine`` (``sparring`` or ``rllib``) whose ``run_dir`` holds a run of
     the other engine. Each engine types its own recipes, so resuming the other's saved recipe
@@ -421,9 +442,8 @@ class Run:
                 if held:
                     self.config[key] = held
                 continue
-            if not held:
-                raise RunError(f"{self.dir} holds a run that does not record its recipe (it was started before runs "
-                               f"recorded it), so {key}={asked} cannot be checked: resume it without {key}=")
+            if not held:  # a run from before recipes recorded their name (checked by recipe_matches)
+                continue
             if held != asked:
                 raise RunError(f"{self.dir} holds {describe_run(before)}; a run resumes with its own recipe: leave "
                                f"out {key}={asked}, or start the {asked} recipe in another run_dir=")

@@ -399,3 +399,24 @@ def test_win_rates_carry_wilson_intervals(tmp_path):
     assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)  # the textbook value
     html_text = (tmp_path / "t" / "report.html").read_text()
     assert 'id="win-rates"' in html_text
+
+
+def test_a_scripted_policy_bound_to_its_thread_keeps_its_moves_on_the_loop():
+    import threading
+
+    from sparring.agents import ScriptedPolicy
+    from sparring.arenas.runner import Guarded, synchronous_move
+
+    class Bound(ScriptedPolicy):
+        off_loop = False
+
+        def respond(self, agent, observation):
+            return threading.current_thread().name
+
+    class Free(Bound):
+        off_loop = True
+
+    assert synchronous_move(Bound()) is None and synchronous_move(Free()) is not None
+    here = threading.current_thread().name
+    moved = [asyncio.run(Guarded(cls(), "a", 5.0).act("player_0", {"text": ""})).text for cls in (Bound, Free)]
+    assert moved[0] == here and moved[1] != here

@@ -190,3 +190,13 @@ def test_record_keeps_an_existing_file_unless_forced(tmp_path):
     forced = runner.invoke(app, [*args, "--force"])
     assert forced.exit_code == 0, forced.output
     assert out.read_text() != "precious\n"
+
+
+def test_a_seat_spec_written_as_a_mapping_plays_like_its_name():
+    human = runner.invoke(app, ["play", "matrix-v0", "--seat", "player_0={policy: human}", "--set", "rounds=1"],
+                          input="[rock]\n")
+    assert human.exit_code == 0, human.output
+    assert "your turn (player_0)" in human.output and "player_1 (matrix.tit_for_tat)" in human.output
+    llm = runner.invoke(app, ["play", "matrix-v0", "--no-human", "--seat", "player_0={policy: llm, temperature: 0}",
+                              "--set", "rounds=1", "--model", "./no-such-model"])
+    assert llm.exit_code == 2 and "no-such-model" in llm.output  # --model reaches an llm seat given as a mapping

@@ -419,5 +419,9 @@ def test_an_experts_reply_is_counted_in_its_tokenizers_tokens():
     words.step("<think>ask</think> <search> large: What is the capital of Peru? </search>")
     words.step(reply)
     assert words.game.calls[0].tokens == len(reply.split())
+    tagged = fixed(router_env())  # words are the reply's, as the router reads it: no tags
+    tagged.step("<think>ask</think> <search> large: What is the capital of Peru? </search>")
+    tagged.step("<answer> Lima </answer>")
+    assert tagged.game.calls[0].reply == "Lima" and tagged.game.calls[0].tokens == 1
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
         router_env(experts=[Expert("large", "x", 1.0, tokenizer="./no-such-model")])

@@ -184,3 +184,13 @@ def test_the_learning_curve_is_named_only_when_drawn(tmp_path):
         assert ("learning_curve.png" in run.outputs()) is plot
         assert (tmp_path / str(plot) / "learning_curve.png").is_file() is plot
         assert run.outputs().startswith("checkpoints") and "metrics.jsonl" in run.outputs()
+
+
+def test_a_run_from_before_recipes_recorded_their_name_resumes_under_its_own(run):
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "train"}))
+    other = train("train=router", "--resume", f"run_dir={run}", "updates=3")
+    assert other.exit_code == 2 and "a run resumes with its own recipe: leave out train=router" in flat(other.output)
+    own = train("train=selfplay", "--resume", f"run_dir={run}", "updates=3")
+    assert own.exit_code == 0, own.output
+    assert json.loads((run / "config.json").read_text())["train"] == "selfplay"  # recorded from now on

@@ -36,7 +36,14 @@ class Policy(ABC):
 
 
 class ScriptedPolicy(Policy):
-    """A policy whose move is a plain function of the observation and its own generator."""
+    """A policy whose move is a plain function of the observation and its own generator.
+
+    A tournament runs ``respond`` in a worker thread, so that its move time limit holds for
+    it too; a policy bound to the thread it was built in (an ``sqlite3`` connection, signal
+    handlers, thread-local state) sets ``off_loop = False`` to keep its moves on the caller's
+    thread, where a move that blocks holds up every match."""
+
+    off_loop: bool = True
 
     def __init__(self, seed: int | None = None):
         self.rng = np.random.default_rng(seed)

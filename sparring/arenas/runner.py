@@ -55,10 +55,10 @@ class Forfeit(Exception):
 
 def synchronous_move(policy: Policy) -> Callable[[str, dict[str, Any]], str] | None:
     """The plain function that is ``policy``'s whole move, if it has one: ``respond`` of a
-    :class:`ScriptedPolicy` that keeps its ``act``. Such a move never awaits, so a timeout
-    cannot interrupt it on the event loop (and while it blocks, every other match waits):
-    :class:`Guarded` runs it in a thread instead."""
-    if isinstance(policy, ScriptedPolicy) and type(policy).act is ScriptedPolicy.act:
+    :class:`ScriptedPolicy` that keeps its ``act`` (and its ``off_loop``). Such a move never
+    awaits, so a timeout cannot interrupt it on the event loop (and while it blocks, every
+    other match waits): :class:`Guarded` runs it in a thread instead."""
+    if isinstance(policy, ScriptedPolicy) and type(policy).act is ScriptedPolicy.act and policy.off_loop:
         return policy.respond
     return None
 

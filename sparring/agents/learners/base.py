@@ -104,7 +104,7 @@ class LLMTrainer(ABC):
         """Restore what :meth:`save` wrote (through :meth:`~sparring.runs.Run.restore`, which
         reports a file that does not load as a damaged checkpoint)."""
         self.learner.load(checkpoint / "model")
-        self.learner.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        self.learner.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
 
     def save_extra(self, checkpoint: Path) -> None:
         """What a trainer keeps in a checkpoint besides the model and the optimizer (e.g. a

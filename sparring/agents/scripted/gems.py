@@ -42,6 +42,7 @@ class SoftExpert(ScriptedPolicy):
                                  layout_seed=layout_seed, gem_reward=gem_reward, purple_reward=purple_reward)
         check_soft(gamma, lam)
         self.gamma, self.lam, self.greedy = gamma, lam, greedy
+        self.solution()  # solved (once per layout, then cached) when built, not under a move's time limit
 
     def solution(self) -> tuple[GemsGame, TabularGame, SoftSolution]:
         return solve_gems(self.config, self.gamma, self.lam)

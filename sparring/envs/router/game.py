@@ -141,10 +141,6 @@ def token_counter(model: str) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def count_words(text: str) -> int:
-    return len(text.split())
-
-
 class RouterGame(LanguageGame):
     """One question per game (see :mod:`sparring.envs.router`)."""
 
@@ -158,8 +154,8 @@ class RouterGame(LanguageGame):
         self.max_output_chars = cfg.max_output_chars
         self.rows = load_qa(cfg.data)
         self.window = window if window is not None else shared_window(cfg.cost_window)
-        self.counters = {e.name: token_counter(e.tokenizer) if e.tokenizer else count_words for e in cfg.experts}
-        """Expert → how its reply's completion tokens are counted."""
+        self.tokenizers = {e.name: token_counter(e.tokenizer) if e.tokenizer else None for e in cfg.experts}
+        """Expert → what counts its completion's tokens (None: the reply's words)."""
 
     # -- life cycle ------------------------------------------------------------------------
     def setup(self, options: dict[str, Any]) -> None:
@@ -269,7 +265,8 @@ class RouterGame(LanguageGame):
         call.answered = True
         if not move.error and text:
             call.reply = " ".join(text.split())
-            call.tokens = self.counters[call.expert](move.text)
+            count = self.tokenizers[call.expert]
+            call.tokens = count(move.text) if count else len(call.reply.split())  # tokens: what it generated
             call.cost = call.tokens * self.experts[call.expert].price / 1e6
         self._inform(call)
         return Outcome()
