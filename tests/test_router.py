@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -112,6 +113,31 @@ def test_cost_normalisation_by_the_windows_percentiles():
     roots = [*range(11), 0, 5]  # the window after a cost of 25 (√: 5) joins it
     p5, p95 = np.percentile(roots, [5, 95])
     assert window.add(25.0) == pytest.approx(1 - (5 - p5) / (p95 - p5))
+
+
+def test_fixed_cost_bounds_score_a_cost_by_itself():
+    fixed = CostWindow(size=1000, bounds=(1.0, 9.0))  # p5 = √1, p95 = √9
+    assert fixed.add(4.0) == pytest.approx(0.5)  # √4 = 2 lies halfway
+    assert fixed.add(0.0) == 1.0 and fixed.add(100.0) == 0.0  # clipped at either end
+    assert fixed.add(4.0) == pytest.approx(0.5)  # whatever came before
+    assert pickle.loads(pickle.dumps(fixed)).add(4.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        CostWindow(bounds=(2.0, 1.0))
+
+
+def test_games_with_cost_bounds_ignore_the_processes_window():
+    bounds = [0.0, 1e-4]
+    for _ in range(50):
+        make("sparring/router-v0", raw=True).game.window.add(1e-6)  # other games of the process: cheap
+    env = make("sparring/router-v0", raw=True, cost_bounds=bounds, cost_coef=1.0)
+    seats = {"router": load_policy("router.strongest")} | {a: load_policy("router.expert")
+                                                            for a in env.possible_agents[1:]}
+    info = asyncio.run(play(env, seats, seed=1)).final_infos["router"]
+    assert info["cost"] > 0
+    expected = 1 - np.clip((np.sqrt(info["cost"]) - 0) / (np.sqrt(bounds[1]) - 0), 0, 1)
+    assert info["cost_norm"] == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="cost_bounds"):
+        make("sparring/router-v0", cost_bounds=[1e-4, 0.0])
 
 
 def test_the_window_slides():

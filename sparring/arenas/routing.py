@@ -7,7 +7,9 @@ from the experts' prices), ``calls`` (expert calls per question), ``valid_format
 without a format failure) and ``reward``. A model (given as a string: ``tiny``, a path, a run)
 plays through the pool with the router's stop strings, so its moves end where the game says
 they do; so does an LLM given as a mapping spec (``{policy: llm, model: ...}``), with this
-evaluation's sampling unless the spec sets its own.
+evaluation's sampling unless the spec sets its own. ``reward`` normalises cost as the game
+does: over the process's cost window by default, so set ``game={"cost_bounds": [low, high]}``
+for rewards that compare exactly across evaluations.
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ The router's reward (:mod:`sparring.envs.router.rewards`), over its whole trajec
 Cost: c = Σ over calls of reply tokens × price / 1e6 (tokens counted by the expert's
 ``tokenizer``, the model that serves it, or as whitespace-separated words of the reply when it
 names none); c_norm = 1 − clip((√c − p5)/(p95 − p5), 0, 1) over a sliding window of the
-last ``cost_window`` values of √c that the games of a process share (0.5 while p95 = p5).
+last ``cost_window`` values of √c that the games of a process share (0.5 while p95 = p5), or,
+with ``cost_bounds=[low, high]``, p5 = √low and p95 = √high fixed, so that a game's score
+depends on its own cost alone (rewards of different runs and duels then compare exactly).
 ``infos[agent]`` carries ``reward_terms`` (``format``, or ``outcome`` and ``cost``), ``em``,
 ``cost``, ``cost_norm``, ``format_problems``, ``calls`` and the question and gold answers.
 The router's reasoning (its ``<think>`` blocks) never reaches an expert. Each router move is

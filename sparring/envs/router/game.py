@@ -86,6 +86,11 @@ class RouterConfig(Config):
     """α: a correct answer earns (1 − α) + α·c_norm (the paper sweeps 0 … 0.9)."""
     cost_window: int = 1000
     """How many recent √cost values normalise a game's cost (p5/p95)."""
+    cost_bounds: tuple[float, float] | None = None
+    """``[low, high]``: fixed costs (dollars per question) whose square roots stand for p5 and
+    p95, instead of the window's. A game's c_norm then depends on its own cost alone, so
+    rewards of different runs, evaluations and duels compare exactly (the window's depend on
+    what else the process played, and in what order games finished)."""
     expert_reward: str = "router"
     """``router``: each expert called in a game gets the router's reward (a cooperative game);
     ``none``: experts get 0."""
@@ -95,12 +100,22 @@ class RouterConfig(Config):
         problems = at_least(self, 1, "max_turns", "cost_window", "max_output_chars")
         if not 0.0 <= self.cost_coef <= 1.0:
             problems.append(f"cost_coef={self.cost_coef} must lie in [0, 1]")
+        if self.cost_bounds is not None and not _is_cost_range(self.cost_bounds):
+            problems.append(f"cost_bounds={list(self.cost_bounds)} must be two finite costs 0 <= low < high")
         if self.expert_reward not in EXPERT_REWARDS:
             problems.append(f"expert_reward={self.expert_reward!r} is unknown; use one of {EXPERT_REWARDS}")
         names = [e.name for e in self.experts]
         if not names or len(set(names)) != len(names):
             problems.append(f"experts must be a non-empty list with distinct names, got {names}")
         check(problems)
+
+
+def _is_cost_range(bounds: Any) -> bool:
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(high) and 0 <= low < high
 
 
 @dataclass
@@ -153,7 +168,9 @@ class RouterGame(LanguageGame):
         self.max_turns = 2 * cfg.max_turns + 1
         self.max_output_chars = cfg.max_output_chars
         self.rows = load_qa(cfg.data)
-        self.window = window if window is not None else shared_window(cfg.cost_window)
+        if window is None:
+            window = CostWindow(bounds=cfg.cost_bounds) if cfg.cost_bounds else shared_window(cfg.cost_window)
+        self.window = window
         self.tokenizers = {e.name: token_counter(e.tokenizer) if e.tokenizer else None for e in cfg.experts}
         """Expert → what counts its completion's tokens (None: the reply's words)."""
 

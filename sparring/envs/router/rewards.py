@@ -106,19 +106,29 @@ def exact_match(prediction: str, golden_answers: Sequence[str]) -> float:
 class CostWindow:
     """The last ``size`` values of √cost, and a cost's normalised score against them:
     c_norm = 1 − clip((√c − p5) / (p95 − p5), 0, 1), 0.5 when p95 = p5. Thread-safe: games of
-    one process share a window."""
+    one process share a window.
 
-    def __init__(self, size: int = 1000):
+    ``bounds=(low, high)`` (costs, low < high) fixes p5 = √low and p95 = √high instead, so a
+    game's score depends on its own cost alone: runs, evaluations and duels then compare
+    exactly, whatever else the process has played."""
+
+    def __init__(self, size: int = 1000, bounds: tuple[float, float] | None = None):
         if size < 1:
             raise ValueError(f"a cost window holds at least one value, not {size}")
+        if bounds is not None:
+            low, high = (float(b) for b in bounds)
+            if not 0 <= low < high < np.inf:
+                raise ValueError(f"cost bounds are two finite costs 0 <= low < high, not {bounds!r}")
+            bounds = (float(np.sqrt(low)), float(np.sqrt(high)))
         self.values: deque[float] = deque(maxlen=size)
+        self.bounds = bounds
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {"values": self.values}
+        return {"values": self.values, "bounds": self.bounds}
 
     def __setstate__(self, state: dict) -> None:
-        self.values, self._lock = state["values"], threading.Lock()
+        self.values, self.bounds, self._lock = state["values"], state.get("bounds"), threading.Lock()
 
     def add(self, cost: float) -> float:
         """Record ``cost`` (its square root) and return its normalised score."""
@@ -127,7 +137,7 @@ class CostWindow:
         root = float(np.sqrt(max(cost, 0.0)))
         with self._lock:
             self.values.append(root)
-            p5, p95 = np.percentile(self.values, [5, 95])
+            p5, p95 = self.bounds or np.percentile(self.values, [5, 95])
         if p95 == p5:
             return 0.5
         return 1.0 - float(np.clip((root - p5) / (p95 - p5), 0.0, 1.0))
