@@ -11,6 +11,11 @@ A run directory holds
   nothing and never leaves a half-written checkpoint where a reader would look;
 - ``tensorboard/`` and ``learning_curve.png``.
 
+:class:`RunSettings` is what every recipe's config says about its run (``run_dir``, ``seed``,
+``max_minutes``, ``checkpoint_every``, ``keep_checkpoints``, ``tensorboard``, ``plot``,
+``progress_every_s``, which of them may change on resume); each trainer's config inherits it
+and opens its directory with :meth:`RunSettings.open_run`.
+
 :class:`Run` opens a directory for a new run (refusing one that already holds a run) or for
 resuming. A resume is refused, with one :class:`~sparring.errors.RunError` that says what to do,
 when the command names another recipe (``train=router`` for a ``selfplay`` run: each recipe
@@ -38,8 +43,9 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from sparring.config import Config, above, at_least
 from sparring.errors import DataError, ModelNotFoundError, NotFoundError, RunError, SparringError
 from sparring.paths import TINY_MODEL
 
@@ -581,6 +587,44 @@ class Run:
 
 
 # -- metrics ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSettings(Config):
+    """What every trainer's recipe says about its run: where it lives, its time budget, how
+    often it checkpoints and what it draws. A recipe's config inherits these fields (a trainer
+    overrides a default such as ``run_dir`` by declaring it again), adds its own to
+    :attr:`RESUMABLE`, checks them with :meth:`run_problems` and opens its directory with
+    :meth:`open_run`."""
+
+    run_dir: str = "runs/run"
+    seed: int = 0
+    max_minutes: float | None = None
+    """Stop after this much training time (summed over resumed runs) even if the budget of
+    updates is not spent."""
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    tensorboard: bool = False
+    plot: bool = True
+    """Draw ``learning_curve.png`` when the run ends."""
+    progress_every_s: float = 30.0
+    """Where the output is not a terminal (a log file), print a line of progress this often."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("max_minutes", "checkpoint_every", "keep_checkpoints", "tensorboard",
+                                            "plot", "progress_every_s")
+    """Fields that may change when a run resumes; anything else must match the saved recipe."""
+    BUDGET: ClassVar[str] = "updates"
+    """The field that counts the run's updates (refused on resume when already reached)."""
+
+    def run_problems(self) -> list[str]:
+        """The problems of these fields, for the recipe's own check."""
+        return (at_least(self, 1, "checkpoint_every", "keep_checkpoints")
+                + above(self, 0, "max_minutes", "progress_every_s"))
+
+    def open_run(self, resume: bool) -> Run:
+        """The run directory of this recipe (see :class:`Run` for what it refuses)."""
+        return Run(self.run_dir, self.to_dict(), resume=resume, resumable=self.RESUMABLE, keep=self.keep_checkpoints,
+                   tensorboard=self.tensorboard, budget=self.BUDGET)
+
+
 class MetricsLog:
     """``metrics.jsonl`` plus (optionally) TensorBoard events."""
 

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from sparring.cli import app
-from sparring.errors import RunError
-from sparring.runs import Run, read_metrics
+from sparring.errors import ConfigError, RunError
+from sparring.runs import Run, RunSettings, read_metrics
 
 QUIET = ["games_per_update=2", "agent.max_new_tokens=16", "concurrency=4", "tensorboard=false", "plot=false"]
 
@@ -120,6 +120,25 @@ def test_the_run_module_checks_every_file_of_the_checkpoint_it_resumes(tmp_path,
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(RunError, match=rf"update-000002 is damaged: {damaged} cannot be read .*update-000001"):
         Run(tmp_path / "run", config, resume=True)
+
+
+def recipe_configs():
+    from sparring.agents.learners import TRAINERS
+    from sparring.views.rllib import RLlibConfig
+
+    return [config for config, _ in TRAINERS.values()] + [RLlibConfig]
+
+
+@pytest.mark.parametrize("config", recipe_configs(), ids=lambda c: c.__name__)
+def test_every_recipe_takes_its_run_settings_from_the_run_module(config, tmp_path):
+    assert issubclass(config, RunSettings) and set(RunSettings.RESUMABLE) <= set(config.RESUMABLE)
+    irl = config.__name__ == "IRLRunConfig"
+    recipe = {"env": {"id": "sparring/gems-v0"}, "demonstrations": "x.jsonl"} if irl else {
+        "env": {"id": "sparring/matrix-v0"}}
+    for bad, message in (({"checkpoint_every": 0}, "checkpoint_every=0 must be >= 1"),
+                         ({"max_minutes": 0}, r"max_minutes=0(\.0)? must be > 0")):
+        with pytest.raises(ConfigError, match=message):
+            config.from_dict({**recipe, **bad})
 
 
 # -- a different recipe or engine on resume ---------------------------------------------------

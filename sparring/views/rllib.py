@@ -36,10 +36,10 @@ from pettingzoo import ParallelEnv
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
 from sparring.agents.base import Action, Policy
-from sparring.config import Config, above, at_least, check
+from sparring.config import above, at_least, check
 from sparring.envs.registry import make, spec
 from sparring.errors import ConfigError, ModelNotFoundError
-from sparring.runs import Run, atomic_write_text, check_engine, checkpoint_of
+from sparring.runs import RunSettings, atomic_write_text, check_engine, checkpoint_of
 from sparring.views.discrete import (
     DiscreteConfig,
     DiscreteParallelEnv,
@@ -50,9 +50,6 @@ from sparring.views.discrete import (
 
 VIEW_FILE = "sparring_view.json"
 SHARING = ("per_agent", "shared")
-# Changing these between a run and its resumption is fine; anything else must match.
-RESUMABLE_CHANGES = {"iterations", "max_minutes", "checkpoint_every", "keep_checkpoints", "tensorboard", "plot",
-                     "progress", "progress_every_s"}
 
 
 class SimultaneousEnv(ParallelPettingZooEnv):
@@ -154,10 +151,10 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class RLlibConfig(Config):
+class RLlibConfig(RunSettings):
     """An RLlib run: the game, its discrete view, who shares which policy, and the budgets."""
 
-    env: dict[str, Any]
+    env: dict[str, Any] = field(default_factory=dict)
     """The game: ``id`` plus its arguments (``configs/env/*.yaml``)."""
     rllib: str = ""
     """The recipe (``configs/rllib/NAME.yaml``, chosen by ``rllib=NAME``) the run was composed
@@ -172,8 +169,6 @@ class RLlibConfig(Config):
     model: ModelSettings = field(default_factory=ModelSettings)
     iterations: int = 20
     """Training iterations (``algo.train()`` calls); 0 saves the initial policy as checkpoint 0."""
-    max_minutes: float | None = None
-    """Stop after this much training time (summed over resumed runs) even if iterations remain."""
     num_env_runners: int = 0
     """0: sample in this process (enough for these games on a laptop)."""
     num_envs_per_env_runner: int = 1
@@ -183,16 +178,14 @@ class RLlibConfig(Config):
     several times faster in short fragments (e.g. 32)."""
     metrics_smoothing_episodes: int = 50
     """Episodes averaged into each iteration's episode returns."""
-    seed: int = 0
     run_dir: str = "runs/rllib"
     checkpoint_every: int = 5
-    keep_checkpoints: int = 2
-    tensorboard: bool = False
-    plot: bool = True
     progress: bool = True
     """``sparring train engine=rllib`` shows progress: a bar in a terminal, else a line every
     ``progress_every_s``."""
-    progress_every_s: float = 30.0
+
+    RESUMABLE = (*RunSettings.RESUMABLE, "iterations", "progress")
+    BUDGET = "iterations"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> RLlibConfig:
@@ -208,13 +201,11 @@ class RLlibConfig(Config):
             problems.append("env needs an 'id' (e.g. env=matrix)")
         if self.policy_sharing not in SHARING:
             problems.append(f"policy_sharing={self.policy_sharing!r} is unknown; use one of {SHARING}")
-        problems += at_least(self, 1, "checkpoint_every", "keep_checkpoints", "num_envs_per_env_runner",
-                             "metrics_smoothing_episodes")
+        problems += at_least(self, 1, "num_envs_per_env_runner", "metrics_smoothing_episodes") + self.run_problems()
         problems += at_least(self, 0, "iterations", "num_env_runners")
         if self.rollout_fragment_length != "auto" and not (
                 isinstance(self.rollout_fragment_length, int) and self.rollout_fragment_length >= 1):
             problems.append(f"rollout_fragment_length={self.rollout_fragment_length!r} must be 'auto' or an integer >= 1")
-        problems += above(self, 0, "max_minutes", "progress_every_s")
         check(problems)
 
     def game_kwargs(self) -> dict[str, Any]:
@@ -315,7 +306,7 @@ def build_ppo_config(cfg: RLlibConfig):
 class RLlibTrainer:
     """An RLlib PPO run of a recipe (:class:`RLlibConfig`), through the run module: a new
     run, or ``resume=True`` from its last checkpoint (only the fields in
-    :data:`RESUMABLE_CHANGES` may differ). :meth:`run` trains until the iteration or time
+    :attr:`RLlibConfig.RESUMABLE` may differ). :meth:`run` trains until the iteration or time
     budget is spent and returns the metrics, one row per iteration."""
 
     def __init__(self, cfg: RLlibConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
@@ -325,8 +316,7 @@ class RLlibTrainer:
         tables = getattr(probe, "strategies", {})  # a numeric game's actions are its own moves
         self.described = {"view": view, "policy_mapping": mapping,
                           "strategies": {a: [s.name for s in tables[a]] for a in tables}}
-        self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=RESUMABLE_CHANGES,
-                           keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard, budget="iterations")
+        self.run_dir = cfg.open_run(resume)
         self.algo = self.ppo.build_algo()
         self.iteration, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
         try:

@@ -24,9 +24,9 @@ from sparring.agents.learners.selfplay import PolicyGradientConfig, SelfPlayConf
 from sparring.agents.learners.sft import SFTConfig, SFTLearnerConfig, SFTTrainer
 from sparring.config import Config
 from sparring.errors import ConfigError, did_you_mean
-from sparring.runs import check_engine
+from sparring.runs import RunSettings, check_engine
 
-TRAINERS: dict[str, tuple[type[Config], type[LLMTrainer] | type[IRLRun]]] = {
+TRAINERS: dict[str, tuple[type[RunSettings], type[LLMTrainer] | type[IRLRun]]] = {
     "selfplay": (SelfPlayConfig, SelfPlayTrainer),
     "inpo": (INPOConfig, INPOTrainer),
     "rainbow": (RainbowRunConfig, RainbowSearch),

@@ -23,7 +23,7 @@ from sparring.agents.learners.config import LEARNER, REFERENCE, RunConfig
 from sparring.agents.learners.model import LearnerModel
 from sparring.errors import ConfigError
 from sparring.pool import Pool, build_pool
-from sparring.runs import Run, resolve_model
+from sparring.runs import resolve_model
 
 
 class LLMTrainer(ABC):
@@ -45,8 +45,7 @@ class LLMTrainer(ABC):
         if cfg.pool.backend != "transformers" and cfg.learner.lora is not None:
             raise ConfigError(f"pool.backend={cfg.pool.backend} receives full weights from the learner: train "
                               "without learner.lora, or use pool=transformers")
-        self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=cfg.RESUMABLE,
-                           keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
+        self.run_dir = cfg.open_run(resume)
         self.pool: Pool | None = None
         try:  # whatever fails from here on (a model, an opponent) leaves nothing open
             adapters = tuple(a for a in self.learner_policies().values() if a is not None)

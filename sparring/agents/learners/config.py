@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.config import Config, above, at_least, check
+from sparring.config import above, at_least, check
 from sparring.pool import PoolConfig, SamplingParams
+from sparring.runs import RunSettings
 
 LEARNER = "learner"
 """The seat value (and pool policy name) of the model being trained."""
@@ -77,10 +78,10 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig(Config):
+class RunConfig(RunSettings):
     """A training run: the game, the model, the pool, the budgets and the run directory."""
 
-    env: dict[str, Any]
+    env: dict[str, Any] = field(default_factory=dict)
     """The game: ``id`` plus its constructor arguments (``configs/env/*.yaml``)."""
     trainer: str = ""
     """Which trainer runs the recipe (``selfplay``, ``inpo``); set by ``configs/train/``."""
@@ -91,39 +92,28 @@ class RunConfig(Config):
     agent: AgentConfig = field(default_factory=AgentConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     updates: int = 100
-    max_minutes: float | None = None
-    """Stop after this much training time (summed over resumed runs) even if updates remain."""
     games_per_update: int = 32
     group_size: int = 1
     """Games played per game seed (GRPO's group, INPO's answers per prompt)."""
     concurrency: int = 64
-    seed: int = 0
     run_dir: str = "runs/selfplay"
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 2
     save_trajectories: bool = False
     """Also write each update's samples to ``run_dir/trajectories/``."""
     tensorboard: bool = True
-    plot: bool = True
-    progress_every_s: float = 30.0
-    """Where the output is not a terminal (a log file), print a line of progress this often."""
 
-    #: Fields that may change when a run resumes; anything else must match the saved recipe.
-    RESUMABLE = ("updates", "max_minutes", "checkpoint_every", "keep_checkpoints", "save_trajectories",
-                 "tensorboard", "plot", "concurrency", "pool", "progress_every_s", "log_batch_metrics")
+    RESUMABLE = (*RunSettings.RESUMABLE, "updates", "save_trajectories", "concurrency", "pool", "log_batch_metrics")
 
     def problems(self) -> list[str]:
         out = []
         if "id" not in self.env:
             out.append("env needs an 'id' (e.g. env=redteam)")
-        out += at_least(self, 1, "updates", "games_per_update", "group_size", "concurrency", "checkpoint_every",
-                        "keep_checkpoints")
+        out += at_least(self, 1, "updates", "games_per_update", "group_size", "concurrency") + self.run_problems()
         if self.group_size >= 1 and self.games_per_update % self.group_size:
             out.append(f"games_per_update={self.games_per_update} must be a multiple of group_size={self.group_size}")
         if self.pool.backend == "remote":
             out.append("pool.backend=remote cannot receive the learner's weights (a server loads checkpoints from "
                        "its own disk); train with pool=transformers, ray or vllm")
-        return out + above(self, 0, "max_minutes", "progress_every_s")
+        return out
 
     @property
     def env_kwargs(self) -> dict[str, Any]:

@@ -38,24 +38,21 @@ from sparring.agents.learners.mamql import (
 )
 from sparring.agents.resolve import import_object
 from sparring.agents.trajectories import demonstrations_file, read_transitions, record_transitions
-from sparring.config import Config, above, at_least, check
+from sparring.config import at_least, check
 from sparring.envs.parsing import answer_in_format
 from sparring.envs.registry import make, spec
 from sparring.errors import ConfigError, DataError, NotFoundError, UnknownPolicyError
-from sparring.runs import Run, checkpoint_of, resolve_model
+from sparring.runs import RunSettings, checkpoint_of, resolve_model
 
 LEARNER_FILE = "learner.pt"
-#: Fields that may change when a run resumes; anything else must match the saved recipe.
-RESUMABLE = ("updates", "max_minutes", "checkpoint_every", "keep_checkpoints", "tensorboard", "plot",
-             "progress_every_s", "eval_every", "eval_games")
 
 
 @dataclass(frozen=True)
-class IRLRunConfig(Config):
+class IRLRunConfig(RunSettings):
     """An inverse-RL run: the game the demonstrations come from, the file, the method and its
     settings (``irl``), the budgets and the run directory."""
 
-    env: dict[str, Any]
+    env: dict[str, Any] = field(default_factory=dict)
     """The game (``id`` plus arguments): a numeric simultaneous-move game (gems-v0), or a
     turn-based language game that registers a move index (negotiation-v0)."""
     demonstrations: str = ""
@@ -77,17 +74,13 @@ class IRLRunConfig(Config):
     """Learn from the file's first N games (None: all)."""
     updates: int = 20
     steps_per_update: int = 100
-    max_minutes: float | None = None
     eval_every: int = 5
     """Play ``eval_games`` games with the learned policies every this many updates (0: never)."""
     eval_games: int = 20
-    seed: int = 0
     run_dir: str = "runs/mamql"
     checkpoint_every: int = 5
-    keep_checkpoints: int = 2
-    tensorboard: bool = False
-    plot: bool = True
-    progress_every_s: float = 30.0
+
+    RESUMABLE = (*RunSettings.RESUMABLE, "updates", "eval_every", "eval_games")
 
     def __post_init__(self) -> None:
         problems = []
@@ -104,9 +97,8 @@ class IRLRunConfig(Config):
             problems.append("demonstrations= is empty: give the file `sparring record` wrote")
         if self.method not in METHODS:
             problems.append(f"method={self.method!r} is unknown; use one of {', '.join(METHODS)}")
-        problems += at_least(self, 1, "updates", "steps_per_update", "checkpoint_every", "keep_checkpoints",
-                             "eval_games", "max_episodes")
-        problems += at_least(self, 0, "eval_every") + above(self, 0, "max_minutes", "progress_every_s")
+        problems += at_least(self, 1, "updates", "steps_per_update", "eval_games", "max_episodes")
+        problems += at_least(self, 0, "eval_every") + self.run_problems()
         check(problems)
 
     @property
@@ -249,8 +241,7 @@ class IRLRun:
                                   f"{cfg.env['id']} with these settings gives {probe.observation_space(agent).shape}; "
                                   "set env.* as the demonstrations were recorded")
         self.demos = demos
-        self.run_dir = Run(cfg.run_dir, cfg.to_dict(), resume=resume, resumable=RESUMABLE,
-                           keep=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
+        self.run_dir = cfg.open_run(resume)
         self.learner = build_learner(cfg.method, cfg.learner_config(), demos, num_actions)
         rollout = env_rollout(self.make_env, cfg.irl.online_episodes, cfg.seed) if cfg.irl.online else None
         self.learner.prepare(demos, rollout=rollout)
