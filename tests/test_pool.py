@@ -12,6 +12,7 @@ from sparring.pool import (
     GenerationRequest,
     InferencePool,
     InvalidRequestError,
+    PoolClosedError,
     PoolConfig,
     SamplingParams,
 )
@@ -304,3 +305,53 @@ def test_shared_prefix_groups_save_the_most_and_leave_every_row_a_token():
     assert sorted(shared_prefixes(prompts)) == [(69, [2, 3, 5]), (100, [0, 1])]  # 70 shared, one short of row 5's end
     assert shared_prefixes([[1] * 30, [1] * 30]) == [(29, [0, 1])]
     assert shared_prefixes([[1, 2, 3], [1, 2, 4]]) == []  # too short to be worth it
+
+
+def test_weight_updates_queued_together_each_take_a_version(pool):
+    first, second = make_model(seed=1).state_dict(), make_model(seed=2).state_dict()
+    long = SamplingParams(temperature=0, max_new_tokens=30)
+
+    async def main():
+        in_flight = asyncio.ensure_future(pool.generate(GenerationRequest("p", PROMPTS[1], long)))
+        await asyncio.sleep(0.05)  # the batch has started: both updates queue
+        versions = pool.update_weights("p", first), pool.update_weights("p", second)
+        assert pool.info("p").weights_version == 2
+        await in_flight
+        return versions, await pool.generate(GenerationRequest("p", PROMPTS[1], long))
+
+    versions, after = run(main())
+    assert versions == (1, 2) and after.weights_version == 2
+    assert torch.equal(pool.models["p"].model.model.embed_tokens.weight, second["model.embed_tokens.weight"])
+
+
+def test_closing_the_pool_fails_requests_in_a_running_batch(pool, monkeypatch):
+    import time
+
+    import sparring.pool.pool as pool_module
+
+    real = pool_module.generate_batch
+
+    def slow(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool_module, "generate_batch", slow)
+
+    async def main():
+        running = asyncio.ensure_future(pool.generate(GenerationRequest("p", PROMPTS[0], GREEDY)))
+        await asyncio.sleep(0.1)  # its batch is on the worker
+        await pool.aclose()
+        with pytest.raises(PoolClosedError):
+            await asyncio.wait_for(running, 3)
+        with pytest.raises(PoolClosedError):
+            await pool.score("p", "hi", [" there"])
+
+    run(main())
+
+
+def test_a_row_without_a_nucleus_keeps_every_token_beside_one_with_a_nucleus():
+    from sparring.pool.transformers_backend import _truncate
+
+    logits = torch.randn(2, 150_000, generator=torch.Generator().manual_seed(0)) * 3  # float sums reach 1 early
+    out = _truncate(logits, [SamplingParams(top_p=1.0), SamplingParams(top_p=0.9)])
+    assert not torch.isinf(out[0]).any() and torch.isinf(out[1]).any()

@@ -76,7 +76,9 @@ class InferencePool:
         self.served: dict[str, _Served] = {}
         self.stats = PoolStats()
         self._generator = torch.Generator().manual_seed(self.config.seed)
-        self._updates: dict[str, dict[str, torch.Tensor]] = {}
+        self._updates: dict[str, tuple[int, dict[str, torch.Tensor]]] = {}
+        """Policy → the newest weights queued and the version they will be (an update queued
+        while another waits replaces it, and takes the next version number)."""
         self._updates_lock = threading.Lock()
         # One queue and batcher per event loop: a pool may serve an async rollout and, at the
         # same time, a synchronous caller that runs its own loop in another thread.
@@ -120,8 +122,8 @@ class InferencePool:
     def info(self, policy: str) -> PolicyInfo:
         served = self._served(policy)
         with self._updates_lock:
-            queued = 1 if policy in self._updates else 0  # applies before the next batch
-            return PolicyInfo(policy, served.loaded.context_length, served.version + queued)
+            version = self._updates[policy][0] if policy in self._updates else served.version  # queued: next batch
+            return PolicyInfo(policy, served.loaded.context_length, version)
 
     def tokenizer(self, policy: str) -> Any:
         return self._served(policy).loaded.tokenizer
@@ -162,8 +164,8 @@ class InferencePool:
             _check_fits(policy, served.loaded.model, weights)
         state = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
         with self._updates_lock:
-            self._updates[policy] = state
-            version = served.version + 1
+            version = (self._updates[policy][0] if policy in self._updates else served.version) + 1
+            self._updates[policy] = (version, state)
         if not any(not task.done() for _, task in self._batchers.values()):
             self._apply_updates()
         return version
@@ -175,14 +177,14 @@ class InferencePool:
 
         with self._updates_lock:
             while self._updates:
-                policy, state = self._updates.popitem()
+                policy, (version, state) = self._updates.popitem()
                 served = self.served[policy]
                 with served.loaded.lock:  # never under a batch that is running
                     if served.adapter is None:
                         served.loaded.model.load_state_dict(state, strict=False)
                     else:
                         load_adapter_state(served.loaded, served.adapter, state)
-                    served.version += 1
+                    served.version = version
 
     def _served(self, policy: str) -> _Served:
         served = self.served.get(policy)
@@ -215,7 +217,13 @@ class InferencePool:
         apply first, as they do before a batch."""
         if self._closed:
             raise PoolClosedError("the pool is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self._after_updates, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, self._after_updates, fn, *args)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and not (task is not None and task.cancelling()):  # the pass was dropped by aclose
+                raise PoolClosedError("the pool was closed") from None
+            raise
 
     def _after_updates(self, fn, *args):
         self._apply_updates()
@@ -245,26 +253,36 @@ class InferencePool:
         return entry[0]
 
     async def _run_batches(self, queue: asyncio.Queue) -> None:
-        while True:
-            batch = [await queue.get()]
-            wait = self.config.max_wait_ms / 1000
-            # Linger while requests keep coming (games resumed by the last batch submit their
-            # next turns one after another), but never more than 20 waits in all.
-            cap = time.monotonic() + 20 * wait
-            limit = self.config.max_batch_size * len({id(s.loaded) for s in self.served.values()})
-            while len(batch) < limit:
-                timeout = min(wait, cap - time.monotonic())
-                try:
-                    batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
-                except (TimeoutError, asyncio.QueueEmpty):
-                    break
-            groups: dict[int, list[_Pending]] = defaultdict(list)
-            for pending in batch:  # a model and its adapters batch together
-                if not pending.future.cancelled():
-                    groups[id(self.served[pending.request.policy].loaded)].append(pending)
-            for group in groups.values():
-                for start in range(0, len(group), self.config.max_batch_size):
-                    await self._serve(group[start: start + self.config.max_batch_size])
+        batch: list[_Pending] = []
+        try:
+            while True:
+                batch = [await queue.get()]
+                await self._gather_and_serve(queue, batch)
+        except asyncio.CancelledError:  # closed: what this batcher had taken fails, not waits forever
+            for pending in batch:
+                _fail_closed(pending)
+            raise
+
+    async def _gather_and_serve(self, queue: asyncio.Queue, batch: list[_Pending]) -> None:
+        """Add to ``batch`` (its first request taken) what else comes soon, and serve it."""
+        wait = self.config.max_wait_ms / 1000
+        # Linger while requests keep coming (games resumed by the last batch submit their
+        # next turns one after another), but never more than 20 waits in all.
+        cap = time.monotonic() + 20 * wait
+        limit = self.config.max_batch_size * len({id(s.loaded) for s in self.served.values()})
+        while len(batch) < limit:
+            timeout = min(wait, cap - time.monotonic())
+            try:
+                batch.append(queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout))
+            except (TimeoutError, asyncio.QueueEmpty):
+                break
+        groups: dict[int, list[_Pending]] = defaultdict(list)
+        for pending in batch:  # a model and its adapters batch together
+            if not pending.future.cancelled():
+                groups[id(self.served[pending.request.policy].loaded)].append(pending)
+        for group in groups.values():
+            for start in range(0, len(group), self.config.max_batch_size):
+                await self._serve(group[start: start + self.config.max_batch_size])
 
     async def _serve(self, group: list[_Pending]) -> None:
         requests = [p.request for p in group]
@@ -300,15 +318,30 @@ class InferencePool:
                 pending.future.set_result(result)
 
     async def aclose(self) -> None:
-        """Stop serving: requests still queued fail with PoolClosedError."""
+        """Stop serving: requests still queued or in a batch fail with PoolClosedError (a batch
+        the worker is running finishes first). Batchers on other event loops (a server's
+        thread) are stopped on their own loops."""
         self._closed = True
         self._worker.shutdown(wait=False, cancel_futures=True)
-        for queue, task in list(self._batchers.values()):
-            task.cancel()
-            while not queue.empty():
-                pending = queue.get_nowait()
-                if not pending.future.done():
-                    pending.future.set_exception(PoolClosedError("the pool was closed"))
+        for loop, (queue, task) in list(self._batchers.items()):
+            if loop.is_closed():
+                continue
+            if loop is asyncio.get_running_loop():
+                _drain_closed(queue, task)
+            else:
+                loop.call_soon_threadsafe(_drain_closed, queue, task)
+
+
+def _drain_closed(queue: asyncio.Queue, task: asyncio.Task) -> None:
+    """On the batcher's own loop: stop it and fail what is still queued."""
+    task.cancel()
+    while not queue.empty():
+        _fail_closed(queue.get_nowait())
+
+
+def _fail_closed(pending: _Pending) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(PoolClosedError("the pool was closed"))
 
 
 def _check_fits(policy: str, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -348,7 +348,10 @@ def _truncate(scaled: torch.Tensor, params: list) -> torch.Tensor:
     drop = ranks >= ks.unsqueeze(-1)
     top_p = torch.tensor([p.top_p if not p.greedy else 1.0 for p in params], device=scaled.device).unsqueeze(-1)
     probs = torch.softmax(sorted_logits.masked_fill(drop, -math.inf), dim=-1)
-    drop |= (probs.cumsum(-1) - probs) >= top_p  # keep the token that crosses p
+    # Keep the token that crosses p; a row without a nucleus (top_p = 1) keeps every token,
+    # even where float rounding takes the running sum to 1 early (its samples must not depend
+    # on the rows it is batched with).
+    drop |= ((probs.cumsum(-1) - probs) >= top_p) & (top_p < 1.0)
     return scaled.scatter(1, order, sorted_logits.masked_fill(drop, -math.inf))
 
 
