@@ -246,6 +246,17 @@ def checkpoint_of(path: str | Path) -> Path:
     return (pointed if pointed is not None and pointed.is_dir() else path).resolve()
 
 
+def pinned(spec: Any) -> Any:
+    """A model spec that names a run directory, as the path of the checkpoint the run is at
+    now; anything else as it is. A run records the models it starts from pinned, so a resume
+    finds the same ones even after the run they came from has gone on (a resume that names
+    the run again is then refused as a changed recipe, not silently given newer weights)."""
+    if not isinstance(spec, (str, Path)) or str(spec) == "tiny":
+        return spec
+    pointed = _pointed(Path(spec).expanduser())
+    return str(pointed.resolve()) if pointed is not None and pointed.is_dir() else spec
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where a model lives: ``path`` (a local directory) or ``hub_id`` (a Hugging Face id);

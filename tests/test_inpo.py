@@ -123,6 +123,35 @@ def test_preference_learners_train_the_tiny_model(tmp_path, algorithm):
         trainer.close()
 
 
+def test_an_iteration_is_one_step_whatever_the_micro_batch(tmp_path):
+    import dataclasses
+
+    from sparring.agents.learners import INPOTrainer
+    from sparring.agents.trajectories import samples_from_episode
+
+    trainer = INPOTrainer(config(tmp_path))
+    try:
+        episodes, ids = trainer.rollout(1)
+        pairs = [samples_from_episode(e, i)[:2] for e, i in zip(episodes, ids)]
+        winners, losers = [p[0] for p in pairs], [p[1] for p in pairs]
+        start = {k: v.clone() for k, v in trainer.learner.model.state_dict().items()}
+        learned = []
+        for micro in (2, 16):  # one pair per chunk, then all pairs in one
+            trainer.learner.model.load_state_dict(start)
+            # plain SGD: the step is the accumulated gradient itself (Adam's first step is its sign)
+            trainer.learner.optimizer = torch.optim.SGD(trainer.learner.model.parameters(), lr=1.0)
+            trainer.cfg = dataclasses.replace(trainer.cfg, learner=dataclasses.replace(trainer.cfg.learner,
+                                                                                       micro_batch_size=micro))
+            row = trainer.learn(winners, losers)
+            learned.append(({k: v.clone() for k, v in trainer.learner.model.state_dict().items()}, row))
+        (small, row_small), (large, row_large) = learned
+        assert len(winners) == 3 and row_small["loss"] == pytest.approx(row_large["loss"], rel=1e-5)
+        assert all(torch.allclose(small[k], large[k], atol=1e-6) for k in start)
+        assert any(not torch.equal(start[k], large[k]) for k in start)
+    finally:
+        trainer.close()
+
+
 def test_inpo_run_keeps_every_iteration(tmp_path):
     metrics = train(config(tmp_path))
     assert [m["update"] for m in metrics] == [1, 2]

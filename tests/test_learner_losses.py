@@ -117,3 +117,10 @@ def test_token_logprobs_equal_log_softmax():
     ids = torch.randint(0, 11, (2, 5))
     expected = torch.log_softmax(logits, -1)[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(token_logprobs(logits, ids), expected, atol=1e-6)
+
+
+def test_grpo_counts_a_game_of_several_moves_once_in_its_group():
+    rewards = torch.tensor([1.0, 1.0, 1.0, -1.0])  # game a: three moves; game b: one
+    advantages = group_advantages(rewards, ["g"] * 4, games=["a", "a", "a", "b"])
+    assert advantages.tolist() == pytest.approx([1.0, 1.0, 1.0, -1.0], abs=1e-4)  # the baseline is 0, not 0.5
+    assert group_advantages(rewards, ["g"] * 4).tolist() != pytest.approx(advantages.tolist())  # moves as games

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sparring.agents.learners import SelfPlayConfig, train
 from sparring.cli import app
-from sparring.runs import read_metrics
+from sparring.runs import checkpoint_of, read_metrics
 
 TINY_BUDGET = ["games_per_update=4", "env.revise_fraction=1.0", "agent.max_new_tokens=24", "concurrency=8"]
 SPARRING = os.path.join(os.path.dirname(sys.executable), "sparring")
@@ -149,6 +149,37 @@ def test_grpo_with_a_frozen_league_opponent_trains_only_the_learners_moves(tmp_p
     assert len(set(seed_of.values())) <= 2
 
 
+def test_the_games_of_a_grpo_group_face_the_same_league_opponent(tmp_path):
+    from sparring.agents.learners import SelfPlayTrainer
+
+    cfg = config(tmp_path, learner={"algorithm": "grpo"}, group_size=2, games_per_update=8,
+                 seats={"attacker": ["reference", "redteam.roleplay"]},
+                 env={"id": "sparring/redteam-v0", "revise_fraction": 1.0})
+    trainer = SelfPlayTrainer(cfg)
+    try:
+        episodes, _ = trainer.rollout(1)
+    finally:
+        trainer.close()
+    attackers = [e.policies["attacker"] for e in episodes]
+    assert all(attackers[i] == attackers[i + 1] for i in range(0, 8, 2)), attackers
+    assert len(set(attackers)) == 2  # seed 0 draws both
+
+
+def test_a_fresh_lora_adapter_starts_from_the_recipes_seed(tmp_path):
+    from sparring.agents.learners import SelfPlayTrainer
+
+    def adapter(seed, name):
+        trainer = SelfPlayTrainer(config(tmp_path, learner={"lora": {"r": 4}}, seed=seed, run_dir=str(tmp_path / name)))
+        try:
+            return {k: v.clone() for k, v in trainer.learner.weights().items()}
+        finally:
+            trainer.close()
+
+    first, again, other = adapter(0, "a"), adapter(0, "b"), adapter(1, "c")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
 def test_an_update_moves_the_weights_and_the_pool_serves_them(tmp_path):
     from sparring.agents.learners import SelfPlayTrainer
 
@@ -181,7 +212,10 @@ def test_an_earlier_run_joins_the_league_as_a_frozen_opponent(tmp_path):
     cfg = config(tmp_path, run_dir=str(tmp_path / "next"), seats={"attacker": [earlier, "learner"]},
                  env={"id": "sparring/redteam-v0", "revise_fraction": 1.0}, games_per_update=8)
     trainer = SelfPlayTrainer(cfg)
+    pinned = str(checkpoint_of(earlier))  # the checkpoint the earlier run is at: a resume finds the same
     try:
+        assert pinned.endswith("update-000001") and trainer.cfg.seats["attacker"] == [pinned, "learner"]
+        earlier = pinned
         assert earlier in trainer.pool.policies
         frozen = trainer.pool.models[earlier].model
         before = {k: v.clone() for k, v in frozen.state_dict().items()}
@@ -217,6 +251,7 @@ def test_role_adapters_train_one_adapter_per_role_on_one_base(tmp_path):
         assert {s.policy for s in samples} <= {"learner-attacker", "learner-defender"}
         defender_only = [s for s in samples if s.role == "defender"]
         trainer.learn(defender_only, 1)
+        assert trainer.learner.trained_parameters("defender") and not trainer.learner.trained_parameters("attacker")
         moved = {role: any(not torch.equal(before[role][k], v) for k, v in trainer.learner.weights(role).items())
                  for role in before}
         assert moved == {"attacker": False, "defender": True}

@@ -12,6 +12,7 @@ metrics row per update.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from sparring.agents.learners.config import LEARNER, REFERENCE, RunConfig
 from sparring.agents.learners.model import LearnerModel
 from sparring.errors import ConfigError
 from sparring.pool import Pool, build_pool
-from sparring.runs import resolve_model
+from sparring.runs import pinned, resolve_model
 
 
 class LLMTrainer(ABC):
@@ -36,6 +37,8 @@ class LLMTrainer(ABC):
 
     def __init__(self, cfg: RunConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None,
                  uses_reference: bool = False):
+        if pinned(cfg.agent.model) != cfg.agent.model:  # a run: the checkpoint it is at now
+            cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, model=pinned(cfg.agent.model)))
         self.cfg = cfg
         self.on_update = on_update
         self.source = resolve_model(cfg.agent.model)
@@ -49,7 +52,9 @@ class LLMTrainer(ABC):
         self.pool: Pool | None = None
         try:  # whatever fails from here on (a model, an opponent) leaves nothing open
             adapters = tuple(a for a in self.learner_policies().values() if a is not None)
-            self.learner = LearnerModel(self.source, cfg.learner.lr, cfg.learner.lora, cfg.pool.device, adapters)
+            with torch.random.fork_rng(devices=[]):  # a fresh LoRA adapter starts from the recipe's seed
+                torch.manual_seed(cfg.seed)
+                self.learner = LearnerModel(self.source, cfg.learner.lr, cfg.learner.lora, cfg.pool.device, adapters)
             self.sampling = cfg.agent.sampling()
             self.update, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
             self.run_dir.restore(self.load_checkpoint)

@@ -193,22 +193,26 @@ class INPOTrainer(LLMTrainer):
             fixed = [tuple(summed_logprobs(f, batch) for f in (learner.logprobs, learner.reference_logprobs)
                            for batch in pair) for pair in batches]
         learner.model.train()
+        pairs = len(winners)
         losses, margins = [], []
-        for _ in range(cfg.epochs):
+        for _ in range(cfg.epochs):  # one optimizer step per epoch, gradients accumulated over the chunks
+            learner.optimizer.zero_grad(set_to_none=True)
+            loss_sum = margin_sum = 0.0
             for (win, lose), (t_w, t_l, ref_w, ref_l) in zip(batches, fixed):
-                learner.optimizer.zero_grad(set_to_none=True)
                 logp_w = summed_logprobs(learner.logprobs, win)
                 logp_l = summed_logprobs(learner.logprobs, lose)
                 if cfg.algorithm == "inpo":
-                    loss = inpo_loss(logp_w, logp_l, ref_w, ref_l, t_w, t_l, cfg.eta, cfg.inpo_r).mean()
+                    loss = inpo_loss(logp_w, logp_l, ref_w, ref_l, t_w, t_l, cfg.eta, cfg.inpo_r).sum()
                 else:
-                    loss = dpo_loss(logp_w, logp_l, ref_w, ref_l, cfg.beta).mean()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for p in learner.model.parameters() if p.requires_grad],
-                                               cfg.max_grad_norm)
-                learner.optimizer.step()
-                losses.append(float(loss.detach()))
-                margins.append(float(((logp_w - logp_l) - (t_w - t_l)).mean().detach()))
+                    loss = dpo_loss(logp_w, logp_l, ref_w, ref_l, cfg.beta).sum()
+                (loss / pairs).backward()
+                loss_sum += float(loss.detach())
+                margin_sum += float(((logp_w - logp_l) - (t_w - t_l)).sum().detach())
+            torch.nn.utils.clip_grad_norm_([p for p in learner.model.parameters() if p.requires_grad],
+                                           cfg.max_grad_norm)
+            learner.optimizer.step()
+            losses.append(loss_sum / pairs)
+            margins.append(margin_sum / pairs)
         return {"loss": float(np.mean(losses)), "margin_gain": float(np.mean(margins))}
 
 

@@ -75,18 +75,25 @@ def whiten_per_group(values: torch.Tensor, mask: torch.Tensor, groups: Sequence[
     return out
 
 
-def group_advantages(rewards: torch.Tensor, groups: Sequence[Hashable], eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, groups: Sequence[Hashable], games: Sequence[Hashable] | None = None,
+                     eps: float = 1e-6) -> torch.Tensor:
     """GRPO's baseline: each reward minus its group's mean, divided by the group's std (a
-    group of equal rewards, or of one, gives 0). ``[B]`` → ``[B]``."""
+    group of equal rewards, or of one game, gives 0). ``games`` names each row's game: a game
+    of several moves counts once in its group's mean and std, at its moves' mean reward.
+    ``[B]`` → ``[B]``."""
+    games = list(games) if games is not None else list(range(len(groups)))
     out = torch.zeros_like(rewards, dtype=torch.float32)
     for group in dict.fromkeys(groups):
-        rows = torch.tensor([g == group for g in groups], device=rewards.device)
-        chosen = rewards[rows].float()
+        rows = [i for i, g in enumerate(groups) if g == group]
+        per_game: dict[Hashable, list[int]] = {}
+        for i in rows:
+            per_game.setdefault(games[i], []).append(i)
+        chosen = torch.stack([rewards[moves].float().mean() for moves in per_game.values()])
         if chosen.numel() < 2:
             continue
         std = chosen.std(unbiased=False)
         if std > eps:
-            out[rows] = (chosen - chosen.mean()) / (std + eps)
+            out[rows] = (rewards[rows].float() - chosen.mean()) / (std + eps)
     return out
 
 

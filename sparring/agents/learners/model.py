@@ -109,16 +109,25 @@ class LearnerModel:
             raise ConfigError(f"no adapter {adapter!r}; the learner has {list(self.adapters)}")
         self.model.set_adapter(adapter)
 
+    def trained_parameters(self, adapter: str | None = None) -> list[torch.nn.Parameter]:
+        """The parameters with a gradient that ``adapter`` owns (``None``: all of them)."""
+        params = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None]
+        return [p for n, p in params if adapter is None or f".{adapter}." in n]
+
     def logprobs(self, batch: Batch) -> torch.Tensor:
-        return sequence_logprobs(self.model, self._on_device(batch))
+        """Each completion token's logprob under the learner, on the batch's own device (the
+        losses are computed beside the batch's masks and buffers; gradients flow back to the
+        model on its device)."""
+        return sequence_logprobs(self.model, self._on_device(batch)).to(batch.mask.device)
 
     @torch.no_grad()
     def reference_logprobs(self, batch: Batch) -> torch.Tensor:
-        batch = self._on_device(batch)
+        """The same under the frozen reference (the base without the adapter, for LoRA)."""
+        on_device = self._on_device(batch)
         if self.reference is not None:
-            return sequence_logprobs(self.reference, batch)
+            return sequence_logprobs(self.reference, on_device).to(batch.mask.device)
         with self.model.disable_adapter():
-            return sequence_logprobs(self.model, batch)
+            return sequence_logprobs(self.model, on_device).to(batch.mask.device)
 
     def _on_device(self, batch: Batch) -> Batch:
         if self.device.type == "cpu":

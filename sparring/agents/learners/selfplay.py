@@ -59,7 +59,7 @@ from sparring.config import at_least, check
 from sparring.envs import Demonstration, make, spec
 from sparring.errors import ConfigError
 from sparring.pool import SamplingParams
-from sparring.runs import checkpoint_of
+from sparring.runs import checkpoint_of, pinned
 
 ALGORITHMS = ("reinforce_pp", "grpo")
 
@@ -72,7 +72,9 @@ class PolicyGradientConfig(OptimizerConfig):
     """``reinforce_pp`` (KL in the reward, returns whitened per role) or ``grpo`` (group
     baselines over ``group_size`` games of one seed, KL as a loss term)."""
     kl_coef: float = 0.01
-    kl_estimator: str = "k1"
+    kl_estimator: str | None = None
+    """``k1``, ``k2`` or ``k3``; None: the algorithm's own (k1 in REINFORCE++'s reward, k3 in
+    GRPO's loss term)."""
     clip_eps: float = 0.2
     per_role_norm: bool = True
     """Whiten advantages separately per role (False: over the whole batch)."""
@@ -92,7 +94,7 @@ class PolicyGradientConfig(OptimizerConfig):
                     else "")
             problems.append(f"learner.algorithm={self.algorithm!r} is not a self-play learner{hint}; use one of "
                             f"{', '.join(ALGORITHMS)}")
-        if self.kl_estimator not in KL_ESTIMATORS:
+        if self.kl_estimator is not None and self.kl_estimator not in KL_ESTIMATORS:
             problems.append(f"learner.kl_estimator={self.kl_estimator!r} is unknown; use one of {KL_ESTIMATORS}")
         problems += at_least(self, 0, "kl_coef", "sft_coef", where="learner")
         problems += at_least(self, 1, "sft_batch", where="learner")
@@ -154,6 +156,10 @@ class SelfPlayTrainer(LLMTrainer):
     def __init__(self, cfg: SelfPlayConfig, resume: bool = False, on_update: Callable[[dict], None] | None = None):
         if cfg.reward_model is not None:  # the checkpoint of the moment: a resumed run must find the same reward
             cfg = dataclasses.replace(cfg, reward_model=str(checkpoint_of(cfg.reward_model)))
+        seats = {seat: [pinned(o) for o in spec] if isinstance(spec, (list, tuple)) else pinned(spec)
+                 for seat, spec in cfg.seats.items()}
+        if seats != cfg.seats:  # frozen models given as runs: the checkpoints they are at now
+            cfg = dataclasses.replace(cfg, seats=seats)
         agents = list(make(cfg.env["id"], **cfg.env_kwargs).possible_agents)  # checks the game's config
         self.seat_choices = _seat_choices(cfg, agents)
         self.learn_roles = _learn_roles(cfg, self.seat_choices)
@@ -245,7 +251,9 @@ class SelfPlayTrainer(LLMTrainer):
         rng = np.random.default_rng([cfg.seed, update])
         game_seeds = np.repeat(rng.integers(2**31 - 1, size=cfg.games_per_update // cfg.group_size), cfg.group_size)
         policy_seeds = rng.integers(2**31 - 1, size=cfg.games_per_update)
-        seat_draws = {a: rng.integers(len(o), size=cfg.games_per_update) for a, o in self.seat_choices.items()}
+        groups = cfg.games_per_update // cfg.group_size  # the games of one seed face the same opponents
+        seat_draws = {a: np.repeat(rng.integers(len(o), size=groups), cfg.group_size)
+                      for a, o in self.seat_choices.items()}
 
         def seats(index: int) -> dict[str, Policy]:
             return {agent: self._policy(options[seat_draws[agent][index]], agent)
@@ -290,10 +298,11 @@ class SelfPlayTrainer(LLMTrainer):
                     nll = self.anchors[adapter].loss(anchors[adapter])
                     (cfg.sft_coef * nll).backward()
                     stats["sft_nll"] += float(nll.detach()) / len(anchors)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.learner.model.parameters() if p.grad is not None], cfg.max_grad_norm)
+            # each adapter (a role's own, with role adapters) is clipped by its own gradient's norm
+            norms = [torch.nn.utils.clip_grad_norm_(self.learner.trained_parameters(adapter), cfg.max_grad_norm)
+                     for adapter in prepared]
             self.learner.optimizer.step()
-            stats["grad_norm"] += float(grad_norm)
+            stats["grad_norm"] += float(torch.stack(norms).square().sum().sqrt())
         stats = {k: v / cfg.epochs for k, v in stats.items()}
         sequences = sum(g.mask.shape[0] for g in prepared.values())
         stats["kl_per_sequence"] = sum(float((kl_penalty(g.old, g.ref, "k1") * g.mask).sum())
@@ -320,9 +329,10 @@ class SelfPlayTrainer(LLMTrainer):
         mask = group.mask
         rewards = torch.tensor([s.reward for s in group.samples])
         if cfg.algorithm == "grpo":
-            group.advantages = group_advantages(rewards, [(s.seed, s.role) for s in group.samples]).unsqueeze(1) * mask
+            group.advantages = group_advantages(rewards, [(s.seed, s.role) for s in group.samples],
+                                                games=[s.game_id for s in group.samples]).unsqueeze(1) * mask
         else:
-            kl = kl_penalty(group.old, group.ref, cfg.kl_estimator) * mask
+            kl = kl_penalty(group.old, group.ref, cfg.kl_estimator or "k1") * mask
             returns = reinforce_pp_returns(rewards, kl, mask, cfg.kl_coef)
             roles = [s.role for s in group.samples] if cfg.per_role_norm else [0] * len(group.samples)
             group.advantages = whiten_per_group(returns, mask, roles)
@@ -341,7 +351,8 @@ class SelfPlayTrainer(LLMTrainer):
             loss, info = clipped_policy_loss(logp, group.old[a:b, :width], group.advantages[a:b, :width],
                                              part.mask, cfg.clip_eps)
             if cfg.algorithm == "grpo":
-                loss = loss + cfg.kl_coef * (kl_penalty(logp, group.ref[a:b, :width], "k3") * part.mask).sum()
+                kl = kl_penalty(logp, group.ref[a:b, :width], cfg.kl_estimator or "k3")
+                loss = loss + cfg.kl_coef * (kl * part.mask).sum()
             (loss / tokens).backward()
             stats["loss"] += float(loss.detach()) / float(tokens)
             stats["clip_frac"] += info["clipped_tokens"] / float(tokens)
