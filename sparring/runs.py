@@ -69,7 +69,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     concurrent writers each write a file of their own, and the last move wins)."""
     fd, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

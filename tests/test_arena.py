@@ -183,6 +183,10 @@ def test_agents_that_raise_or_stall_in_a_match_forfeit_it_and_the_tournament_goe
     done = [m for m in analysis.matches if m.status == "done"]
     assert {frozenset(m.seats.values()) for m in done} == {frozenset({"rock", "paper"}), frozenset({"rock", "crasher"})}
     assert analysis.record["crasher"]["forfeits"] == 2 and analysis.record["rock"]["forfeits"] == 0
+    from sparring.arenas.report import rating_rows
+
+    games = {agent: n for _, agent, *_, n in rating_rows(analysis)}
+    assert games["crasher"] == 2 * 3  # each of its 6 matches once: a forfeit is one lost game, not two
 
 
 def test_an_entry_whose_policy_raises_in_its_probe_game_stops_the_tournament_before_any_match(tmp_path):

@@ -44,6 +44,14 @@ def test_two_replicas_serve_and_keep_sessions_together(ray_pool):
         asyncio.run(ray_pool.generate(GenerationRequest("nope", "hi", GREEDY)))
 
 
+def test_replicas_sample_unseeded_requests_from_seeds_of_their_own(ray_pool):
+    from sparring.pool.ray_pool import replica_seed
+
+    seeds = ray.get([replica.actor.ping.remote() for replica in ray_pool.replicas])
+    assert seeds == [replica_seed(0, 0), replica_seed(0, 1)] and seeds[0] != seeds[1]
+    assert len({replica_seed(s, i) for s in range(4) for i in range(4)}) == 16
+
+
 def test_scores_match_an_in_process_pool(ray_pool):
     from sparring.pool import InferencePool
 

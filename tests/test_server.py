@@ -289,6 +289,35 @@ def test_remote_pool_retries_5xx_never_4xx_and_bounds_time():
     asyncio.run(main())
 
 
+def test_remote_pool_turns_replies_of_the_wrong_shape_into_backend_errors():
+    replies = {"/v1/completions": {"choices": [{"text": None, "logprobs": None, "message": None}]},
+               "/v1/chat/completions": {"choices": [{"message": None}]}, "/v1/models": [1, 2],
+               "/v1/weights": {"version": "new"}}
+
+    async def reply(request):
+        return web.json_response(replies[request.path])
+
+    async def main():
+        app = web.Application()
+        for path in replies:
+            app.router.add_route("*", path, reply)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        remote = RemotePool(f"http://127.0.0.1:{runner.addresses[0][1]}", retries=0)
+        try:
+            for call in (remote.generate(GenerationRequest("p", MESSAGES)), remote.list_policies(),
+                         remote.aupdate_weights("p", "/x"), remote.score("p", "hi", [" there"])):
+                with pytest.raises(BackendError, match="unexpected reply|not an object"):
+                    await call
+        finally:
+            await remote.aclose()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
 def test_remote_pool_refuses_bad_settings():
     with pytest.raises(ValueError, match="retries=-1"):
         RemotePool("http://127.0.0.1:1", retries=-1)

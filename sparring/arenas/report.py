@@ -18,6 +18,7 @@ import numpy as np
 from sparring.arenas import metagame, ratings
 from sparring.arenas.store import MatchRecord
 from sparring.arenas.tournament import TournamentConfig
+from sparring.runs import atomic_write_text
 
 
 @dataclass
@@ -91,7 +92,7 @@ def rating_rows(analysis: Analysis) -> list[tuple[str, str, float, float | None,
         return []
     rows = []
     for a in analysis.agents:
-        n = sum(analysis.record[a].values())
+        n = sum(analysis.record[a][k] for k in ("wins", "draws", "losses"))  # rated games (a forfeit is a loss)
         for system, r in (("bradley_terry", analysis.bradley_terry[a]), ("elo", analysis.elo[a])):
             rows.append((system, a, r.value, r.lo, r.hi, n))
         mu, sigma = analysis.openskill[a]
@@ -151,19 +152,21 @@ def write_reports(analysis: Analysis, directory: Path) -> dict[str, Path]:
     """report.html, report.json, leaderboard.csv and matches.csv in ``directory``."""
     paths = {"html": directory / "report.html", "json": directory / "report.json",
              "leaderboard": directory / "leaderboard.csv", "matches": directory / "matches.csv"}
-    paths["html"].write_text(html_report(analysis), encoding="utf-8")
-    paths["json"].write_text(json.dumps(to_json(analysis), indent=1), encoding="utf-8")
     board = analysis.leaderboard()
-    with paths["leaderboard"].open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(board[0]))
-        writer.writeheader()
-        writer.writerows(board)
-    with paths["matches"].open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["match", "round", "seed", "seats", "status", "rewards", "forfeit_by", "reason"])
-        for m in analysis.matches:
-            writer.writerow([m.key, m.round, m.seed, json.dumps(m.seats), m.status, json.dumps(m.rewards),
-                             m.forfeit_by or "", m.reason or ""])
+    leaderboard = io.StringIO()
+    writer = csv.DictWriter(leaderboard, fieldnames=list(board[0]))
+    writer.writeheader()
+    writer.writerows(board)
+    matches = io.StringIO()
+    rows = csv.writer(matches)
+    rows.writerow(["match", "round", "seed", "seats", "status", "rewards", "forfeit_by", "reason"])
+    for m in analysis.matches:
+        rows.writerow([m.key, m.round, m.seed, json.dumps(m.seats), m.status, json.dumps(m.rewards),
+                       m.forfeit_by or "", m.reason or ""])
+    texts = {"html": html_report(analysis), "json": json.dumps(to_json(analysis), indent=1),
+             "leaderboard": leaderboard.getvalue(), "matches": matches.getvalue()}
+    for key, text in texts.items():  # each file whole or not at all: a kill never leaves half a report
+        atomic_write_text(paths[key], text)
     return paths
 
 

@@ -50,8 +50,9 @@ class _Replica:
     def update_weights(self, policy: str, weights: Any) -> int:
         return self.pool.update_weights(policy, weights)
 
-    def ping(self) -> str:
-        return "ok"
+    def ping(self) -> int:
+        """The replica's sampler seed (an answer at all says it started)."""
+        return self.pool.config.seed
 
 
 @dataclass
@@ -59,6 +60,13 @@ class _Handle:
     actor: Any
     in_flight: int = 0
     alive: bool = True
+
+
+def replica_seed(seed: int, replica: int) -> int:
+    """Replica ``replica`` 's sampler seed in a pool seeded ``seed`` (distinct per replica)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, replica]).generate_state(1)[0])
 
 
 class RayPool:
@@ -78,8 +86,10 @@ class RayPool:
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         actor_class = ray.remote(num_cpus=num_cpus_per_replica, max_restarts=0)(_Replica)
-        self.replicas = [_Handle(actor_class.options(max_concurrency=1024).remote(self.config))
-                         for _ in range(self.config.replicas)]
+        # each replica its own sampler seed: unseeded requests on two replicas must not draw alike
+        self.replicas = [_Handle(actor_class.options(max_concurrency=1024).remote(
+            dataclasses.replace(self.config, seed=replica_seed(self.config.seed, i))))
+            for i in range(self.config.replicas)]
         self._locations: dict[str, str] = {}
         self._tokenizers: dict[str, Any] = {}
         self.sessions: dict[str, int] = {}

@@ -126,7 +126,7 @@ class RemotePool:
         body = await self._call("POST", path, payload, timeout_s)
         try:
             return self._generation(request, body, chat)
-        except (KeyError, IndexError, TypeError, ValueError) as error:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
             raise self._unexpected(path, body, error) from None
 
     async def score(self, policy: str, prompt: str, continuations: list[str], *,
@@ -153,7 +153,7 @@ class RemotePool:
             values = [None, *map(float, echoed["token_logprobs"][1:])]
             if len(echoed["token_logprobs"]) != len(ends):
                 raise ValueError(f"{len(echoed['token_logprobs'])} token_logprobs for {len(ends)} tokens")
-        except (KeyError, IndexError, TypeError, ValueError) as error:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
             raise self._unexpected("/completions", body, error) from None
         return body, ends, values
 
@@ -208,7 +208,10 @@ class RemotePool:
 
     async def list_policies(self) -> list[str]:
         body = await self._call("GET", "/models")
-        self._policies = [model["id"] for model in body.get("data", [])]
+        try:
+            self._policies = [str(model["id"]) for model in body.get("data") or []]
+        except (KeyError, TypeError) as error:
+            raise self._unexpected("/models", body, error, "GET") from None
         return list(self._policies)
 
     def update_weights(self, policy: str, checkpoint_path: str | Path) -> int:
@@ -229,7 +232,10 @@ class RemotePool:
                     f"{self.base_url} has no /v1/weights route: weight updates need a sparring server "
                     "(sparring.pool.server); for vLLM use its own weight-loading API") from None
             raise
-        return int(body["version"])
+        try:
+            return int(body["version"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._unexpected("/weights", body, error) from None
 
     async def aclose(self) -> None:
         """Close this event loop's HTTP session (others close with their loops)."""
@@ -267,8 +273,8 @@ class RemotePool:
         payload["messages"] = messages
         return payload
 
-    def _unexpected(self, path: str, body: Any, error: Exception) -> BackendError:
-        return BackendError(f"POST {self.base_url}{path}: unexpected reply ({type(error).__name__}: "
+    def _unexpected(self, path: str, body: Any, error: Exception, method: str = "POST") -> BackendError:
+        return BackendError(f"{method} {self.base_url}{path}: unexpected reply ({type(error).__name__}: "
                             f"{error}); it starts {json.dumps(body)[:300]}")
 
     @staticmethod
@@ -318,9 +324,12 @@ class RemotePool:
                 error.status = status
                 raise error
             try:
-                return json.loads(text)
+                body = json.loads(text)
             except ValueError:
                 raise BackendError(f"{method} {url}: the reply is not JSON: {text[:300]!r}") from None
+            if not isinstance(body, dict):
+                raise BackendError(f"{method} {url}: the reply is JSON but not an object: {text[:300]!r}")
+            return body
 
         return await retry(attempt, retries=self.retries, backoff_s=self.backoff_s,
                            max_backoff_s=self.max_backoff_s, what=f"{method} {url}")
