@@ -61,6 +61,7 @@ from sparring.agents.llm import LLMPolicy
 from sparring.agents.rollout import play_many
 from sparring.agents.scripted.negotiation import SoftmaxNegotiator
 from sparring.agents.trajectories import record_transitions, write_transitions
+from sparring.arenas.evaluate import mean_std
 from sparring.envs import make
 from sparring.envs.negotiation import MoveIndex, parallel_env, position_features, read_position
 from sparring.envs.parsing import answer_in_format
@@ -99,7 +100,7 @@ def imitation(make_player, temperature: float, seeds: int, games: int, base: int
             total += sum(t.reward for t in rows if t.agent == seat)
             count += games
         scores.append(total / count)
-    return {"mean": float(np.mean(scores)), "std": float(np.std(scores))}
+    return dict(zip(("mean", "std"), mean_std(scores)))
 
 
 def llm_imitation(model: Path, temperature: float, seeds: int, games: int, base: int) -> dict[str, float]:
@@ -130,7 +131,7 @@ def llm_imitation(model: Path, temperature: float, seeds: int, games: int, base:
             scores.append(total / (2 * games))
     finally:
         asyncio.run(pool.aclose())
-    return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "invalid": invalid / max(moves, 1)}
+    return dict(zip(("mean", "std"), mean_std(scores))) | {"invalid": invalid / max(moves, 1)}
 
 
 def llm_negotiators(rows, args, work: Path, eval_base: int) -> tuple[dict[str, dict], dict[str, list[dict]]]:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from sparring.agents.learners import RainbowRunConfig, SelfPlayConfig, train
+from sparring.arenas.evaluate import mean_std
 from sparring.envs.rainbow import Archive, load_archive
 from sparring.envs.rainbow.metrics import archive_metrics
 from sparring.envs.redteam import load_seeds
@@ -118,7 +119,7 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
-    return {k: (float(np.mean([r[k] for r in results])), float(np.std([r[k] for r in results]))) for k in REPORTED}
+    return {k: mean_std([r[k] for r in results]) for k in REPORTED}
 
 
 def main() -> None:

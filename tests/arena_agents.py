@@ -42,6 +42,17 @@ class CrashesOnPaper(ScriptedPolicy):
         return "[rock]"
 
 
+class PoolDiesOnPaper(ScriptedPolicy):
+    """Plays rock until an opponent has played paper; then its inference backend fails."""
+
+    def respond(self, agent, observation):
+        if "[paper]" in observation["text"].partition("History:")[2]:
+            from sparring.errors import BackendError
+
+            raise BackendError("policy 'model': RuntimeError: CUDA out of memory")
+        return "[rock]"
+
+
 class Blocker(ScriptedPolicy):
     """A synchronous policy that blocks its thread on every move (it never awaits)."""
 

@@ -189,6 +189,23 @@ def test_agents_that_raise_or_stall_in_a_match_forfeit_it_and_the_tournament_goe
     assert games["crasher"] == 2 * 3  # each of its 6 matches once: a forfeit is one lost game, not two
 
 
+def test_a_pool_failure_stops_the_tournament_without_a_forfeit_and_a_resume_replays_it(tmp_path):
+    from sparring.errors import BackendError
+
+    roster = {"rock": PURE["rock"], "paper": PURE["paper"], "flaky": {"policy": "arena_agents:PoolDiesOnPaper"}}
+    sys.path.insert(0, str(TESTS))
+    try:
+        with pytest.raises(BackendError, match="out of memory.*no agent forfeits it.*sparring arena resume t"):
+            run_tournament(tmp_path, game=RPS | {"rounds": 2}, roster=roster, games_per_pairing=1, concurrency=1)
+        tournament = Tournament.open("t", str(tmp_path))
+        stored = tournament.store.matches()
+        assert all(m.status == "done" for m in stored)  # nothing counted against anyone
+        assert not any({"flaky", "paper"} == set(m.seats.values()) for m in stored)
+        tournament.store.close()
+    finally:
+        sys.path.remove(str(TESTS))
+
+
 def test_an_entry_whose_policy_raises_in_its_probe_game_stops_the_tournament_before_any_match(tmp_path):
     roster = {"rock": PURE["rock"], "paper": PURE["paper"], "crasher": {"policy": "arena_agents:Crasher"}}
     sys.path.insert(0, str(TESTS))
@@ -424,3 +441,12 @@ def test_a_scripted_policy_bound_to_its_thread_keeps_its_moves_on_the_loop():
     here = threading.current_thread().name
     moved = [asyncio.run(Guarded(cls(), "a", 5.0).act("player_0", {"text": ""})).text for cls in (Bound, Free)]
     assert moved[0] == here and moved[1] != here
+
+
+def test_a_self_play_payoff_counts_the_agents_own_seats_not_the_fixed_ones():
+    from sparring.arenas.metagame import payoff_matrix
+    from sparring.arenas.store import MatchRecord
+
+    match = MatchRecord(key="m", index=0, round=0, seed=0, seats={"player_0": "a", "player_1": "a"}, status="done",
+                        rewards={"player_0": 1.0, "player_1": 3.0, "expert_small": -8.0})
+    assert payoff_matrix(["a"], [match]).payoffs[0, 0] == 2.0

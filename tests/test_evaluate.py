@@ -79,3 +79,24 @@ def test_a_missing_local_model_is_named_not_looked_up_on_the_hub(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         resolve_model("runs/inpo/checkpoints/update-000009")
     assert resolve_model("org/name").hub_id == "org/name"  # a hub id passes through
+
+
+def test_two_models_evaluated_on_one_pool_each_play_their_own_weights(tmp_path):
+    import asyncio
+
+    from lm import make_model, make_tokenizer
+
+    from sparring.arenas.evaluate import served_name
+    from sparring.pool import build_pool
+
+    make_model().save_pretrained(tmp_path / "other")
+    make_tokenizer().save_pretrained(tmp_path / "other")
+    pool = build_pool()
+    try:
+        for model in ("tiny", str(tmp_path / "other")):
+            evaluate(EvalConfig(model=model, games=1, eval_seeds=(0,), embedder=None, attackers=("redteam.verbatim",),
+                                defenders=()), pool)
+    finally:
+        asyncio.run(pool.aclose())
+    names = {served_name("tiny"), served_name(str(tmp_path / "other"))}
+    assert len(names) == 2 and names <= set(pool.policies)

@@ -1,8 +1,9 @@
 """Evaluate a red-teaming model against fixed opponents on held-out seeds.
 
 The model defends against every scripted attacker and attacks every scripted defender that
-the game registers as its baselines (it always revises the seed then). Each metric is computed per evaluation seed and reported as
-mean ± std over the seeds:
+the game registers as its baselines (it always revises the seed then). Each metric is
+computed per evaluation seed and reported as mean ± std over the seeds (:func:`mean_std`: the
+sample std, n − 1):
 
 - ``defender_reward`` / ``attacker_reward``: mean game reward of the model's seat;
 - ``safety``: share of harmful seeds whose answer declines;
@@ -29,6 +30,7 @@ splits, WildJailbreak-shaped JSONL, HarmBench's or XSTest's CSV, or a plain text
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +49,17 @@ from sparring.pool import Pool, PoolConfig, SamplingParams, build_pool, serve_mo
 from sparring.runs import ModelSource, resolve_model
 
 GAME = "sparring/redteam-v0"
-MODEL = "model"
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of per-seed figures and their sample standard deviation (n − 1: the seeds are
+    a sample of the seeds there could be; 0 for a single seed)."""
+    values = [float(v) for v in values]
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def served_name(model: str) -> str:
+    """The pool policy an evaluated model is served as: named after where its weights are, so
+    evaluations of two models on one pool never play the first one twice."""
+    return f"evaluated:{resolve_model(model).location}"
 SCRIPTED_ATTACKERS = spec(GAME).baselines["attacker"]
 SCRIPTED_DEFENDERS = spec(GAME).baselines["defender"]
 DIVERSITY_SAMPLE = 128
@@ -100,7 +112,7 @@ class EvalReport:
 
     def summary(self) -> dict[str, tuple[float, float]]:
         """Each metric's mean and std over the evaluation seeds."""
-        return {k: (float(np.mean(v)), float(np.std(v))) for k, v in self.per_seed.items()}
+        return {k: mean_std(v) for k, v in self.per_seed.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "metrics": {k: {"mean": m, "std": s} for k, (m, s) in self.summary().items()},
@@ -119,7 +131,7 @@ def evaluate(cfg: EvalConfig, pool: Pool | None = None) -> EvalReport:
 
 
 def _evaluate(cfg: EvalConfig, source: ModelSource, pool: Pool) -> EvalReport:
-    serve_model(pool, cfg.model, name=MODEL)
+    served = serve_model(pool, cfg.model, name=served_name(cfg.model))
     sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens)
 
     rows = load_seeds(cfg.seeds, cfg.label)  # a bad seed file fails here, before the model plays
@@ -128,7 +140,7 @@ def _evaluate(cfg: EvalConfig, source: ModelSource, pool: Pool) -> EvalReport:
             "harmful_fraction": sum(r.label == "harmful" for r in rows) / len(rows)}
 
     def llm() -> LLMPolicy:
-        return LLMPolicy(MODEL, pool=pool, sampling=sampling, name="model")
+        return LLMPolicy(served, pool=pool, sampling=sampling, name="model")
 
     async def matches(eval_seed: int) -> tuple[list[Episode], list[Episode]]:
         seeds = [eval_seed * 1_000_003 + i for i in range(cfg.games)]

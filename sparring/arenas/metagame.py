@@ -62,7 +62,7 @@ def payoff_matrix(agents: Sequence[str], matches: Sequence[MatchRecord]) -> Meta
         present = list(dict.fromkeys(m.seats.values()))
         if len(present) == 1:
             a = present[0]
-            total[index[a], index[a]] += float(np.mean(list(m.rewards.values())))
+            total[index[a], index[a]] += m.agent_reward(a)  # its own seats only, not the fixed ones
             counts[index[a], index[a]] += 1
             continue
         a, b = present

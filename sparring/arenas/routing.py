@@ -23,6 +23,7 @@ import numpy as np
 from sparring.agents import load_policy, play_many
 from sparring.agents.llm import LLMPolicy
 from sparring.agents.resolve import PolicyResolver
+from sparring.arenas.evaluate import mean_std, served_name
 from sparring.config import Config, at_least, check
 from sparring.envs import make
 from sparring.envs.router import STOP
@@ -85,7 +86,7 @@ def _evaluate(cfg: RouterEvalConfig, model: str | None, pool: Pool | None) -> di
         experts = dict.fromkeys(seats[1:], cfg.experts)
     sampling = SamplingParams(temperature=cfg.temperature, top_k=0, max_new_tokens=cfg.max_new_tokens, stop=STOP)
     if model is not None:
-        name = serve_model(pool, model, name="router-under-test")
+        name = serve_model(pool, model, name=served_name(model))
 
         def router():
             return LLMPolicy(name, pool=pool, sampling=sampling, name="router")
@@ -114,4 +115,4 @@ def _evaluate(cfg: RouterEvalConfig, model: str | None, pool: Pool | None) -> di
         per_seed["calls"].append(float(np.mean([len(i["calls"]) for i in infos])))
         per_seed["valid_format"].append(float(np.mean([not i["format_problems"] for i in infos])))
         per_seed["reward"].append(float(np.mean([e.rewards["router"] for e in episodes])))
-    return {m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v} for m, v in per_seed.items()}
+    return {m: dict(zip(("mean", "std"), mean_std(v)), per_seed=v) for m, v in per_seed.items()}

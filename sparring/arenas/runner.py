@@ -38,7 +38,7 @@ from sparring.arenas.tournament import (
     swiss_pairs,
 )
 from sparring.envs import make
-from sparring.errors import ConfigError, SparringError, StoreError
+from sparring.errors import BackendError, ConfigError, PoolClosedError, SparringError, StoreError
 from sparring.sync import call_in_daemon_thread
 
 
@@ -91,6 +91,8 @@ class Guarded(Policy):
             return await asyncio.wait_for(self._move(seat, observation), self.timeout_s)
         except TimeoutError:
             raise Forfeit(self.agent, f"no move within {self.timeout_s:g} s", seat) from None
+        except (BackendError, PoolClosedError):  # the pool failed, not the agent: no forfeit
+            raise
         except Exception as e:
             raise Forfeit(self.agent, f"{type(e).__name__}: {e}", seat) from e
 
@@ -283,10 +285,16 @@ class Tournament:
             pending = [s for s in self.schedule(round_, stored) if s.key not in done]
             if not pending:
                 continue
-            if use_ray:
-                self._run_on_ray(pending, on_match)
-            else:
-                asyncio.run(self._play_all(pending, on_match))
+            try:
+                if use_ray:
+                    self._run_on_ray(pending, on_match)
+                else:
+                    asyncio.run(self._play_all(pending, on_match))
+            except (BackendError, PoolClosedError) as error:
+                raise type(error)(
+                    f"{error}; the inference pool failed during a match, so the match is not stored (no agent "
+                    f"forfeits it). The {len(self.store.done_keys())} matches that finished are kept: "
+                    f"`sparring arena resume {self.cfg.name}` plays the rest") from error
         return self.store.matches()
 
     async def _play_all(self, pending: list[MatchSpec], on_match) -> None:
