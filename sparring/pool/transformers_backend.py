@@ -32,9 +32,9 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     device: torch.device
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: Any = field(default_factory=threading.RLock, repr=False)
     """Held while the model runs: batches and scoring calls take turns (peft's adapter
-    selection is per call, not per thread)."""
+    selection is per call, not per thread), and weights never change within one call."""
     use_fast_decoder: bool = True
     """Decode Llama-family models with :class:`~sparring.pool.fast_decode.FastDecoder` (off:
     always through the model's own forward)."""
@@ -390,10 +390,11 @@ def score_continuations(loaded: LoadedModel, prompt: str, continuations: list[st
     tok = loaded.tokenizer
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     scores = []
-    for text in continuations:
-        ids = tok(prompt + text, add_special_tokens=False)["input_ids"]
-        start = continuation_start(prompt_ids, ids, text)
-        scores.append(float(_teacher_forced(loaded, ids, adapter, start).sum()))
+    with loaded.lock:  # every continuation scored on the same weights
+        for text in continuations:
+            ids = tok(prompt + text, add_special_tokens=False)["input_ids"]
+            start = continuation_start(prompt_ids, ids, text)
+            scores.append(float(_teacher_forced(loaded, ids, adapter, start).sum()))
     return scores
 
 
