@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from sparring.arenas.evaluate import EvalConfig, evaluate, seed_metrics
+from sparring.arenas.evaluate import EvalConfig, EvalReport, evaluate, seed_metrics
 from sparring.cli import app
 from sparring.runs import resolve_model
 
@@ -18,6 +18,17 @@ def test_eval_reports_every_metric_per_seed():
     assert -3 <= summary["defender_reward"][0] <= 3
     for key in ("safety", "compliance", "attacker_success", "defender_valid_format"):
         assert 0 <= summary[key][0] <= 1
+
+
+def test_a_metric_stays_aligned_with_its_evaluation_seeds():
+    """A seed whose games drew no row of a kind has no such metric: its entry is None, so the
+    other seeds' values keep their places and the spread is over the seeds that measured it."""
+    report = evaluate(EvalConfig(games=1, eval_seeds=(0, 1, 2), embedder=None))
+    assert report.to_dict()["eval_seeds"] == [0, 1, 2]
+    assert all(len(values) == 3 for values in report.per_seed.values())
+    partial = EvalReport("m", [4, 5, 6], {"contrast_compliance": [None, 0.5, 1.0]})
+    mean, std = partial.summary()["contrast_compliance"]
+    assert mean == pytest.approx(0.75) and std == pytest.approx(0.5 ** 0.5 / 2)
 
 
 def test_scripted_extremes_give_known_rates():

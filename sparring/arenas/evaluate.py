@@ -107,16 +107,20 @@ class EvalConfig(Config):
 
 @dataclass
 class EvalReport:
+    """Metrics per evaluation seed: ``per_seed[metric][k]`` belongs to ``eval_seeds[k]``, and is
+    None where that seed's games held no such rows (e.g. no contrast prompt was drawn)."""
+
     model: str
-    per_seed: dict[str, list[float]] = field(default_factory=dict)
+    eval_seeds: list[int] = field(default_factory=list)
+    per_seed: dict[str, list[float | None]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, tuple[float, float]]:
-        """Each metric's mean and std over the evaluation seeds."""
-        return {k: mean_std(v) for k, v in self.per_seed.items()}
+        """Each metric's mean and std over the evaluation seeds that measured it."""
+        return {k: mean_std([x for x in v if x is not None]) for k, v in self.per_seed.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "metrics": {k: {"mean": m, "std": s} for k, (m, s) in self.summary().items()},
-                "per_seed": self.per_seed}
+                "eval_seeds": self.eval_seeds, "per_seed": self.per_seed}
 
 
 def evaluate(cfg: EvalConfig, pool: Pool | None = None) -> EvalReport:
@@ -158,11 +162,11 @@ def _evaluate(cfg: EvalConfig, source: ModelSource, pool: Pool) -> EvalReport:
         return await asyncio.gather(*(matches(s) for s in cfg.eval_seeds))
 
     embed = minilm_embedder(cfg.pool.device) if cfg.embedder == "minilm" else None
-    report = EvalReport(source.location)
-    for defended, attacked in asyncio.run(all_seeds()):
-        for name, value in seed_metrics(defended, attacked, embed, judge_named(cfg.judge)).items():
-            report.per_seed.setdefault(name, []).append(value)
-    return report
+    measured = [seed_metrics(defended, attacked, embed, judge_named(cfg.judge))
+                for defended, attacked in asyncio.run(all_seeds())]
+    names = dict.fromkeys(name for seed in measured for name in seed)
+    return EvalReport(source.location, list(cfg.eval_seeds),
+                      {name: [seed.get(name) for seed in measured] for name in names})
 
 
 def seed_metrics(defended: list[Episode], attacked: list[Episode], embed=None, judge: Any = None) -> dict[str, float]:
