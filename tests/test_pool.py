@@ -122,6 +122,24 @@ def test_bad_request_fails_alone_and_the_pool_keeps_serving(pool):
         run(pool.generate(GenerationRequest("q", "hi", GREEDY)))
 
 
+def test_the_requests_beside_a_bad_one_are_served_in_one_batch(pool):
+    """Bad requests are picked out of their batch by their prompts, not by serving every
+    request of it alone."""
+    async def main():
+        good = [pool.generate(GenerationRequest("p", t, GREEDY)) for t in PROMPTS]
+        bad = [pool.generate(GenerationRequest("p", "how " * 300, GREEDY)),
+               pool.generate(GenerationRequest("p", "", GREEDY, prefill=""))]
+        return await asyncio.gather(*good, *bad, return_exceptions=True)
+
+    *good, too_long, empty = run(main())
+    assert isinstance(empty, InvalidRequestError) and "empty prompt" in str(empty)
+    assert isinstance(too_long, InvalidRequestError) and "exceeds the context" in str(too_long)
+    assert all(not isinstance(g, Exception) for g in good), good
+    assert pool.stats.batch_sizes == [len(PROMPTS)]
+    alone = [run(pool.generate(GenerationRequest("p", t, GREEDY))) for t in PROMPTS]
+    assert [g.completion_ids for g in good] == [g.completion_ids for g in alone]
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"),
                                                ({"max_new_tokens": 0}, "max_new_tokens"), ({"stop": [""]}, "stop")])
 def test_bad_sampling_params_name_the_value(kwargs, match):

@@ -29,6 +29,7 @@ from sparring.pool.transformers_backend import (
     generate_batch,
     load_model,
     prompt_token_logprobs,
+    request_prompt_ids,
     score_continuations,
 )
 from sparring.pool.types import Generation, GenerationRequest, PolicyInfo
@@ -298,8 +299,17 @@ class InferencePool:
                 if not group[0].future.done():
                     group[0].future.set_exception(error)
                 return
-            for pending in group:  # find the bad request; serve the rest
-                await self._serve([pending])
+            # Fail the requests that cannot be served and batch the rest again; an error no
+            # prompt explains is found by serving each request alone.
+            bad = await asyncio.get_running_loop().run_in_executor(self._worker, _bad_requests, loaded, requests)
+            for k, problem in bad.items():
+                if not group[k].future.done():
+                    group[k].future.set_exception(problem)
+            if not bad:
+                for pending in group:
+                    await self._serve([pending])
+            elif len(bad) < len(group):
+                await self._serve([p for k, p in enumerate(group) if k not in bad])
             return
         except Exception as error:
             failure = BackendError(f"policy {loaded.name!r}: {type(error).__name__}: {error}")
@@ -330,6 +340,17 @@ class InferencePool:
                 _drain_closed(queue, task)
             else:
                 loop.call_soon_threadsafe(_drain_closed, queue, task)
+
+
+def _bad_requests(loaded: LoadedModel, requests: list[GenerationRequest]) -> dict[int, InvalidRequestError]:
+    """The requests of a batch that cannot be served, by their place in it."""
+    bad = {}
+    for k, request in enumerate(requests):
+        try:
+            request_prompt_ids(loaded, request)
+        except InvalidRequestError as error:
+            bad[k] = error
+    return bad
 
 
 def _drain_closed(queue: asyncio.Queue, task: asyncio.Task) -> None:

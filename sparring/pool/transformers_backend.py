@@ -120,11 +120,27 @@ class _Row:
         self.text = ""
 
 
+def request_prompt_ids(loaded: LoadedModel, request: GenerationRequest) -> list[int]:
+    """The prompt's token ids, or InvalidRequestError when the request cannot be served (an
+    empty prompt, or one that leaves no room for ``max_new_tokens`` in the context)."""
+    prompt_ids = loaded.tokenizer(render_prompt(loaded, request), add_special_tokens=False)["input_ids"]
+    if not prompt_ids:
+        raise InvalidRequestError(f"empty prompt for policy {request.policy!r}")
+    if len(prompt_ids) + request.sampling.max_new_tokens > loaded.context_length:
+        raise InvalidRequestError(
+            f"prompt of {len(prompt_ids)} tokens + max_new_tokens={request.sampling.max_new_tokens} "
+            f"exceeds the context of {loaded.context_length} tokens of policy {request.policy!r}; "
+            "shorten the prompt or lower max_new_tokens"
+        )
+    return prompt_ids
+
+
 def generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], default_generator: torch.Generator,
                    adapters: list[str | None] | None = None, versions: list[int] | None = None) -> list[Generation]:
     """Serve one batch of requests for one model. ``adapters`` names each row's LoRA adapter
     (``None``: the base model) when the model carries adapters. Raises InvalidRequestError
-    when a request is bad; the caller retries the others one by one (the pool does)."""
+    when a request is bad (see :func:`request_prompt_ids`); the caller serves the others
+    without it (the pool does)."""
     with loaded.lock, torch.no_grad():
         return _generate_batch(loaded, requests, default_generator, adapters, versions)
 
@@ -134,16 +150,7 @@ def _generate_batch(loaded: LoadedModel, requests: list[GenerationRequest], defa
     tok = loaded.tokenizer
     rows = []
     for request in requests:
-        prompt_ids = tok(render_prompt(loaded, request), add_special_tokens=False)["input_ids"]
-        if not prompt_ids:
-            raise InvalidRequestError(f"empty prompt for policy {request.policy!r}")
-        total = len(prompt_ids) + request.sampling.max_new_tokens
-        if total > loaded.context_length:
-            raise InvalidRequestError(
-                f"prompt of {len(prompt_ids)} tokens + max_new_tokens={request.sampling.max_new_tokens} "
-                f"exceeds the context of {loaded.context_length} tokens of policy {request.policy!r}; "
-                "shorten the prompt or lower max_new_tokens"
-            )
+        prompt_ids = request_prompt_ids(loaded, request)
         seed = request.sampling.seed
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,), generator=default_generator))
