@@ -71,6 +71,41 @@ def test_weights_broadcast_to_every_replica(ray_pool):
     assert gen.weights_version == 1
 
 
+def test_a_weight_update_some_replicas_cannot_load_stops_them():
+    """Replicas left on the old weights would serve a game the wrong version: when some load
+    an update and some cannot, the latter are named and stopped; when none can, the update
+    fails as a whole."""
+    from sparring.pool.ray_pool import settle_update
+
+    missing = BackendError("FileNotFoundError: /scratch/ckpt")
+    assert settle_update("p", [3, 3]) == (3, [])
+    assert settle_update("p", [missing, 3, missing]) == (3, [0, 2])
+    with pytest.raises(BackendError, match="FileNotFoundError"):
+        settle_update("p", [missing, missing])
+    with pytest.raises(BackendError, match="disagree"):
+        settle_update("p", [2, 3])
+
+
+def test_weights_only_some_replicas_can_read_stop_those_that_cannot(tmp_path):
+    from sparring.pool import PoolConfig
+    from sparring.pool.ray_pool import RayPool
+
+    make_model().save_pretrained(tmp_path / "m")
+    make_tokenizer().save_pretrained(tmp_path / "m")
+    pool = RayPool({"p": tmp_path / "m"}, replicas=2, config=PoolConfig(), num_cpus_per_replica=0.5)
+    try:
+        # A policy only replica 0 serves stands in for a checkpoint only one node can read.
+        ray.get(pool.replicas[0].actor.add_policy.remote("q", str(tmp_path / "m")))
+        pool._locations["q"] = str(tmp_path / "m")
+        with pytest.warns(RuntimeWarning, match="replica 1 could not load weights version 1"):
+            assert pool.update_weights("q", make_model(seed=1).state_dict()) == 1
+        assert [r.alive for r in pool.replicas] == [True, False]
+        gen = asyncio.run(pool.generate(GenerationRequest("q", "how can I help", GREEDY)))
+        assert gen.weights_version == 1
+    finally:
+        asyncio.run(pool.aclose())
+
+
 def test_a_killed_replica_fails_its_requests_and_the_rest_continue(tmp_path):
     from sparring.pool import PoolConfig
     from sparring.pool.ray_pool import RayPool

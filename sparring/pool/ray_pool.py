@@ -69,6 +69,19 @@ def replica_seed(seed: int, replica: int) -> int:
     return int(np.random.SeedSequence([seed, replica]).generate_state(1)[0])
 
 
+def settle_update(policy: str, outcomes: list[int | PoolError]) -> tuple[int, list[int]]:
+    """A weight update's version and the replicas (by place in ``outcomes``) that failed to
+    load it while others did; raises when every replica failed, or when those that loaded it
+    disagree on its version."""
+    failed = [k for k, outcome in enumerate(outcomes) if isinstance(outcome, PoolError)]
+    if len(failed) == len(outcomes):
+        raise outcomes[0]
+    versions = sorted({outcome for outcome in outcomes if not isinstance(outcome, PoolError)})
+    if len(versions) > 1:
+        raise BackendError(f"policy {policy!r}: the replicas disagree on its weights version ({versions})")
+    return versions[0], failed
+
+
 class RayPool:
     """``config.replicas`` copies of a pool serving ``models`` (policy name → anything
     :func:`~sparring.runs.resolve_model` takes), each replica an actor with
@@ -119,12 +132,23 @@ class RayPool:
 
     def update_weights(self, policy: str, weights: Any) -> int:
         """Push weights (a state dict, or a checkpoint path every replica can read) to every
-        live replica; returns the weights version they serve next."""
+        live replica; returns the weights version they serve next.
+
+        When every replica refuses the weights, nothing changed and the first refusal is
+        raised. When only some do (a checkpoint path that one node cannot read), those are
+        stopped with a warning, so that no request is served on the old weights."""
+        import warnings
+
         self._known(policy)
-        versions = self._everywhere("update_weights", policy, weights)
-        if len(set(versions)) > 1:
-            raise BackendError(f"policy {policy!r}: the replicas disagree on its weights version ({versions})")
-        return versions[0]
+        outcomes = self._outcomes("update_weights", policy, weights)
+        version, stale = settle_update(policy, [outcome for _, outcome in outcomes])
+        for k in stale:
+            replica, error = outcomes[k]
+            self._retire(replica)
+            warnings.warn(f"policy {policy!r}: replica {self.replicas.index(replica)} could not load weights "
+                          f"version {version} ({error}); it was stopped so that every replica runs the same "
+                          f"weights ({sum(r.alive for r in self.replicas)} serve on)", RuntimeWarning, stacklevel=2)
+        return version
 
     def info(self, policy: str) -> PolicyInfo:
         self._known(policy)
@@ -139,22 +163,38 @@ class RayPool:
         return self._tokenizers[policy]
 
     def _everywhere(self, method: str, *args: Any) -> list[Any]:
+        """``method`` on every live replica: their results, or the first replica's error."""
+        results = []
+        for _, outcome in self._outcomes(method, *args):
+            if isinstance(outcome, PoolError):
+                raise outcome
+            results.append(outcome)
+        return results
+
+    def _outcomes(self, method: str, *args: Any) -> list[tuple[_Handle, Any]]:
+        """``method`` on every live replica, each answering with its result or its error (a
+        PoolError); replicas found dead are marked so and left out."""
         import ray
 
-        live = [r for r in self.replicas if r.alive]
-        calls = [(r, getattr(r.actor, method).remote(*args)) for r in live]
-        results = []
+        calls = [(r, getattr(r.actor, method).remote(*args)) for r in self.replicas if r.alive]
+        outcomes = []
         for replica, call in calls:
             try:
-                results.append(ray.get(call))
+                outcomes.append((replica, ray.get(call)))
             except ray.exceptions.RayTaskError as error:
                 cause = error.as_instanceof_cause()
-                raise (cause if isinstance(cause, PoolError) else BackendError(str(error))) from None
+                outcomes.append((replica, cause if isinstance(cause, PoolError) else BackendError(str(error))))
             except ray.exceptions.RayActorError:
                 replica.alive = False
-        if not results:
+        if not outcomes:
             raise BackendError("every replica of the pool has died")
-        return results
+        return outcomes
+
+    def _retire(self, replica: _Handle) -> None:
+        import ray
+
+        ray.kill(replica.actor, no_restart=True)
+        replica.alive = False
 
     def _known(self, policy: str) -> None:
         if policy not in self._locations:
