@@ -1,7 +1,8 @@
 """The vLLM backend: the pool contract served by vLLM's async engine.
 
-The conversion helpers are checked everywhere; the engine itself only where vLLM and a CUDA
-GPU are present (the ``TestOnGPU`` class), on the shipped tiny model.
+The conversion helpers, and the pool's weights-version gate on a stand-in engine, are checked
+everywhere; the engine itself only where vLLM and a CUDA GPU are present (the ``TestOnGPU``
+class), on the shipped tiny model.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from lm import teacher_forced
+from transformers import AutoModelForCausalLM
 
 from sparring.envs.parsing import THINK_OPEN as PREFILL
 from sparring.paths import TINY_MODEL
@@ -122,6 +124,77 @@ def test_prompt_logprobs_are_read_from_vllms_output_skipping_the_first_token():
     assert prompt_logprobs_of(SimpleNamespace(prompt_logprobs=positions), [4, 5, 6], "tiny") == [-0.5, -1.25]
     with pytest.raises(BackendError, match="2 prompt logprobs for 3 tokens"):
         prompt_logprobs_of(SimpleNamespace(prompt_logprobs=positions[:2]), [4, 5, 6], "tiny")
+
+
+class _FakeEngine:
+    """vLLM's AsyncLLM as far as the pool's gate sees it: each request reads the weights it
+    starts on (every prompt token's logprob is minus that version) and takes a few ms; a
+    prompt over 40 tokens fails; a reload asserts that nothing is running."""
+
+    def __init__(self):
+        self.model_config = SimpleNamespace(max_model_len=256)
+        self.vllm_config = SimpleNamespace(lora_config=None)
+        self.weights, self.running, self.reloads = 0, 0, []
+
+    async def generate(self, prompt, sampling, request_id, lora_request=None):
+        self.running += 1
+        weights = self.weights
+        ids = prompt["prompt_token_ids"]
+        try:
+            await asyncio.sleep(0.002 if len(ids) > 40 else 0.02)
+            if len(ids) > 40:
+                raise RuntimeError("CUDA error: an illegal memory access")
+        finally:
+            self.running -= 1
+        yield SimpleNamespace(prompt_logprobs=[None] + [{t: SimpleNamespace(logprob=-float(weights))} for t in ids[1:]])
+
+    async def collective_rpc(self, method, kwargs):
+        assert self.running == 0, "weights reloaded under running requests"
+        self.weights += 1
+        self.reloads.append(method)
+
+    async def reset_prefix_cache(self):
+        return True
+
+    def shutdown(self):
+        pass
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """Just enough of the vllm package for VLLMPool to start on a CPU."""
+    engine = _FakeEngine()
+    modules = {
+        "vllm": SimpleNamespace(AsyncEngineArgs=lambda **kw: kw, SamplingParams=lambda **kw: kw),
+        "vllm.exceptions": SimpleNamespace(VLLMClientError=type("VLLMClientError", (Exception,), {})),
+        "vllm.sampling_params": SimpleNamespace(RequestOutputKind=SimpleNamespace(FINAL_ONLY="final")),
+        "vllm.v1.engine.async_llm": SimpleNamespace(AsyncLLM=SimpleNamespace(from_engine_args=lambda _: engine)),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    pool = VLLMPool()
+    pool.add_policy("tiny", TINY_MODEL)
+    yield pool, engine
+    run(pool.aclose())
+
+
+def test_a_scoring_call_runs_on_one_weights_version_whatever_updates_come(fake_vllm):
+    """Every continuation of one score call is read on the same weights, and a full update
+    loads only once none of them runs (the engine checks), then serves the next call."""
+    pool, engine = fake_vllm
+    state = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(TINY_MODEL).state_dict().items()}
+
+    async def main():
+        scoring = asyncio.ensure_future(pool.score("tiny", "Say", [" yes", " no", " maybe so"]))
+        await asyncio.sleep(0.005)
+        update = asyncio.ensure_future(pool.aupdate_weights("tiny", state))
+        first = await scoring
+        version = await update
+        return first, version, await pool.score("tiny", "Say", [" yes", " no"])
+
+    first, version, second = run(main())
+    assert first == [0.0, 0.0, 0.0] and version == 1 and engine.reloads == ["reload_weights"]
+    assert all(x <= -1 and x == int(x) for x in second)  # −1 a token: the new weights
 
 
 def test_prompts_render_the_same_for_every_backend():
@@ -294,3 +367,15 @@ class TestOnGPU:
             pool.update_weights("base", TINY_MODEL)
         with pytest.raises(ValueError, match="do not fit"):
             pool.update_weights("lora", {"nonsense": torch.zeros(2)})
+
+
+def test_a_failed_continuation_fails_its_score_call_and_stops_the_others(fake_vllm):
+    pool, engine = fake_vllm
+
+    async def main():
+        with pytest.raises(BackendError, match="illegal memory access"):
+            await pool.score("tiny", "Say", [" yes", " no" + " no" * 60])
+        return engine.running, await pool.score("tiny", "Say", [" yes"])
+
+    running, after = run(main())
+    assert running == 0 and after == [0.0]  # nothing left running; the policy serves on

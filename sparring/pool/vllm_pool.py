@@ -490,28 +490,35 @@ class VLLMPool:
     async def prompt_logprobs(self, policy: str, text: str) -> tuple[list[int], list[float]]:
         """The token ids of a raw ``text`` and each token's logprob after the first, under the
         policy's model distribution (vLLM's prompt logprobs at temperature 1)."""
-        self._check_open()
-        served = self._served(policy)
-        ids = served.engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise InvalidRequestError(f"empty prompt for policy {policy!r}; send at least one token of text")
-        if len(ids) >= served.engine.context_length:
-            raise InvalidRequestError(f"prompt of {len(ids)} tokens exceeds the context of "
-                                      f"{served.engine.context_length} tokens of policy {policy!r}; shorten it")
-        output = await self._engines.wrap(self._run(policy, served, {"prompt_token_ids": ids}, SCORING))
-        return ids, prompt_logprobs_of(output, ids, policy)
+        ids, logprobs = await self._prompt_logprobs(policy, [text])
+        return ids[0], logprobs[0]
 
     async def score(self, policy: str, prompt: str, continuations: list[str]) -> list[float]:
         """Log-probabilities of ``continuations`` after a raw-text ``prompt`` (summed over each
-        continuation's tokens, teacher-forced), as :meth:`InferencePool.score` gives them."""
+        continuation's tokens, teacher-forced), as :meth:`InferencePool.score` gives them: all
+        of them on one weights version."""
         tokenizer = self.tokenizer(policy)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        scored = await asyncio.gather(*(self.prompt_logprobs(policy, prompt + text) for text in continuations))
-        out = []
-        for text, (ids, logprobs) in zip(continuations, scored):
-            start = continuation_start(prompt_ids, ids, text)
-            out.append(float(sum(logprobs[start - 1:])))
-        return out
+        ids, logprobs = await self._prompt_logprobs(policy, [prompt + text for text in continuations])
+        return [float(sum(lp[continuation_start(prompt_ids, i, text) - 1:]))
+                for text, i, lp in zip(continuations, ids, logprobs)]
+
+    async def _prompt_logprobs(self, policy: str, texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
+        """:meth:`prompt_logprobs` of several texts, on one weights version."""
+        self._check_open()
+        served = self._served(policy)
+        all_ids = []
+        for text in texts:
+            ids = served.engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise InvalidRequestError(f"empty prompt for policy {policy!r}; send at least one token of text")
+            if len(ids) >= served.engine.context_length:
+                raise InvalidRequestError(f"prompt of {len(ids)} tokens exceeds the context of "
+                                          f"{served.engine.context_length} tokens of policy {policy!r}; shorten it")
+            all_ids.append(ids)
+        prompts = [{"prompt_token_ids": ids} for ids in all_ids]
+        outputs, _ = await self._engines.wrap(self._tracked(self._serve(policy, served, prompts, SCORING)))
+        return all_ids, [prompt_logprobs_of(output, ids, policy) for output, ids in zip(outputs, all_ids)]
 
     @staticmethod
     def _prompt_ids(engine: _Engine, request: GenerationRequest) -> list[int]:
@@ -529,13 +536,9 @@ class VLLMPool:
     async def _generate(self, request: GenerationRequest, prompt_ids: list[int]) -> Generation:
         params = vllm_sampling_kwargs(request.sampling)
         served = self.served[request.policy]
-        output, version = await self._tracked(self._serve(request.policy, served, {"prompt_token_ids": prompt_ids},
-                                                          params))
+        (output,), version = await self._tracked(self._serve(request.policy, served,
+                                                             [{"prompt_token_ids": prompt_ids}], params))
         return generation_from_output(output, request.policy, version)
-
-    async def _run(self, policy: str, served: _Served, prompt: dict[str, Any], params: dict[str, Any]) -> Any:
-        output, _ = await self._tracked(self._serve(policy, served, prompt, params))
-        return output
 
     async def _tracked(self, coro: Coroutine) -> Any:
         """``coro`` as a task the pool cancels when it closes."""
@@ -550,11 +553,16 @@ class VLLMPool:
         finally:
             self._tasks.discard(task)
 
-    async def _serve(self, policy: str, served: _Served, prompt: dict[str, Any],
-                     params: dict[str, Any]) -> tuple[Any, int]:
-        """One request on the weights the policy serves now: (vLLM's final output, version)."""
+    async def _serve(self, policy: str, served: _Served, prompts: list[dict[str, Any]],
+                     params: dict[str, Any]) -> tuple[list[Any], int]:
+        """Requests on the weights the policy serves now, all on one version (an update waits
+        for them): (vLLM's final outputs, version)."""
         from vllm.sampling_params import RequestOutputKind
 
+        try:
+            sampling = self._vllm.SamplingParams(**params, output_kind=RequestOutputKind.FINAL_ONLY)
+        except Exception as error:
+            raise InvalidRequestError(f"policy {policy!r}: {type(error).__name__}: {error}") from error
         while not served.ready.is_set():
             await served.ready.wait()
         if served.failure is not None:
@@ -562,12 +570,27 @@ class VLLMPool:
         version = served.current  # no await between the gate and this count
         version.in_flight += 1
         version.idle.clear()
-        final = None
-        try:
-            sampling = self._vllm.SamplingParams(**params, output_kind=RequestOutputKind.FINAL_ONLY)
+
+        async def final_output(prompt: dict[str, Any]) -> Any:
+            final = None
             async for final in served.engine.llm.generate(prompt, sampling, uuid.uuid4().hex,
                                                           lora_request=version.lora):
                 pass
+            if final is None:
+                raise BackendError(f"policy {policy!r}: vLLM finished the request without an output")
+            return final
+
+        tasks = [asyncio.ensure_future(final_output(p)) for p in prompts]
+        try:
+            try:
+                outputs = await asyncio.gather(*tasks)
+            finally:  # one failed or the call was cancelled: none runs on after the version is let go
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    await asyncio.wait(tasks)
+        except BackendError:
+            raise
         except self._client_error as error:
             raise InvalidRequestError(f"policy {policy!r}: {error}") from error
         except Exception as error:  # a backend failure of any kind reaches the caller
@@ -580,9 +603,7 @@ class VLLMPool:
                     retire = asyncio.ensure_future(self._retire(served.engine, version))
                     self._tasks.add(retire)
                     retire.add_done_callback(self._tasks.discard)
-        if final is None:
-            raise BackendError(f"policy {policy!r}: vLLM finished the request without an output")
-        return final, version.number
+        return list(outputs), version.number
 
     async def aclose(self) -> None:
         """Stop serving: requests in flight fail with PoolClosedError, the engines shut down and
