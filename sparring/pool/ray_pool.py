@@ -69,6 +69,12 @@ def replica_seed(seed: int, replica: int) -> int:
     return int(np.random.SeedSequence([seed, replica]).generate_state(1)[0])
 
 
+def _pool_error(error: Any) -> PoolError:
+    """A replica's error (a ``RayTaskError``) as the pool's: its own PoolError, else a BackendError."""
+    cause = error.as_instanceof_cause()
+    return cause if isinstance(cause, PoolError) else BackendError(str(error))
+
+
 def settle_update(policy: str, outcomes: list[int | PoolError]) -> tuple[int, list[int]]:
     """A weight update's version and the replicas (by place in ``outcomes``) that failed to
     load it while others did; raises when every replica failed, or when those that loaded it
@@ -182,8 +188,7 @@ class RayPool:
             try:
                 outcomes.append((replica, ray.get(call)))
             except ray.exceptions.RayTaskError as error:
-                cause = error.as_instanceof_cause()
-                outcomes.append((replica, cause if isinstance(cause, PoolError) else BackendError(str(error))))
+                outcomes.append((replica, _pool_error(error)))
             except ray.exceptions.RayActorError:
                 replica.alive = False
         if not outcomes:
@@ -234,8 +239,7 @@ class RayPool:
         try:
             return await getattr(replica.actor, method).remote(*args)
         except ray.exceptions.RayTaskError as error:
-            cause = error.as_instanceof_cause()
-            raise (cause if isinstance(cause, PoolError) else BackendError(str(error))) from None
+            raise _pool_error(error) from None
         except ray.exceptions.RayActorError as error:
             replica.alive = False
             raise BackendError(f"replica {index} died while serving policy {policy!r}: {error}") from None
@@ -249,12 +253,10 @@ class RayPool:
         ray.kill(self.replicas[index].actor, no_restart=True)
 
     async def aclose(self) -> None:
-        import ray
 
         for replica in self.replicas:
             if replica.alive:
-                ray.kill(replica.actor, no_restart=True)
-                replica.alive = False
+                self._retire(replica)
         await asyncio.sleep(0)
 
     def __repr__(self) -> str:

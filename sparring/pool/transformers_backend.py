@@ -124,12 +124,18 @@ def request_prompt_ids(loaded: LoadedModel, request: GenerationRequest) -> list[
     """The prompt's token ids, or InvalidRequestError when the request cannot be served (an
     empty prompt, or one that leaves no room for ``max_new_tokens`` in the context)."""
     prompt_ids = loaded.tokenizer(render_prompt(loaded, request), add_special_tokens=False)["input_ids"]
+    return servable_prompt(prompt_ids, request, loaded.context_length)
+
+
+def servable_prompt(prompt_ids: list[int], request: GenerationRequest, context_length: int) -> list[int]:
+    """``prompt_ids``, or InvalidRequestError when the request cannot be served in a context of
+    ``context_length`` tokens (every backend checks its requests with this)."""
     if not prompt_ids:
         raise InvalidRequestError(f"empty prompt for policy {request.policy!r}")
-    if len(prompt_ids) + request.sampling.max_new_tokens > loaded.context_length:
+    if len(prompt_ids) + request.sampling.max_new_tokens > context_length:
         raise InvalidRequestError(
             f"prompt of {len(prompt_ids)} tokens + max_new_tokens={request.sampling.max_new_tokens} "
-            f"exceeds the context of {loaded.context_length} tokens of policy {request.policy!r}; "
+            f"exceeds the context of {context_length} tokens of policy {request.policy!r}; "
             "shorten the prompt or lower max_new_tokens"
         )
     return prompt_ids

@@ -56,7 +56,12 @@ import torch
 
 from sparring.errors import BackendError, InvalidRequestError, ModelNotFoundError, PoolClosedError
 from sparring.pool.config import PoolConfig
-from sparring.pool.transformers_backend import check_state_fits, continuation_start, render_request
+from sparring.pool.transformers_backend import (
+    check_state_fits,
+    continuation_start,
+    render_request,
+    servable_prompt,
+)
 from sparring.pool.types import Generation, GenerationRequest, PolicyInfo, SamplingParams
 from sparring.runs import resolve_model, safetensors_files, safetensors_shapes
 from sparring.sync import LoopThread
@@ -523,15 +528,7 @@ class VLLMPool:
     @staticmethod
     def _prompt_ids(engine: _Engine, request: GenerationRequest) -> list[int]:
         prompt_ids = engine.tokenizer(render_request(engine.tokenizer, request), add_special_tokens=False)["input_ids"]
-        if not prompt_ids:
-            raise InvalidRequestError(f"empty prompt for policy {request.policy!r}")
-        if len(prompt_ids) + request.sampling.max_new_tokens > engine.context_length:
-            raise InvalidRequestError(
-                f"prompt of {len(prompt_ids)} tokens + max_new_tokens={request.sampling.max_new_tokens} "
-                f"exceeds the context of {engine.context_length} tokens of policy {request.policy!r}; "
-                "shorten the prompt or lower max_new_tokens"
-            )
-        return prompt_ids
+        return servable_prompt(prompt_ids, request, engine.context_length)
 
     async def _generate(self, request: GenerationRequest, prompt_ids: list[int]) -> Generation:
         params = vllm_sampling_kwargs(request.sampling)
