@@ -253,7 +253,6 @@ class RayPool:
         ray.kill(self.replicas[index].actor, no_restart=True)
 
     async def aclose(self) -> None:
-
         for replica in self.replicas:
             if replica.alive:
                 self._retire(replica)
