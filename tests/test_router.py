@@ -410,6 +410,17 @@ def test_an_expert_never_asked_is_not_paid_and_questions_with_colons_route():
     assert env.agent_selection == "expert_large"  # the query lost its colon, not its expert
 
 
+def test_a_colon_inside_a_word_still_finds_the_experts_answer(tmp_path):
+    data = tmp_path / "clock.jsonl"
+    data.write_text(json.dumps({"question": "At 10:30 how many minutes past 10 is it?", "golden_answers": ["30"],
+                                "domain": "arithmetic"}) + "\n")
+    env = make("sparring/router-v0", data=str(data))
+    seats = {"router": load_policy("router.oracle")} | {
+        a: load_policy({"policy": "router.expert", "data": [str(data)]}) for a in env.possible_agents[1:]}
+    episode = asyncio.run(play(env, seats, seed=0))
+    assert episode.final_infos["router"]["em"] == 1.0
+
+
 def test_an_llm_router_given_as_a_spec_stops_at_the_end_of_its_move(monkeypatch):
     from sparring.agents import PolicyResolver
     from sparring.agents.llm import LLMPolicy
@@ -441,6 +452,10 @@ def test_an_experts_reply_is_counted_in_its_tokenizers_tokens():
     call = env.game.calls[0]
     tokens = len(AutoTokenizer.from_pretrained(TINY_MODEL)(reply, add_special_tokens=False)["input_ids"])
     assert call.tokens == tokens != len(reply.split()) and call.cost == pytest.approx(tokens * 6.0 / 1e6)
+    copy = pickle.loads(pickle.dumps(fixed(router_env(experts=[EXPERTS[0], EXPERTS[1], tokenized]))))
+    copy.step("<think>ask</think> <search> large: What is the capital of Peru? </search>")
+    copy.step(reply)  # an env with a tokenizer pickles (RLlib copies envs), and counts the same after
+    assert copy.game.calls[0].tokens == tokens
     words = fixed(router_env())  # no tokenizer: words
     words.step("<think>ask</think> <search> large: What is the capital of Peru? </search>")
     words.step(reply)

@@ -111,8 +111,9 @@ class _Router(ScriptedPolicy):
         question, prices, replies = parse_router_view(observation["text"])
         if replies or not prices:
             return answer_move(replies)
-        # A query holds no ':' (one separates the expert from it); the experts ignore punctuation.
-        return search_move(self.choose(question, prices), " ".join(question.replace(":", " ").split()))
+        # A query holds no ':' (one separates the expert from it). Dropped, not spaced, as the
+        # experts' lookup drops punctuation: "10:30" stays one word.
+        return search_move(self.choose(question, prices), " ".join(question.replace(":", "").split()))
 
     def choose(self, question: str, prices: dict[str, float]) -> str:
         raise NotImplementedError

@@ -6,7 +6,6 @@ import functools
 import math
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,18 +141,22 @@ def shared_window(size: int) -> CostWindow:
 
 
 @functools.lru_cache(maxsize=16)
-def token_counter(model: str) -> Callable[[str], int]:
-    """How many tokens ``model`` 's tokenizer makes of a text (no special tokens added)."""
+def expert_tokenizer(model: str) -> Any:
+    """The tokenizer of the model ``model`` that serves an expert (loaded once per process)."""
     from transformers import AutoTokenizer
 
     source = resolve_model(model)
     try:
-        tokenizer = source.load(AutoTokenizer)
+        return source.load(AutoTokenizer)
     except (OSError, ValueError) as error:
         if not source.is_adapter:
             raise ModelNotFoundError(f"expert tokenizer {model!r}: {error}") from None
-        tokenizer = resolve_model(source.base).load(AutoTokenizer)  # an adapter saved without one
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return resolve_model(source.base).load(AutoTokenizer)  # an adapter saved without one
+
+
+def count_tokens(model: str, text: str) -> int:
+    """How many tokens ``model`` 's tokenizer makes of ``text`` (no special tokens added)."""
+    return len(expert_tokenizer(model)(text, add_special_tokens=False)["input_ids"])
 
 
 class RouterGame(LanguageGame):
@@ -171,8 +174,12 @@ class RouterGame(LanguageGame):
         if window is None:
             window = CostWindow(bounds=cfg.cost_bounds) if cfg.cost_bounds else shared_window(cfg.cost_window)
         self.window = window
-        self.tokenizers = {e.name: token_counter(e.tokenizer) if e.tokenizer else None for e in cfg.experts}
-        """Expert → what counts its completion's tokens (None: the reply's words)."""
+        self.tokenizers = {e.name: e.tokenizer for e in cfg.experts}
+        """Expert → the model whose tokenizer counts its completion's tokens (None: the reply's words).
+        Names, not tokenizers, so that the env pickles; each is loaded here, so a missing one is
+        an error when the game is made."""
+        for model in filter(None, self.tokenizers.values()):
+            expert_tokenizer(model)
 
     # -- life cycle ------------------------------------------------------------------------
     def setup(self, options: dict[str, Any]) -> None:
@@ -282,8 +289,8 @@ class RouterGame(LanguageGame):
         call.answered = True
         if not move.error and text:
             call.reply = " ".join(text.split())
-            count = self.tokenizers[call.expert]
-            call.tokens = count(move.text) if count else len(call.reply.split())  # tokens: what it generated
+            model = self.tokenizers[call.expert]
+            call.tokens = count_tokens(model, move.text) if model else len(call.reply.split())  # what it generated
             call.cost = call.tokens * self.experts[call.expert].price / 1e6
         self._inform(call)
         return Outcome()
