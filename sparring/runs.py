@@ -54,6 +54,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 STATE = "trainer_state.json"
 CURVE = "learning_curve.png"
+LOCK = ".lock"
+TRAJECTORIES = "trajectories"
 #: The config groups a recipe is chosen by: ``train=NAME`` (``configs/train/``) and, with
 #: ``engine=rllib``, ``rllib=NAME`` (``configs/rllib/``). Each recipe records its own name under
 #: its group's key, so the run's ``config.json`` says which recipe it holds and a resume that
@@ -64,19 +66,25 @@ T = TypeVar("T")
 
 
 # -- files written atomically ----------------------------------------------------------------
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` next to ``path`` and move it into place (readers never see half a file;
-    concurrent writers each write a file of their own, and the last move wins)."""
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(temporary)`` writes the file, which is then flushed to disk and moved to
+    ``path``: readers never see half a file, concurrent writers each write a file of their
+    own (the last move wins), and a writer that fails leaves nothing behind."""
     fd, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
+        write(Path(partial))
+        with open(partial, "rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda partial: partial.write_text(text, encoding="utf-8", newline=""))
 
 
 def _flush_tree(directory: Path, files: bool = True) -> None:
@@ -313,6 +321,11 @@ def resolve_model(spec: str | Path) -> ModelSource:
     if path.exists():
         raise ModelNotFoundError(f"{text}: no model here (expected config.json, adapter_config.json, a "
                                  "checkpoint's model/ or a run's latest checkpoint)")
+    if _number(path) is not None and path.parent.name == "checkpoints" and path.parent.is_dir():
+        raise ModelNotFoundError(
+            f"model {text!r}: that checkpoint is gone; its run keeps only its newest keep_checkpoints and has "
+            f"deleted it since. A run that started from it (it records the checkpoint, not the run) resumes only "
+            f"with it back in place; start new runs from one that is kept, e.g. {path.parent.parent} (its latest)")
     looks_local = text.startswith((".", "/", "~")) or Path(text.split("/")[0]).expanduser().is_dir()
     if text.count("/") == 1 and not looks_local and " " not in text:
         return ModelSource(text, hub_id=text)
@@ -413,21 +426,65 @@ def check_engine(values: Mapping[str, Any], engine: str) -> None:
                    f"--resume run_dir={run_dir}), or choose another run_dir=")
 
 
+def _hold(directory: Path) -> Any:
+    """An exclusive lock on a run directory, held for as long as a trainer has it open (the
+    returned file; ``None`` where the platform has no advisory locks). Two trainers on one run
+    (a job retried while the first still runs) would redo the same updates, each deleting the
+    other's half-written checkpoint and publishing its own. The lock goes with the process,
+    however it ends, so a killed run leaves none behind."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    handle = (directory / LOCK).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        if holder == str(os.getpid()):
+            raise RunError(f"{directory} is open already in this process: close the trainer that has it "
+                           "first") from None
+        raise RunError(f"{directory} is in use by another trainer{f' (pid {holder})' if holder else ''}: wait for "
+                       "it to end, or choose another run_dir=") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class Run:
     """A run directory opened for a trainer. ``Run(dir, config, resume=...)`` refuses to
     start over a run, or to resume one with another recipe, from a damaged checkpoint or with
     a budget already spent (``budget``: the config field that counts the run's updates);
     :attr:`start` is the checkpoint to resume from (``None``: start from scratch, also when a
     resumed run was killed before its first checkpoint), which the trainer loads through
-    :meth:`restore`."""
+    :meth:`restore`. One trainer at a time has a run open (:func:`_hold`): a second one is
+    refused until :meth:`close`."""
 
     def __init__(self, directory: str | Path, config: dict[str, Any], *, resume: bool,
                  resumable: Iterable[str] = (), keep: int = 2, tensorboard: bool = False, budget: str = "updates"):
         self.dir = Path(directory).expanduser().resolve()
         self.keep = keep
         self.config = json.loads(json.dumps(config))
+        self.resumed = resume
+        self._metrics: MetricsLog | None = None
+        if not resume:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _hold(self.dir) if self.dir.is_dir() else None
+        try:
+            self._open(resume, set(resumable), budget)
+        except BaseException:
+            self.close()
+            raise
+        self._tensorboard = tensorboard
+        self.curve: Path | None = None
+        """``learning_curve.png`` once :meth:`finish` has drawn it (``None``: not drawn)."""
+
+    def _open(self, resume: bool, resumable: set[str], budget: str) -> None:
         if resume:
-            self._check_same_recipe(saved_config(self.dir), set(resumable))
+            self._check_same_recipe(saved_config(self.dir), resumable)
             self.start = latest_checkpoint(self.dir)
             why = checkpoint_damage(self.start) if self.start is not None else None
             if why is not None:
@@ -442,11 +499,9 @@ class Run:
         if resume:
             self._check_budget_left(budget)
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:  # a resume of a directory that did not exist yet
+            self._lock = _hold(self.dir)
         atomic_write_text(self.dir / CONFIG, json.dumps(self.config, indent=1))
-        self._tensorboard = tensorboard
-        self._metrics: MetricsLog | None = None
-        self.curve: Path | None = None
-        """``learning_curve.png`` once :meth:`finish` has drawn it (``None``: not drawn)."""
 
     def _check_same_recipe(self, before: dict[str, Any], allowed: set[str]) -> None:
         """Refuse to resume with anything the trainer does not allow to change. A recipe named
@@ -503,11 +558,22 @@ class Run:
 
     @property
     def metrics(self) -> MetricsLog:
-        """``metrics.jsonl`` (and TensorBoard), opened at the first row: lines of updates after
-        the checkpoint being resumed are dropped then, since those updates are redone."""
+        """``metrics.jsonl`` (and TensorBoard), opened at the first row. On a resume, what the
+        updates after the checkpoint (which are redone) wrote is dropped then: their metrics
+        lines, their TensorBoard events, their trajectory files."""
         if self._metrics is None:
-            self._metrics = MetricsLog(self.dir, self._tensorboard, resume_after=self.update if self.start else None)
+            resume_after = self.update if self.resumed else None
+            if resume_after is not None:
+                for path in (self.dir / TRAJECTORIES).glob("update-*.*"):
+                    number = re.fullmatch(r"update-(\d+)\.\w+", path.name)
+                    if number and int(number.group(1)) > resume_after:
+                        path.unlink()
+            self._metrics = MetricsLog(self.dir, self._tensorboard, resume_after=resume_after)
         return self._metrics
+
+    def trajectory_path(self, update: int) -> Path:
+        """Where update ``update`` writes its samples (dropped if a resume redoes it)."""
+        return self.dir / TRAJECTORIES / f"update-{update:06d}.jsonl"
 
     @property
     def update(self) -> int:
@@ -540,10 +606,14 @@ class Run:
         partial.rename(final)
         _flush_tree(final.parent, files=False)
         atomic_write_text(self.dir / LATEST, final.name + "\n")
-        done = sorted(p for p in final.parent.glob("update-*") if not p.name.endswith(".partial"))
+        done = sorted(p for p in final.parent.glob("update-*") if _number(p) is not None)
         for old in done[: -self.keep]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+            if old != final:  # renamed first: a kill while deleting leaves no half checkpoint to resume
+                doomed = old.with_name(old.name + ".deleting")
+                old.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+        for left in final.parent.glob("update-*.deleting"):  # by a run killed while pruning
+            shutil.rmtree(left, ignore_errors=True)
         return final
 
     def is_saved(self, update: int) -> bool:
@@ -577,8 +647,12 @@ class Run:
             self.close()
 
     def close(self) -> None:
+        """Close the metrics and let another trainer open the run."""
         if self._metrics is not None:
             self._metrics.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases its lock
+            self._lock = None
 
     def finish(self, title: str, plot: bool = True, **curve: Any) -> list[dict[str, Any]]:
         """Close the metrics and (``plot``) draw ``learning_curve.png``; ``curve`` goes to

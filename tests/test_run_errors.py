@@ -5,6 +5,8 @@ the run has already spent; and the command names only the files it wrote."""
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,7 @@ def test_the_run_module_checks_every_file_of_the_checkpoint_it_resumes(tmp_path,
     run = Run(tmp_path / "run", config, resume=False, keep=3)
     for update in (1, 2):
         fake_checkpoint(run, update)
+    run.close()
     Run(tmp_path / "run", config, resume=True).close()  # intact: it resumes
     path = checkpoint(tmp_path / "run", 2) / damaged
     path.write_bytes(path.read_bytes()[:-4])
@@ -187,6 +190,7 @@ def test_rllib_runs_count_iterations_and_a_spent_time_budget_is_refused_too(tmp_
     config = {"iterations": 1, "max_minutes": None}
     run = Run(tmp_path / "run", config, resume=False, budget="iterations")
     fake_checkpoint(run, 1)
+    run.close()
     with pytest.raises(RunError, match=r"already at 1 iterations >= iterations=1"):
         Run(tmp_path / "run", config, resume=True, budget="iterations")
     with pytest.raises(RunError, match=r"already trained 0\.0167 minutes >= max_minutes=0\.01"):
@@ -213,3 +217,96 @@ def test_a_run_from_before_recipes_recorded_their_name_resumes_under_its_own(run
     own = train("train=selfplay", "--resume", f"run_dir={run}", "updates=3")
     assert own.exit_code == 0, own.output
     assert json.loads((run / "config.json").read_text())["train"] == "selfplay"  # recorded from now on
+
+
+# -- one trainer per run, and what a kill leaves ----------------------------------------------------
+def test_a_run_in_use_by_another_trainer_is_refused_until_that_trainer_ends(tmp_path):
+    config = {"updates": 5}
+    run = Run(tmp_path / "run", config, resume=False)
+    fake_checkpoint(run, 1)
+    with pytest.raises(RunError, match="open already in this process"):
+        Run(tmp_path / "run", config, resume=True)
+    run.close()
+    holder = subprocess.Popen(  # another process has the run open, and is then killed
+        [sys.executable, "-c", "import sys; from sparring.runs import Run; "
+         f"run = Run({str(tmp_path / 'run')!r}, {config!r}, resume=True); print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(RunError, match=rf"in use by another trainer \(pid {holder.pid}\)"):
+            Run(tmp_path / "run", config, resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    again = Run(tmp_path / "run", config, resume=True)  # the lock went with the killed process
+    assert again.update == 1
+    again.close()
+
+
+def test_a_kill_while_pruning_leaves_no_half_checkpoint_to_resume(tmp_path, monkeypatch):
+    config = {"updates": 9}
+    run = Run(tmp_path / "run", config, resume=False, keep=2)
+    for update in (1, 2):
+        fake_checkpoint(run, update)
+
+    def killed(path, ignore_errors=False):  # the process dies in the middle of deleting the oldest
+        (Path(path) / "optimizer.pt").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sparring.runs.shutil.rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fake_checkpoint(run, 3)
+    monkeypatch.undo()
+    run.close()
+    assert not checkpoint(tmp_path / "run", 1).exists()  # out of the way before any file went
+    (checkpoint(tmp_path / "run", 3) / "state.pkl").write_bytes(b"\x80")
+    with pytest.raises(RunError, match="update-000003 is damaged") as error:
+        Run(tmp_path / "run", config, resume=True)
+    assert "update-000002" in str(error.value) and "update-000001" not in str(error.value)
+    shutil.rmtree(checkpoint(tmp_path / "run", 3))
+    (tmp_path / "run" / "latest").write_text("update-000002\n")
+    resumed = Run(tmp_path / "run", config, resume=True, keep=2)
+    fake_checkpoint(resumed, 3)
+    resumed.close()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["update-000002", "update-000003"]
+
+
+def test_a_resume_drops_what_the_updates_it_redoes_wrote(tmp_path):
+    config = {"updates": 9}
+    run = Run(tmp_path / "run", config, resume=False)
+    for update in (1, 2, 3):
+        run.metrics.log({"update": update, "reward/defender": float(update)})
+        run.trajectory_path(update).parent.mkdir(exist_ok=True)
+        run.trajectory_path(update).write_text("{}\n")
+        if update == 1:
+            fake_checkpoint(run, 1)
+    run.close()  # killed after update 3, resumed from the checkpoint at 1
+    resumed = Run(tmp_path / "run", config, resume=True)
+    resumed.metrics.log({"update": 2, "reward/defender": 2.5})
+    resumed.close()
+    assert [r["update"] for r in read_metrics(tmp_path / "run")] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "run" / "trajectories").iterdir()) == ["update-000001.jsonl"]
+    fresh = Run(tmp_path / "fresh", config, resume=False)  # killed before its first checkpoint
+    fresh.metrics.log({"update": 1, "reward/defender": 1.0})
+    fresh.trajectory_path(1).parent.mkdir()
+    fresh.trajectory_path(1).write_text("{}\n")
+    fresh.close()
+    again = Run(tmp_path / "fresh", config, resume=True)
+    assert again.start is None
+    again.metrics.log({"update": 1, "reward/defender": 0.5})
+    again.close()
+    assert read_metrics(tmp_path / "fresh") == [{"update": 1, "reward/defender": 0.5}]
+    assert not list((tmp_path / "fresh" / "trajectories").iterdir())
+
+
+def test_a_model_pinned_to_a_checkpoint_its_run_has_deleted_says_so(tmp_path):
+    from sparring.errors import ModelNotFoundError
+    from sparring.runs import resolve_model
+
+    run = Run(tmp_path / "source", {"updates": 5}, resume=False, keep=1)
+    fake_checkpoint(run, 1)
+    first = str(checkpoint(tmp_path / "source", 1))
+    fake_checkpoint(run, 2)  # keep=1: the first is deleted
+    run.close()
+    with pytest.raises(ModelNotFoundError, match=r"that checkpoint is gone; its run keeps only its newest"):
+        resolve_model(first)

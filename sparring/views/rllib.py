@@ -317,12 +317,17 @@ class RLlibTrainer:
         self.described = {"view": view, "policy_mapping": mapping,
                           "strategies": {a: [s.name for s in tables[a]] for a in tables}}
         self.run_dir = cfg.open_run(resume)
-        self.algo = self.ppo.build_algo()
+        try:
+            self.algo = self.ppo.build_algo()
+        except BaseException:
+            self.run_dir.close()
+            raise
         self.iteration, self.elapsed_s = self.run_dir.update, float(self.run_dir.state["elapsed_s"])
         try:
             self.run_dir.restore(lambda checkpoint: self.algo.restore_from_path(str(checkpoint / "algorithm")))
         except BaseException:
-            self.algo.stop()  # a checkpoint that does not load leaves no algorithm running
+            self.algo.stop()  # a checkpoint that does not load leaves no algorithm running, and the run closed
+            self.run_dir.close()
             raise
 
     def run(self) -> list[dict[str, Any]]:

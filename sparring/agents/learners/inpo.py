@@ -170,7 +170,7 @@ class INPOTrainer(LLMTrainer):
                 losers.append(samples[agents[worst]])
                 kept_p.append(matrix[champion, worst])
         if self.cfg.save_trajectories:
-            write_samples(self.run_dir.dir / "trajectories" / f"update-{update:06d}.jsonl", winners + losers)
+            write_samples(self.run_dir.trajectory_path(update), winners + losers)
         row: dict[str, Any] = {"update": update, "prompts": len(episodes), "pairs": len(winners),
                                "kept_fraction": len(winners) / max(1, len(episodes))}
         answers = [t for e in episodes for t in e.turns]

@@ -242,12 +242,16 @@ class IRLRun:
                                   "set env.* as the demonstrations were recorded")
         self.demos = demos
         self.run_dir = cfg.open_run(resume)
-        self.learner = build_learner(cfg.method, cfg.learner_config(), demos, num_actions)
-        rollout = env_rollout(self.make_env, cfg.irl.online_episodes, cfg.seed) if cfg.irl.online else None
-        self.learner.prepare(demos, rollout=rollout)
-        self.update = self.run_dir.update
-        self.run_dir.restore(lambda checkpoint: self.learner.load_state_dict(
-            torch.load(checkpoint / LEARNER_FILE, weights_only=True)))
+        try:  # whatever fails from here on leaves the run closed
+            self.learner = build_learner(cfg.method, cfg.learner_config(), demos, num_actions)
+            rollout = env_rollout(self.make_env, cfg.irl.online_episodes, cfg.seed) if cfg.irl.online else None
+            self.learner.prepare(demos, rollout=rollout)
+            self.update = self.run_dir.update
+            self.run_dir.restore(lambda checkpoint: self.learner.load_state_dict(
+                torch.load(checkpoint / LEARNER_FILE, weights_only=True)))
+        except BaseException:
+            self.close()
+            raise
 
     def step(self, update: int) -> dict[str, Any]:
         logs = self.learner.train_steps(self.cfg.steps_per_update)

@@ -232,7 +232,7 @@ class SelfPlayTrainer(LLMTrainer):
         if self.cfg.learner.drop_ties:
             samples = [s for s in samples if not s.tie]
         if self.cfg.save_trajectories:
-            write_samples(self.run_dir.dir / "trajectories" / f"update-{update:06d}.jsonl", samples)
+            write_samples(self.run_dir.trajectory_path(update), samples)
         t1 = time.perf_counter()
         row: dict[str, Any] = {"update": update, "games": len(episodes), "samples": len(samples), "ties": ties}
         row |= rollout_stats(episodes, samples, self.learn_roles)
