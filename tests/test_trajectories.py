@@ -1,6 +1,7 @@
 """Rollouts become per-turn samples with the right masks, rewards and origins, and survive disk."""
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -72,3 +73,22 @@ def test_bad_trajectory_files_get_clear_errors(tmp_path):
         read_samples(bad)
     with pytest.raises(ValueError, match="2 logprobs for 1 completion"):
         Sample("g", 0, "defender", "p", 0, [1], [2], [-1.0, -2.0], 0.0)
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_beside_it(episodes, tmp_path):
+    samples = samples_from_episode(episodes[0], "g0")
+    path = write_samples(tmp_path / "batch.jsonl", samples)
+    broken = dataclasses.replace(samples[0], reward_terms={"x": object()})  # cannot be written
+    with pytest.raises(TypeError):
+        write_samples(path, [samples[0], broken])
+    assert read_samples(path) == samples
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.jsonl"]
+
+
+def test_a_damaged_parquet_file_is_a_data_error(episodes, tmp_path):
+    from sparring.errors import DataError
+
+    path = write_samples(tmp_path / "batch.parquet", samples_from_episode(episodes[0], "g0"))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(DataError, match="batch.parquet: not a readable Parquet file"):
+        read_samples(path)

@@ -28,6 +28,7 @@ from sparring.agents.rollout import Episode, to_act
 from sparring.envs import Demonstration
 from sparring.errors import ConfigError, DataError, NotFoundError
 from sparring.paths import text_file
+from sparring.runs import atomic_write
 
 
 @dataclass
@@ -240,18 +241,20 @@ def _write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     path = Path(path)
     kind = _kind(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    if kind == "jsonl":
-        with partial.open("w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist([{**r, "reward_terms": json.dumps(r["reward_terms"])} for r in rows])
-        pq.write_table(table, partial)
-    partial.replace(path)
+    def write(partial: Path) -> None:
+        if kind == "jsonl":
+            with partial.open("w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pylist([{**r, "reward_terms": json.dumps(r["reward_terms"])} for r in rows])
+            pq.write_table(table, partial)
+
+    atomic_write(path, write)
     return path
 
 
@@ -270,9 +273,7 @@ def _read_rows(path: str | Path, kind_of: type) -> list[Any]:
                     except json.JSONDecodeError as e:
                         raise DataError(f"{path}:{number}: not a JSON line ({e})") from e
     else:
-        import pyarrow.parquet as pq
-
-        rows = [{**r, "reward_terms": json.loads(r["reward_terms"])} for r in pq.read_table(path).to_pylist()]
+        rows = _parquet_rows(path)
     names = [f.name for f in fields(kind_of)]
     required = [f.name for f in fields(kind_of) if f.default is MISSING and f.default_factory is MISSING]
     out = []
@@ -282,6 +283,22 @@ def _read_rows(path: str | Path, kind_of: type) -> list[Any]:
             raise DataError(f"{path}: row {number} lacks {missing}")
         out.append(kind_of(**{k: v for k, v in row.items() if k in names}))
     return out
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from e
+    for number, row in enumerate(rows, 1):
+        try:
+            row["reward_terms"] = json.loads(row["reward_terms"]) if "reward_terms" in row else {}
+        except (TypeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: row {number}: reward_terms is not JSON ({e})") from e
+    return rows
 
 
 def _kind(path: Path) -> str:
