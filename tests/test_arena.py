@@ -450,3 +450,37 @@ def test_a_self_play_payoff_counts_the_agents_own_seats_not_the_fixed_ones():
     match = MatchRecord(key="m", index=0, round=0, seed=0, seats={"player_0": "a", "player_1": "a"}, status="done",
                         rewards={"player_0": 1.0, "player_1": 3.0, "expert_small": -8.0})
     assert payoff_matrix(["a"], [match]).payoffs[0, 0] == 2.0
+
+
+def test_a_tournament_killed_while_it_is_created_can_be_created_again(tmp_path, monkeypatch):
+    from sparring.arenas.store import Store
+
+    real = sqlite3.Connection.executemany
+
+    def killed(self, sql, rows):  # the process dies between the tables and their first rows
+        if "INSERT INTO meta" in sql:
+            raise KeyboardInterrupt
+        return real(self, sql, rows)
+
+    monkeypatch.setattr(sqlite3, "connect", lambda path, *a, **k: _Connection(path, killed))
+    with pytest.raises(KeyboardInterrupt):
+        Store.create(tmp_path / "t", {"name": "t"}, {"a": "rps.rock"})
+    monkeypatch.undo()
+    assert not list((tmp_path / "t").iterdir())  # no file that is neither a tournament nor free to use
+    store = Store.create(tmp_path / "t", {"name": "t"}, {"a": "rps.rock"})
+    assert store.config == {"name": "t"}
+    store.close()
+    opened = Store.open(tmp_path / "t")
+    assert opened.config == {"name": "t"}
+    opened.close()
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose ``executemany`` is replaced (the C type's methods cannot be patched)."""
+
+    def __init__(self, path, executemany):
+        super().__init__(path)
+        self._executemany = executemany
+
+    def executemany(self, sql, rows):
+        return self._executemany(self, sql, rows)

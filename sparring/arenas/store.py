@@ -10,7 +10,9 @@ An existing file that is not a sparring tournament is never written to.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,14 +75,30 @@ class Store:
         if path.exists():
             raise StoreError(f"{path} already exists; resume that tournament or choose another name")
         directory.mkdir(parents=True, exist_ok=True)
+        # Built whole under a name of its own and renamed into place: a kill while creating
+        # leaves no half-made tournament that could neither be resumed nor created again.
+        fd, name = tempfile.mkstemp(dir=directory, prefix=DB_NAME + ".", suffix=".partial")
+        os.close(fd)
+        partial = Path(name)
+        try:
+            db = sqlite3.connect(partial)
+            try:
+                db.executescript(_SCHEMA)
+                with db:
+                    db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                        ("format", FORMAT), ("version", str(VERSION)), ("config", json.dumps(config)),
+                        ("created", str(time.time()))])
+                    db.executemany("INSERT INTO agents VALUES (?, ?)", [(n, json.dumps(s)) for n, s in agents.items()])
+            finally:
+                db.close()
+            with partial.open("rb") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         db = sqlite3.connect(path)
         db.execute("PRAGMA journal_mode=WAL")
-        with db:
-            db.executescript(_SCHEMA)
-            db.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("format", FORMAT), ("version", str(VERSION)), ("config", json.dumps(config)),
-                ("created", str(time.time()))])
-            db.executemany("INSERT INTO agents VALUES (?, ?)", [(n, json.dumps(s)) for n, s in agents.items()])
         return cls(path, db)
 
     @classmethod
