@@ -46,6 +46,26 @@ def every_joint_move(game, solution):
     return demos, weights
 
 
+def test_weighted_demonstrations_keep_their_weights_in_minibatches():
+    """Minibatches draw the rows by their weights: the fit stays near the weighted full-batch
+    one (the experts' policies), far from what the same rows unweighted give."""
+    game, solution = exact_game()
+    demos, weights = every_joint_move(game, solution)
+    every = {a: np.eye(S, dtype=np.float32) for a in AGENTS}
+
+    def policies(batch_size, weights):
+        config = IRLConfig(gamma=GAMMA, lam=LAM, chi2_alpha=None, hidden=(), lr=0.1, steps=800,
+                           batch_size=batch_size, equilibrium_iters=40)
+        return MAMQL(config, AGENTS, {a: S for a in AGENTS}, {"p0": A, "p1": B}).fit(demos, weights=weights).policies(every)
+
+    def gap(p, q):
+        return max(np.abs(p[a] - q[a]).max() for a in AGENTS)
+
+    experts = dict(zip(AGENTS, solution.policies))
+    minibatched, unweighted = policies(len(demos) - 8, weights), policies(0, None)
+    assert gap(minibatched, experts) < 0.1 < gap(unweighted, experts)
+
+
 def shaping_residual(game, solution, player, recovered):
     """How far r̂ − r̄ is from potential shaping Φ(s) − γ E[Φ(s′)]: what is left of the gap once
     projected off the shaping directions."""

@@ -331,8 +331,8 @@ class _Learner(ABC):
                               "game's demonstrations offline")
         self._data = self._tensors(demos)
         self._rows = len(demos)
-        self._weights = None if weights is None else torch.as_tensor(np.asarray(weights) / np.sum(weights),
-                                                                      dtype=torch.float32)
+        self._row_p = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        self._weights = None if self._row_p is None else torch.as_tensor(self._row_p, dtype=torch.float32)
         self._rollout = rollout
         self._own: dict[str, torch.Tensor] | None = None
 
@@ -345,8 +345,9 @@ class _Learner(ABC):
             step = self.steps_done
             if cfg.online and (step % cfg.online_every == 0 or self._own is None):
                 self._own = {k: torch.as_tensor(v) for k, v in self._rollout(self).items()}
-            if cfg.batch_size and cfg.batch_size < self._rows:
-                rows = torch.as_tensor(self.rng.integers(self._rows, size=cfg.batch_size))
+            if cfg.batch_size and cfg.batch_size < self._rows:  # weighted rows: drawn by their weights
+                rows = torch.as_tensor(self.rng.integers(self._rows, size=cfg.batch_size) if self._row_p is None
+                                       else self.rng.choice(self._rows, size=cfg.batch_size, p=self._row_p))
                 batch, bw = {k: v[rows] for k, v in self._data.items()}, None
             else:
                 batch, bw = self._data, self._weights
