@@ -33,11 +33,14 @@ def test_the_grammar_reads_one_bracketed_move_and_ignores_the_remark():
     assert parse_move("[ACCEPT] fine", ITEMS, COUNTS) == (ACCEPT, None)
     assert parse_move("[walk away]", ITEMS, COUNTS) == (WALK, None)
     assert parse_move("[x] then [accept]", ITEMS, COUNTS) == (ACCEPT, None)  # a bracket that is no move is a remark
+    # A bracketed word that only begins like a move's is part of the remark too.
+    assert parse_move("That is [acceptable] to me: [accept]", ITEMS, COUNTS) == (ACCEPT, None)
+    assert parse_move("[walkthrough] [propose books=1 hats=0 balls=2]", ITEMS, COUNTS) == (Deal((1, 0, 2)), None)
     for bad, reason in [("no move here", "no bracketed moves"), ("[accept] [walk away]", "2 bracketed moves"),
                         ("[propose books=1 books=2 hats=0 balls=0]", "every item once"),
                         ("[propose books=-1 hats=0 balls=0]", "whole number"),
                         ("[propose books=2]", "names every item"), ("[propose books=3 hats=0 balls=0]", "more than"),
-                        ("[dance]", "no bracketed moves"), ("[walking]", "is not a move"), ("[propose books=1 hats=0 balls=0 cars=1]", "every item")]:
+                        ("[dance]", "no bracketed moves"), ("[walking]", "no bracketed moves"), ("[accept it]", "is not a move"), ("[propose books=1 hats=0 balls=0 cars=1]", "every item")]:
         value, error = parse_move(bad, ITEMS, COUNTS)
         assert value is None and reason in error, (bad, error)
 

@@ -18,6 +18,8 @@ from sparring.errors import ConfigError, DataError
 AGENTS = ("player_0", "player_1")
 ACCEPT, WALK = "accept", "walk away"
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
+_MOVE_WORD = re.compile(r"(propose|accept|walk)\b")
+"""A bracket is a move when it opens with a move's word; any other bracket is part of the remark."""
 _PAIR = re.compile(r"([a-z_]+)\s*=\s*(\d+)")
 
 
@@ -82,7 +84,7 @@ def _valuations(counts: tuple[int, ...], total: int) -> list[tuple[int, ...]]:
 def parse_move(text: str, items: tuple[str, ...], counts: tuple[int, ...]) -> tuple[Any, str | None]:
     """The move in a message: ``Deal``, ``ACCEPT`` or ``WALK``, or (None, reason). Exactly one
     bracketed move; the rest of the message is a remark and is not read."""
-    moves = [m for m in _BRACKETED.findall(text) if m.strip().lower().startswith(("propose", "accept", "walk"))]
+    moves = [m for m in _BRACKETED.findall(text) if _MOVE_WORD.match(m.strip().lower())]  # "[acceptable]" is a remark
     if len(moves) != 1:
         return None, (f"{'no' if not moves else len(moves)} bracketed moves; give exactly one: "
                       "[propose item=N ...], [accept] or [walk away]")
