@@ -9,7 +9,9 @@ A run directory holds
   checkpoint is built under a ``.partial`` name and renamed into place, then ``latest`` (the
   name of the newest complete one) is replaced atomically, so a kill at any moment loses
   nothing and never leaves a half-written checkpoint where a reader would look;
-- ``tensorboard/`` and ``learning_curve.png``.
+- ``trajectories/update-NNNNNN.jsonl`` when the recipe saves its samples;
+- ``tensorboard/`` and ``learning_curve.png``;
+- ``.lock``: locked by the one trainer that has the run open (a second is refused).
 
 :class:`RunSettings` is what every recipe's config says about its run (``run_dir``, ``seed``,
 ``max_minutes``, ``checkpoint_every``, ``keep_checkpoints``, ``tensorboard``, ``plot``,
