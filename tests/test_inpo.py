@@ -1,6 +1,7 @@
 """INPO: the loss, its closed-form minimiser, Nash convergence on a non-transitive table (where a
 Bradley–Terry reward cannot get there), the knock-out, and the learner on the tiny model."""
 
+import copy
 import math
 
 import numpy as np
@@ -148,6 +149,34 @@ def test_an_iteration_is_one_step_whatever_the_micro_batch(tmp_path):
         assert len(winners) == 3 and row_small["loss"] == pytest.approx(row_large["loss"], rel=1e-5)
         assert all(torch.allclose(small[k], large[k], atol=1e-6) for k in start)
         assert any(not torch.equal(start[k], large[k]) for k in start)
+    finally:
+        trainer.close()
+
+
+def test_dropout_is_off_while_learning_so_the_log_ratios_start_at_zero(tmp_path):
+    """On a model with dropout, π_t and the trainable pass must see the same network: the
+    loss is then the same as with no dropout at all."""
+    from sparring.agents.learners import INPOTrainer
+    from sparring.agents.trajectories import samples_from_episode
+
+    trainer = INPOTrainer(config(tmp_path))
+    try:
+        episodes, ids = trainer.rollout(1)
+        pairs = [samples_from_episode(e, i)[:2] for e, i in zip(episodes, ids)]
+        winners, losers = [p[0] for p in pairs], [p[1] for p in pairs]
+        start = {k: v.clone() for k, v in trainer.learner.model.state_dict().items()}
+        optimizer = copy.deepcopy(trainer.learner.optimizer.state_dict())
+        losses = []
+        for dropout in (0.0, 0.5):
+            trainer.learner.model.load_state_dict(start)
+            trainer.learner.optimizer.load_state_dict(optimizer)
+            trainer.learner.model.train()  # as a trainer hands it over
+            for module in trainer.learner.model.modules():
+                if hasattr(module, "attention_dropout"):
+                    module.attention_dropout = dropout
+            torch.manual_seed(0)
+            losses.append(trainer.learn(winners, losers)["loss"])
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     finally:
         trainer.close()
 

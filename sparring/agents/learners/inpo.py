@@ -188,11 +188,10 @@ class INPOTrainer(LLMTrainer):
         chunks = [(a, min(a + mb, len(winners))) for a in range(0, len(winners), mb)]
         batches = [(Batch.collate(winners[a:b], learner.pad_id), Batch.collate(losers[a:b], learner.pad_id))
                    for a, b in chunks]
-        learner.model.eval()
+        learner.model.eval()  # dropout off for the whole iteration: at θ = π_t the log-ratios are 0
         with torch.no_grad():  # pi_t and pi_ref, fixed for the whole iteration
             fixed = [tuple(summed_logprobs(f, batch) for f in (learner.logprobs, learner.reference_logprobs)
                            for batch in pair) for pair in batches]
-        learner.model.train()
         pairs = len(winners)
         losses, margins = [], []
         for _ in range(cfg.epochs):  # one optimizer step per epoch, gradients accumulated over the chunks

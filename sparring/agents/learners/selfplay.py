@@ -318,6 +318,8 @@ class SelfPlayTrainer(LLMTrainer):
         group = _Group(sorted(samples, key=lambda s: len(s.input_ids), reverse=True),  # similar lengths per chunk
                        self.learner.pad_id, cfg.micro_batch_size)
         self.learner.use(adapter)
+        # Dropout stays off for the whole update: the trainable passes must score the samples
+        # as these passes do, so the ratio starts at 1 (as the reference trainers disable it).
         self.learner.model.eval()
         with torch.no_grad():
             for a, b in group.chunks:
@@ -325,7 +327,6 @@ class SelfPlayTrainer(LLMTrainer):
                 width = part.mask.shape[1]
                 group.old[a:b, :width] = self.learner.logprobs(part)
                 group.ref[a:b, :width] = self.learner.reference_logprobs(part)
-        self.learner.model.train()
         mask = group.mask
         rewards = torch.tensor([s.reward for s in group.samples])
         if cfg.algorithm == "grpo":
