@@ -88,3 +88,12 @@ def test_config_errors_name_the_value(kwargs, match):
 
 def test_config_is_a_typed_dataclass():
     assert MatrixConfig().rounds == 1
+
+
+def test_a_zero_sum_table_has_no_negative_zero():  # "rock vs rock: -0, 0" read oddly, and a tie paid -0.0
+    import numpy as np
+
+    from sparring.envs.matrix.payoffs import resolve_game
+
+    for name in ("rock_paper_scissors", "matching_pennies"):
+        assert not np.signbit(resolve_game(name).payoffs[resolve_game(name).payoffs == 0]).any()

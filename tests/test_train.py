@@ -313,3 +313,5 @@ def test_role_adapters_need_a_lora_learner(tmp_path):
 
     with pytest.raises(ConfigError, match="role_adapters=true trains one LoRA adapter per role"):
         config(tmp_path, role_adapters=True)
+    with pytest.raises(ConfigError, match="per_role_norm=false whitens advantages over the whole batch"):
+        config(tmp_path, role_adapters=True, learner={"lora": {"r": 4}, "per_role_norm": False})

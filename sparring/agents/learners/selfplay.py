@@ -77,7 +77,8 @@ class PolicyGradientConfig(OptimizerConfig):
     GRPO's loss term)."""
     clip_eps: float = 0.2
     per_role_norm: bool = True
-    """Whiten advantages separately per role (False: over the whole batch)."""
+    """Whiten advantages separately per role (False: over the whole batch; with role adapters
+    each role is an adapter's batch of its own, so only true is allowed)."""
     drop_ties: bool = True
     """Leave out games the judge could not score."""
     sft_coef: float = 1.0
@@ -139,6 +140,10 @@ class SelfPlayConfig(RunConfig):
         if self.role_adapters and self.learner.lora is None:
             problems.append("role_adapters=true trains one LoRA adapter per role: set learner.lora (e.g. "
                             "'learner.lora={r: 8, alpha: 16}')")
+        if self.role_adapters and not self.learner.per_role_norm:
+            problems.append("learner.per_role_norm=false whitens advantages over the whole batch, but role_adapters="
+                            "true learns each role's moves as an adapter's batch of its own, whitened on its own: "
+                            "leave per_role_norm at true, or train shared weights")
         if self.learner.algorithm == "grpo" and self.group_size < 2:
             problems.append("learner.algorithm=grpo needs group_size >= 2 (games per seed to compare)")
         if self.learner.algorithm == "grpo" and self.reward_model is not None:

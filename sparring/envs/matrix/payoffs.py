@@ -41,7 +41,7 @@ class NormalForm:
 
 def _two_player(title: str, names: tuple[str, ...], row: list, col: list | None = None) -> NormalForm:
     row_arr = np.asarray(row, dtype=np.float64)
-    col_arr = -row_arr if col is None else np.asarray(col, dtype=np.float64)
+    col_arr = 0.0 - row_arr if col is None else np.asarray(col, dtype=np.float64)
     return NormalForm(title, (names, names), np.stack([row_arr, col_arr], axis=-1))
 
 
