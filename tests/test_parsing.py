@@ -62,6 +62,12 @@ def test_read_output_handles_none_non_strings_and_length():
     assert read_output("a", " hi ", hidden_cot=False, max_chars=10).text == "hi"
 
 
+def test_an_output_cut_for_length_hides_all_of_its_reasoning():
+    raw = "SECRET_PLAN </think> SECRET_MORE " + "x" * 100 + " </think> <answer> hi </answer>"
+    move = read_output("a", raw, hidden_cot=True, max_chars=60)  # the cut falls before the last </think>
+    assert "too long" in move.error and "SECRET" not in move.text and move.text == "hi"
+
+
 @pytest.mark.parametrize(
     ("text", "index", "error"),
     [

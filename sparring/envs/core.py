@@ -70,18 +70,16 @@ def read_output(agent: str, raw: Any, *, hidden_cot: bool, max_chars: int) -> Mo
         reason = f"output must be a string, got {type(raw).__name__}"
         return Move(agent, None, "", format_error=reason, error=reason)
     problems = []
-    used = raw
     if len(raw) > max_chars:
         problems.append(f"output too long ({len(raw)} > {max_chars} characters)")
-        used = raw[:max_chars]
     reasoning = None
-    if hidden_cot:
-        parsed = split_hidden_cot(used)
-        text, reasoning = parsed.answer, parsed.reasoning
+    if hidden_cot:  # read whole, then cut: a cut output's last </think> need not be the output's
+        parsed = split_hidden_cot(raw)
+        text, reasoning = parsed.answer[:max_chars], parsed.reasoning
         if parsed.error:
             problems.append(parsed.error)
     else:
-        text = used.strip()
+        text = raw[:max_chars].strip()
     error = "; ".join(problems) or None
     return Move(agent, raw, text, reasoning, format_error=error, error=error)
 
