@@ -32,11 +32,11 @@ def config_dir() -> Path:
 
 @contextlib.contextmanager
 def text_file(path: str | Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """A user's data file opened as UTF-8 text: one that is not UTF-8 (a binary file, another
-    encoding) is a :class:`~sparring.errors.DataError` naming the file, wherever the reader
-    stops on it."""
+    """A user's data file opened as UTF-8 text (a byte-order mark, as spreadsheet programs
+    write, is skipped): one that is not UTF-8 (a binary file, another encoding) is a
+    :class:`~sparring.errors.DataError` naming the file, wherever the reader stops on it."""
     try:
-        with open(path, encoding="utf-8", newline=newline) as f:
+        with open(path, encoding="utf-8-sig", newline=newline) as f:
             yield f
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.object[error.start:error.start + 1]!r} at "

@@ -115,10 +115,11 @@ def _read_csv(f, path: Path) -> list[SeedPrompt]:
         return [SeedPrompt(_harmbench_prompt(row), "harmful") for row in reader if (row["Behavior"] or "").strip()]
     if {"prompt", "label"} <= columns:  # XSTest
         rows = []
-        for n, row in enumerate(reader, 2):
+        for row in reader:
             value = (row["label"] or "").strip().lower()
-            if value not in ("safe", "unsafe"):
-                raise DataError(f"{path}:{n}: label={row['label']!r}; XSTest labels are 'safe' or 'unsafe'")
+            if value not in ("safe", "unsafe"):  # line_num: the file's line where the row ends
+                raise DataError(f"{path}:{reader.line_num}: label={row['label']!r}; XSTest labels are 'safe' or "
+                                "'unsafe'")
             if (row["prompt"] or "").strip():
                 safe = value == "safe"
                 rows.append(SeedPrompt(row["prompt"].strip(), "benign" if safe else "harmful", contrast=safe))
