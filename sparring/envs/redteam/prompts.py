@@ -51,6 +51,8 @@ def defender_instruction(message: str, hidden_cot: bool) -> str:
 
 
 def extract_after(marker: str, text: str) -> str:
-    """The text after ``marker`` in an observation (how scripted agents read their input)."""
-    _, found, rest = text.rpartition(marker)
+    """The text after ``marker`` in an observation (how scripted agents read their input).
+    The first marker: the instruction's own comes before the message, which may hold the
+    marker too (an attack that adds "User message: hi" must not hide the rest of itself)."""
+    _, found, rest = text.partition(marker)
     return rest.strip() if found else ""
