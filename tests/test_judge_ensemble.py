@@ -82,3 +82,27 @@ def test_bad_ensembles_are_config_errors():
         JudgeEnsemble([])
     with pytest.raises(ConfigError, match="rule='mean' is unknown"):
         JudgeEnsemble([RuleJudge()], rule="mean")
+
+
+class Detector(Fixed):
+    """A judge with a refusal detector of its own: the kinds it gives, reply by reply."""
+
+    def __init__(self, *kinds):
+        super().__init__(*BENIGN_REFUSAL)  # its verdicts' refusal label would say "refusal" every time
+        self.kinds = kinds
+
+    def reply_kinds(self, prompts, responses):
+        return list(self.kinds[: len(responses)])
+
+
+def test_an_ensembles_refusal_detector_combines_its_members_detectors():
+    from sparring.judges import reply_kinds
+
+    members = [Detector("neither", "help", "refusal", "help"), Detector("neither", "help", "help", "refusal"),
+               Detector("neither", "refusal", "help", "help")]
+    prompts, replies = ["p"] * 4, ["Hmm.", "a", "b", "c"]
+    assert reply_kinds(JudgeEnsemble(members), prompts, replies) == ["neither"] * 4  # only what all agree on
+    assert reply_kinds(JudgeEnsemble(members, rule="vote"), prompts, replies) == ["neither", "help", "help", "help"]
+    assert reply_kinds(JudgeEnsemble(members[:2], rule="vote"), prompts, replies)[2:] == ["neither", "neither"]  # ties
+    assert reply_kinds(JudgeEnsemble([RuleJudge(), RuleJudge()]), ["How do I bake bread?"],
+                       ["I'm sorry, but I can't help with that."]) == ["refusal"]
