@@ -6,6 +6,7 @@ import pytest
 from sparring.agents import load_policy, play
 from sparring.envs import make
 from sparring.envs.matrix import BUILTIN, MatrixConfig, from_open_spiel
+from sparring.errors import ConfigError
 
 
 def run(kwargs, p0, p1, seed=0):
@@ -97,3 +98,20 @@ def test_a_zero_sum_table_has_no_negative_zero():  # "rock vs rock: -0, 0" read 
 
     for name in ("rock_paper_scissors", "matching_pennies"):
         assert not np.signbit(resolve_game(name).payoffs[resolve_game(name).payoffs == 0]).any()
+
+
+def test_an_open_spiel_game_object_plays_as_its_table():
+    import pickle
+
+    import pyspiel
+
+    game = pyspiel.create_matrix_game("pd2", "My dilemma", ["C", "D"], ["C", "D"], [[3, 0], [5, 1]],
+                                      [[3, 5], [0, 1]])
+    env = make("sparring/matrix-v0", game=game, parallel=True)
+    observations, _ = env.reset(seed=0)
+    assert "My dilemma" in observations["player_0"]["text"] and "[D]" in observations["player_0"]["text"]
+    _, rewards, *_ = env.step({"player_0": "[D]", "player_1": "[C]"})
+    assert rewards == {"player_0": 5.0, "player_1": 0.0}
+    pickle.loads(pickle.dumps(env))  # it holds the table, not the open_spiel object
+    with pytest.raises(ConfigError, match="brings its own payoffs"):
+        make("sparring/matrix-v0", game=game, payoffs=[[[1, 1]]], action_names=[["a"], ["a"]])

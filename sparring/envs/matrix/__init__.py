@@ -2,7 +2,8 @@
 
 The sanity game of the suite: small, exact, fast, with known equilibria. Built-ins:
 rock_paper_scissors, prisoners_dilemma, matching_pennies, stag_hunt, battle_of_the_sexes;
-any two-player open_spiel matrix game (``game="open_spiel:matrix_rps"``); or an explicit
+any two-player open_spiel matrix game (``game="open_spiel:matrix_rps"``, or the game object
+itself: ``game=pyspiel.create_matrix_game(...)``); or an explicit
 n-player table (``payoffs`` of shape (A_1, …, A_n, n) plus ``action_names``).
 
 ==================  =============================================================
@@ -30,10 +31,24 @@ from __future__ import annotations
 
 from sparring.envs.core import language_envs
 from sparring.envs.matrix.game import MatrixConfig, MatrixGame
-from sparring.envs.matrix.payoffs import BUILTIN, NormalForm, from_open_spiel
+from sparring.envs.matrix.payoffs import (
+    BUILTIN,
+    NormalForm,
+    from_open_spiel,
+    is_open_spiel_matrix_game,
+    open_spiel_table,
+)
+from sparring.errors import ConfigError
 
 
 def _game(**kwargs) -> MatrixGame:
+    game = kwargs.get("game")
+    if is_open_spiel_matrix_game(game):  # an open_spiel game object: its table, as plain values
+        if kwargs.get("payoffs") is not None:
+            raise ConfigError("game= is an open_spiel game, which brings its own payoffs: leave out payoffs=")
+        table = open_spiel_table(game)
+        kwargs |= {"game": table.title, "payoffs": table.payoffs.tolist(),
+                   "action_names": [list(names) for names in table.action_names]}
     return MatrixGame(MatrixConfig.from_dict(kwargs))
 
 

@@ -7,6 +7,7 @@ A table is a :class:`NormalForm`: per-player action names and an array of shape
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,17 @@ def from_open_spiel(name: str) -> NormalForm:
     except pyspiel.SpielError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "not loadable"
         raise ConfigError(f"open_spiel cannot load {name!r} as a matrix game ({first[:160]})") from None
+    return open_spiel_table(game, f"open_spiel {name}")
+
+
+def is_open_spiel_matrix_game(game: Any) -> bool:
+    """A game object made by ``pyspiel.create_matrix_game`` or ``load_matrix_game``."""
+    return all(hasattr(game, a) for a in ("row_utility", "col_utility", "num_rows", "num_cols"))
+
+
+def open_spiel_table(game: Any, title: str | None = None) -> NormalForm:
+    """The table of an open_spiel two-player matrix game object."""
+    title = title or f"open_spiel {game.get_type().long_name}"
     rows = tuple(game.row_action_name(r) for r in range(game.num_rows()))
     cols = tuple(game.col_action_name(c) for c in range(game.num_cols()))
     payoffs = np.array(
@@ -86,7 +98,7 @@ def from_open_spiel(name: str) -> NormalForm:
          for r in range(len(rows))],
         dtype=np.float64,
     )
-    return NormalForm(f"open_spiel {name}", (rows, cols), payoffs)
+    return NormalForm(title, (rows, cols), payoffs)
 
 
 def resolve_game(game: str, payoffs=None, action_names=None) -> NormalForm:
