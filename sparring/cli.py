@@ -649,11 +649,10 @@ def _dotted_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
 
 def _finish(tournament) -> None:
     from sparring.arenas.report import analyse, rating_rows, terminal_table, write_reports
-    from sparring.arenas.runner import directory
 
     analysis = analyse(tournament.cfg, tournament.store.matches())
     tournament.store.save_ratings(rating_rows(analysis))
-    paths = write_reports(analysis, directory(tournament.cfg.out_dir, tournament.cfg.name))
+    paths = write_reports(analysis, tournament.store.path.parent)
     console.print(terminal_table(analysis))
     console.print(f"report: {paths['html']}  (also report.json, leaderboard.csv, matches.csv)", highlight=False,
                   soft_wrap=True)

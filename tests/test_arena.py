@@ -297,6 +297,25 @@ def test_a_report_before_the_first_match_says_so_and_how_to_resume(tmp_path):
     assert "1 matches" in partial.output and "no finished matches" not in partial.output
 
 
+def test_a_moved_tournament_reports_and_resumes_where_it_now_is(tmp_path):
+    """A tournament directory copied elsewhere under another name (its first home gone) writes
+    its reports there and names the resume command that finds it."""
+    cfg = TournamentConfig(name="first", game=RPS, roster=PURE, games_per_pairing=1, out_dir=str(tmp_path / "a"),
+                           bootstrap=20)
+    Tournament.create(cfg).store.close()
+    shutil.copytree(tmp_path / "a" / "first", tmp_path / "b" / "moved")
+    shutil.rmtree(tmp_path / "a")
+    runner = CliRunner()
+    report = runner.invoke(app, ["arena", "report", "moved", "--out-dir", str(tmp_path / "b")])
+    assert report.exit_code == 0, report.output
+    assert f"sparring arena resume moved --out-dir {tmp_path / 'b'}" in flat(report.output)
+    assert "no finished matches yet" in (tmp_path / "b" / "moved" / "report.html").read_text()
+    resumed = runner.invoke(app, ["arena", "resume", "moved", "--out-dir", str(tmp_path / "b")])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((tmp_path / "b" / "moved" / "report.json").read_text())["matches"] == 6
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_report_of_self_matches_only_shows_no_interval(tmp_path):
     """Self-matches rate nobody: until a rated match ends there is no rating interval."""
     cfg = TournamentConfig(name="selfish", game=RPS, roster=PURE, games_per_pairing=1, self_play=True,

@@ -103,9 +103,8 @@ def rating_rows(analysis: Analysis) -> list[tuple[str, str, float, float | None,
 def no_matches_yet(cfg: TournamentConfig) -> str:
     """What a report says of a tournament stopped before its first match ended: every rating
     would be the prior, so it says how to play the matches instead."""
-    out_dir = "" if cfg.out_dir == "runs/arena" else f" --out-dir {cfg.out_dir}"
     return (f"{cfg.name} has no finished matches yet, so there is nothing to rate: play them with "
-            f"`sparring arena resume {cfg.name}{out_dir}`")
+            f"`{cfg.resume_command}`")
 
 
 def _interval(lo: float | None, hi: float | None, sep: str = "-") -> str:

@@ -19,7 +19,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,16 +246,20 @@ class Tournament:
             if stored != json.loads(json.dumps(cfg.to_dict())):
                 store.close()
                 raise StoreError(f"{home} already holds a tournament with another config; resume it "
-                                 f"(sparring arena resume {cfg.name}) or choose another name=")
+                                 f"({cfg.resume_command}) or choose another name=")
             tournament.store = store
         else:
             tournament.store = Store.create(home, cfg.to_dict(), cfg.roster)
         return tournament
 
     @classmethod
-    def open(cls, name: str, out_dir: str = "runs/arena") -> Tournament:
+    def open(cls, name: str, out_dir: str | Path = "runs/arena") -> Tournament:
+        """The tournament stored at ``OUT_DIR/NAME``. Its config says where it lives as where it
+        was opened, not where it was created: a tournament directory moved or copied elsewhere
+        writes its reports (and names its resume command) there."""
         store = Store.open(directory(out_dir, name))
-        return cls(TournamentConfig.from_dict(store.config), store)
+        stored = TournamentConfig.from_dict(store.config)
+        return cls(replace(stored, name=name, out_dir=str(Path(out_dir))), store)
 
     @property
     def total_matches(self) -> int:
@@ -294,7 +298,7 @@ class Tournament:
                 raise type(error)(
                     f"{error}; the inference pool failed during a match, so the match is not stored (no agent "
                     f"forfeits it). The {len(self.store.done_keys())} matches that finished are kept: "
-                    f"`sparring arena resume {self.cfg.name}` plays the rest") from error
+                    f"`{self.cfg.resume_command}` plays the rest") from error
         return self.store.matches()
 
     async def _play_all(self, pending: list[MatchSpec], on_match) -> None:

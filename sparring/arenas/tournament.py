@@ -81,6 +81,12 @@ class TournamentConfig(Config):
         check(problems)
 
     @property
+    def resume_command(self) -> str:
+        """The command that plays this tournament's missing matches."""
+        out_dir = "" if self.out_dir == "runs/arena" else f" --out-dir {self.out_dir}"
+        return f"sparring arena resume {self.name}{out_dir}"
+
+    @property
     def rounds(self) -> int:
         if self.schedule == "round_robin":
             return 1
