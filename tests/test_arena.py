@@ -22,7 +22,7 @@ from sparring.arenas import metagame
 from sparring.arenas.report import analyse, write_reports
 from sparring.arenas.runner import Tournament, play_match
 from sparring.arenas.store import DB_NAME
-from sparring.arenas.tournament import TournamentConfig
+from sparring.arenas.tournament import TournamentConfig, swiss_pairs
 from sparring.cli import app
 from sparring.errors import ConfigError
 
@@ -100,6 +100,25 @@ def test_a_swiss_schedule_pairs_each_agent_once_per_round_and_never_repeats(tmp_
         assert len(pairs) == 3 and len(set().union(*pairs)) == 6  # everyone plays once per round
         assert not pairs & seen
         seen |= pairs
+
+
+def test_swiss_pairs_avoid_a_repeat_a_greedy_pairing_would_make():
+    """Taking the nearest unplayed partner in rank order leaves p1 and p4, who have met; a
+    pairing without any repeat exists, so that is the one chosen."""
+    cfg = TournamentConfig(name="s", game=RPS, roster={f"p{i}": {"policy": "matrix.random"} for i in range(6)},
+                           schedule="swiss")
+    played = {frozenset(p) for p in (("p0", "p2"), ("p0", "p5"), ("p1", "p4"), ("p1", "p5"), ("p2", "p3"),
+                                     ("p3", "p4"))}
+    points = {"p0": 1.5, "p5": 1.5, "p2": 1.0, "p3": 1.0, "p1": 0.5, "p4": 0.5}
+    pairs = swiss_pairs(cfg, 2, points, played)
+    assert pairs == [("p0", "p3"), ("p5", "p4"), ("p2", "p1")]
+    everyone = {frozenset((a, b)) for i, a in enumerate(cfg.roster) for b in list(cfg.roster)[i + 1:]}
+    again = swiss_pairs(cfg, 5, points, everyone)  # all have met: neighbours in rank play again
+    assert again == [("p0", "p5"), ("p2", "p3"), ("p1", "p4")]
+    odd = TournamentConfig(name="s", game=RPS, roster={f"p{i}": {"policy": "matrix.random"} for i in range(5)},
+                           schedule="swiss")
+    points = {"p0": 0.0, "p1": 2.0, "p2": 1.0, "p3": 3.0, "p4": 1.5}
+    assert swiss_pairs(odd, 1, points, {frozenset(("p3", "p1"))}) == [("p3", "p4"), ("p1", "p2")]  # p0 sits out
 
 
 def write_config(path: Path, **values) -> Path:

@@ -151,18 +151,43 @@ def round_robin(cfg: TournamentConfig, seats: list[str]) -> list[MatchSpec]:
 
 def swiss_pairs(cfg: TournamentConfig, round_: int, points: dict[str, float],
                 played: set[frozenset[str]]) -> list[tuple[str, str]]:
-    """Pair agents of similar points, never the same pair twice when avoidable. Round 0 pairs a
-    seeded shuffle; with an odd roster the lowest-ranked agent sits the round out."""
+    """Pair agents of similar points, with as few pairs played before as can be (none when
+    that is possible). Round 0 pairs a seeded shuffle; with an odd roster the lowest-ranked
+    agent sits the round out. Each agent in rank order takes the nearest-ranked partner that
+    still lets the rest be paired."""
     agents = list(cfg.roster)
     if round_ == 0:
         order = list(np.random.default_rng([cfg.seed, 7]).permutation(agents))
     else:
         order = sorted(agents, key=lambda a: (-points.get(a, 0.0), agents.index(a)))
-    pairs = []
-    waiting = list(order)
-    while len(waiting) >= 2:
-        a = waiting.pop(0)
-        partner = next((b for b in waiting if frozenset((a, b)) not in played), waiting[0])
-        waiting.remove(partner)
-        pairs.append((a, partner))
-    return pairs
+    order = order[:len(order) - len(order) % 2]
+    for repeats in range(len(order) // 2):
+        pairs = _pair_up(order, played, repeats, budget=[_SEARCH_STEPS])
+        if pairs is not None:
+            return pairs
+    return list(zip(order[::2], order[1::2]))  # every pair a repeat (or the search ran out): neighbours in rank
+
+
+_SEARCH_STEPS = 20_000
+"""Partners tried per search for a pairing with a given number of repeats; past it the search
+allows one more repeat (it bounds the time a huge roster late in a long schedule could take)."""
+
+
+def _pair_up(waiting: list[str], played: set[frozenset[str]], repeats: int,
+             budget: list[int]) -> list[tuple[str, str]] | None:
+    """Depth first: the first agent waiting takes each partner in rank order; None when no
+    pairing of everyone waiting has at most ``repeats`` pairs played before."""
+    if not waiting:
+        return []
+    first, rest = waiting[0], waiting[1:]
+    for i, partner in enumerate(rest):
+        repeat = frozenset((first, partner)) in played
+        if repeat and not repeats:
+            continue
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None
+        others = _pair_up(rest[:i] + rest[i + 1:], played, repeats - repeat, budget)
+        if others is not None:
+            return [(first, partner), *others]
+    return None
