@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Sequence
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -45,3 +48,21 @@ def teacher_forced(model, gen, sampling):
             kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(gen.completion_ids)[:, None])[:, 0].tolist()
+
+
+def each_dropout(learner, rates: Sequence[float], step: Callable[[], object]) -> list:
+    """``step()`` once per attention-dropout rate, each from the learner's same start (weights
+    and optimizer state), its model in train mode as a trainer hands it over."""
+    start = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    optimizer = copy.deepcopy(learner.optimizer.state_dict())
+    results = []
+    for rate in rates:
+        learner.model.load_state_dict(start)
+        learner.optimizer.load_state_dict(optimizer)
+        learner.model.train()
+        for module in learner.model.modules():
+            if hasattr(module, "attention_dropout"):
+                module.attention_dropout = rate
+        torch.manual_seed(0)
+        results.append(step())
+    return results

@@ -1,12 +1,12 @@
 """INPO: the loss, its closed-form minimiser, Nash convergence on a non-transitive table (where a
 Bradley–Terry reward cannot get there), the knock-out, and the learner on the tiny model."""
 
-import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+from lm import each_dropout
 
 from sparring.agents.learners import INPOConfig, config_for, train
 from sparring.agents.learners.inpo import dpo_loss, inpo_loss, knockout
@@ -107,6 +107,15 @@ def config(tmp_path, **overrides):
     return INPOConfig.from_dict(values | overrides)
 
 
+def rollout_pairs(trainer):
+    """One iteration's (winners, losers): the best and worst sample of each prompt's group."""
+    from sparring.agents.trajectories import samples_from_episode
+
+    episodes, ids = trainer.rollout(1)
+    pairs = [samples_from_episode(e, i)[:2] for e, i in zip(episodes, ids)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 @pytest.mark.parametrize("algorithm", ["inpo", "dpo"])
 def test_preference_learners_train_the_tiny_model(tmp_path, algorithm):
     from sparring.agents.learners import INPOTrainer
@@ -128,13 +137,10 @@ def test_an_iteration_is_one_step_whatever_the_micro_batch(tmp_path):
     import dataclasses
 
     from sparring.agents.learners import INPOTrainer
-    from sparring.agents.trajectories import samples_from_episode
 
     trainer = INPOTrainer(config(tmp_path))
     try:
-        episodes, ids = trainer.rollout(1)
-        pairs = [samples_from_episode(e, i)[:2] for e, i in zip(episodes, ids)]
-        winners, losers = [p[0] for p in pairs], [p[1] for p in pairs]
+        winners, losers = rollout_pairs(trainer)
         start = {k: v.clone() for k, v in trainer.learner.model.state_dict().items()}
         learned = []
         for micro in (2, 16):  # one pair per chunk, then all pairs in one
@@ -157,25 +163,11 @@ def test_dropout_is_off_while_learning_so_the_log_ratios_start_at_zero(tmp_path)
     """On a model with dropout, π_t and the trainable pass must see the same network: the
     loss is then the same as with no dropout at all."""
     from sparring.agents.learners import INPOTrainer
-    from sparring.agents.trajectories import samples_from_episode
 
     trainer = INPOTrainer(config(tmp_path))
     try:
-        episodes, ids = trainer.rollout(1)
-        pairs = [samples_from_episode(e, i)[:2] for e, i in zip(episodes, ids)]
-        winners, losers = [p[0] for p in pairs], [p[1] for p in pairs]
-        start = {k: v.clone() for k, v in trainer.learner.model.state_dict().items()}
-        optimizer = copy.deepcopy(trainer.learner.optimizer.state_dict())
-        losses = []
-        for dropout in (0.0, 0.5):
-            trainer.learner.model.load_state_dict(start)
-            trainer.learner.optimizer.load_state_dict(optimizer)
-            trainer.learner.model.train()  # as a trainer hands it over
-            for module in trainer.learner.model.modules():
-                if hasattr(module, "attention_dropout"):
-                    module.attention_dropout = dropout
-            torch.manual_seed(0)
-            losses.append(trainer.learn(winners, losers)["loss"])
+        winners, losers = rollout_pairs(trainer)
+        losses = each_dropout(trainer.learner, (0.0, 0.5), lambda: trainer.learn(winners, losers)["loss"])
         assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     finally:
         trainer.close()

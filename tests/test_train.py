@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lm import each_dropout
 from typer.testing import CliRunner
 
 from sparring.agents.learners import SelfPlayConfig, train
@@ -232,8 +233,6 @@ def test_an_earlier_run_joins_the_league_as_a_frozen_opponent(tmp_path):
 def test_dropout_is_off_while_learning_so_the_ratio_starts_at_one(tmp_path):
     """On a model with dropout the first pass scores the samples as the old logprobs did: no
     token is clipped, and the loss is the one without dropout."""
-    import copy
-
     from sparring.agents.learners import SelfPlayTrainer
     from sparring.agents.trajectories import samples_from_episode
 
@@ -241,17 +240,7 @@ def test_dropout_is_off_while_learning_so_the_ratio_starts_at_one(tmp_path):
     try:
         episodes, ids = trainer.rollout(1)
         samples = [s for e, g in zip(episodes, ids) for s in samples_from_episode(e, g) if not s.tie]
-        start = {k: v.clone() for k, v in trainer.learner.model.state_dict().items()}
-        optimizer = copy.deepcopy(trainer.learner.optimizer.state_dict())
-        rows = []
-        for dropout in (0.0, 0.5):
-            trainer.learner.model.load_state_dict(start)
-            trainer.learner.optimizer.load_state_dict(optimizer)
-            trainer.learner.model.train()  # as a trainer hands it over
-            for module in trainer.learner.model.modules():
-                if hasattr(module, "attention_dropout"):
-                    module.attention_dropout = dropout
-            rows.append(trainer.learn(samples, 1))
+        rows = each_dropout(trainer.learner, (0.0, 0.5), lambda: trainer.learn(samples, 1))
         assert samples and rows[1]["clip_frac"] == 0.0
         assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-5, abs=1e-7)
     finally:
