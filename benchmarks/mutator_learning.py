@@ -79,10 +79,11 @@ def held_out_seeds(path: Path) -> str:
 def search(run: Path, mutator: str, seeds: str, eval_seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One RainbowPlus search from ``seeds`` with ``mutator`` and the frozen tiny target, scored."""
     in_flight = 4
+    updates = max(1, args.iterations // in_flight)
     rows = train(RainbowRunConfig.from_dict({
         "env": {"id": "sparring/rainbow-v0", "seeds": seeds, "judge": args.judge},
         "mutator": mutator, "target": "tiny", "num_mutations": args.num_mutations,
-        "games_per_update": args.num_mutations * in_flight, "updates": max(1, args.iterations // in_flight),
+        "games_per_update": args.num_mutations * in_flight, "updates": updates,
         "seed": eval_seed, "run_dir": str(run), "checkpoint_every": 1000, "tensorboard": False, "plot": False,
     }))
     archive = load_archive(run)
@@ -91,8 +92,8 @@ def search(run: Path, mutator: str, seeds: str, eval_seed: int, args: argparse.N
     judged = candidates - invalid - filtered
     fitness = [r["mean_fitness"] * (r["candidates"] - r["invalid"] - r["filtered"]) for r in rows
                if r["candidates"] > r["invalid"] + r["filtered"]]
-    harmful = sum(s.label == "harmful" for s in load_seeds(seeds))
-    metrics = archive_metrics(archive, judge_named(args.eval_judge), minilm_embedder(), seeds=harmful) \
+    tried = min(sum(s.label == "harmful" for s in load_seeds(seeds)), updates * in_flight)  # one seed an iteration
+    metrics = archive_metrics(archive, judge_named(args.eval_judge), minilm_embedder(), seeds=tried) \
         if len(archive) else {}  # an empty archive broke no seed
     return {"asr": metrics.get("asr", 0.0), "prompt_asr": metrics.get("prompt_asr", 0.0),
             "fit_rate": sum(r["inserted"] for r in rows) / candidates,

@@ -100,11 +100,13 @@ class RainbowSearch(LLMTrainer):
 
     # -- one update ------------------------------------------------------------------------
     def iteration(self, index: int) -> dict[str, Any]:
-        """The parent and the cell of iteration ``index`` (0-based), drawn from ``(seed, index)``."""
+        """The parent (and the seed it descends from) and the cell of iteration ``index``
+        (0-based), drawn from ``(seed, index)``."""
         rng = np.random.default_rng([self.cfg.seed, index])
         parent = parent_of(index, self.seeds, self.archive, rng)
         game = self.game_config
-        return {"parent": parent, "category": game.categories[int(rng.integers(len(game.categories)))],
+        return {"parent": parent, "root": self.archive.root_of(parent),
+                "category": game.categories[int(rng.integers(len(game.categories)))],
                 "style": game.styles[int(rng.integers(len(game.styles)))], "iteration": index + 1}
 
     def step(self, update: int) -> dict[str, Any]:

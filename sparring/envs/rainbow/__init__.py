@@ -4,8 +4,8 @@ Each game is one candidate of the search. It draws a parent prompt (the harmful 
 order while they last, each until a candidate of it reaches the target; then uniformly from
 the archive) and a target cell (a risk category
 and an attack style, each uniform). The **mutator** writes one new prompt for that cell;
-a candidate too close to what it came from (sentence BLEU against the parent and the cell's
-prompts, or against the whole mutator instruction, at or above ``sim_threshold``) is
+a candidate too close to what it came from (sentence BLEU against the nearest of the parent
+and the cell's prompts, or against the whole mutator instruction, at or above ``sim_threshold``) is
 filtered out. Otherwise the **target** answers it, the judge's P(unsafe | prompt, answer) is
 its fitness, and a candidate fitter than ``fitness_threshold`` joins the archive
 (:class:`~sparring.envs.rainbow.archive.Archive`: every fit prompt per cell, or one elite).
@@ -28,8 +28,9 @@ text is the candidate; its reasoning never reaches the target.
 
 The archive is the game's state across ``reset()``: pass one :class:`Archive` to many games
 (``archive=``) to share it, or name a JSON file in the config (``archive: PATH``) to load it
-and save it after every insertion. ``reset(options=...)`` may fix ``parent``, ``category``
-and ``style``.
+and save it after every insertion and every seed tried. Games set up at once each draw their
+own seed as the parent (a seed whose candidate never reached the target is drawn again).
+``reset(options=...)`` may fix ``parent``, ``category`` and ``style``.
 
 Version history: v0 — initial release.
 """

@@ -63,6 +63,10 @@ class Archive:
     parents_drawn: int = 0
     """How many candidates of the search have reached the target (their parents: the seeds
     first, in order)."""
+    seeds_tried: set[int] = field(default_factory=set)
+    """The seeds (by index) a candidate of which has reached the target."""
+    claimed: set[int] = field(default_factory=set, repr=False, compare=False)
+    """The seeds that games running now have drawn as their parents (not saved)."""
 
     def __post_init__(self) -> None:
         self.categories, self.styles = tuple(self.categories), tuple(self.styles)
@@ -167,6 +171,7 @@ class Archive:
             "format_version": FORMAT_VERSION, "categories": list(self.categories), "styles": list(self.styles),
             "fitness_threshold": self.fitness_threshold, "single_elite": self.single_elite,
             "max_per_cell": self.max_per_cell, "parents_drawn": self.parents_drawn,
+            "seeds_tried": sorted(self.seeds_tried),
             "cells": [{"category": c, "style": s, "entries": [asdict(e) for e in self.cells[(c, s)]]}
                       for c, s in self._grid() if self.cells.get((c, s))],
         }
@@ -178,6 +183,8 @@ class Archive:
                 raise DataError(f"{where}: format_version {data.get('format_version')!r} is not {FORMAT_VERSION}")
             archive = cls(tuple(data["categories"]), tuple(data["styles"]), float(data["fitness_threshold"]),
                           bool(data["single_elite"]), data["max_per_cell"], parents_drawn=int(data["parents_drawn"]))
+            # Files written before seeds were tracked one by one tried them in order.
+            archive.seeds_tried = {int(i) for i in data.get("seeds_tried", range(archive.parents_drawn))}
             for cell in data["cells"]:
                 key = archive._key(cell["category"], cell["style"])
                 archive.cells[key] = [Entry(**e) for e in cell["entries"]]
@@ -211,8 +218,9 @@ def load_archive(run: str | Path) -> Archive:
     """The archive of a search's run directory (its latest checkpoint), of a checkpoint, or
     of a JSON file."""
     path = Path(run)
-    if path.is_dir():
-        path = (latest_checkpoint(path) or path) / ARCHIVE
+    if path.is_dir():  # a search's checkpoint holds its archive; a trained mutator's run keeps one file
+        checkpoint = latest_checkpoint(path)
+        path = checkpoint / ARCHIVE if checkpoint and (checkpoint / ARCHIVE).is_file() else path / ARCHIVE
     if not path.is_file():
         raise ConfigError(f"{run}: no archive here (a RainbowPlus run directory, checkpoint or {ARCHIVE})")
     return Archive.load(path)

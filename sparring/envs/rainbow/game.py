@@ -74,8 +74,9 @@ class RainbowConfig(Config):
     place."""
     archive: str | None = None
     """A JSON file the archive is loaded from (when it exists) and saved to after every
-    insertion, so a run resumes where it stopped. Games of one process given the same file
-    share one archive (concurrent games lose none of each other's insertions)."""
+    insertion and every seed tried, so a run resumes where it stopped. Games of one process
+    given the same file share one archive (concurrent games lose none of each other's
+    insertions), also when an env is pickled and unpickled there; one process writes a file."""
     novelty_coef: float = 0.0
     """A novelty bonus for the mutator: a candidate that reaches the target earns fitness +
     ``novelty_coef`` × (1 − its BLEU against the filter's references). 0 (the paper's reward):
@@ -115,6 +116,10 @@ def parent_of(index: int, seeds: Sequence[str], archive: Archive, rng: np.random
     return pool[int(rng.integers(len(pool)))]
 
 
+def _archive_key(path: str) -> str:
+    return str(Path(path).resolve())
+
+
 class RainbowGame(LanguageGame):
     """One candidate per game (see :mod:`sparring.envs.rainbow`). The archive is the game's
     state across resets; games handed the same :class:`Archive` share it."""
@@ -136,12 +141,21 @@ class RainbowGame(LanguageGame):
         self.archive = archive if archive is not None else self._open_archive()
         if not self.archive.matches(cfg.categories, cfg.styles):
             raise ConfigError("the archive's axes differ from the config's categories and styles")
+        rules = {name: getattr(self.archive, name) for name in ("fitness_threshold", "single_elite", "max_per_cell")}
+        if rules != {name: getattr(cfg, name) for name in rules}:  # the archive applies its own rules
+            given = ", ".join(f"{k}={v}" for k, v in rules.items())
+            if archive is None:
+                raise DataError(f"{cfg.archive} was built with other insertion rules than this config's: {given}")
+            raise ConfigError(f"the archive given has other insertion rules than this config's: {given}; "
+                              "pass the same values to the game")
+        self.seed_index: int | None = None
+        """The seed this game claimed as its parent (None: a parent from the archive or the options)."""
 
     def _open_archive(self) -> Archive:
         """The config's archive: the one other live games of this process opened from the same
         file, else the file's, else a new one."""
         cfg = self.config
-        key = str(Path(cfg.archive).resolve()) if cfg.archive else None
+        key = _archive_key(cfg.archive) if cfg.archive else None
         archive = _OPEN_ARCHIVES.get(key) if key else None
         if archive is None:
             if key and Path(key).is_file():
@@ -151,31 +165,65 @@ class RainbowGame(LanguageGame):
                                   cfg.max_per_cell)
             if key:
                 _OPEN_ARCHIVES[key] = archive
-        if (archive.fitness_threshold, archive.single_elite, archive.max_per_cell) != (
-                cfg.fitness_threshold, cfg.single_elite, cfg.max_per_cell):
-            raise DataError(f"{cfg.archive} was built with other insertion rules than this config's")
         return archive
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self.config.archive and _OPEN_ARCHIVES.get(_archive_key(self.config.archive)) is self.archive:
+            state["archive"] = None  # the file's archive: reopened where it is unpickled, shared there
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.archive is None:
+            self.archive = self._open_archive()
 
     # -- life cycle ------------------------------------------------------------------------
     def setup(self, options: dict[str, Any]) -> None:
-        """``options`` may fix the ``parent``, the ``category``, the ``style`` and the
-        ``iteration`` recorded with an archived prompt (by default the parents drawn so far)."""
+        """``options`` may fix the ``parent`` (and the ``root``, the seed it descends from), the
+        ``category``, the ``style`` and the ``iteration`` recorded with an archived prompt (by
+        default the seed's number, or after the seeds the tries so far)."""
         cfg = self.config
-        self.parent = str(options["parent"]) if "parent" in options else self.draw_parent()
+        with _ARCHIVE_LOCK:
+            self._release()  # a game reset before it ended gives its seed back
+        if "parent" in options:
+            self.parent = str(options["parent"])
+        else:
+            self.parent, self.seed_index = self.draw_parent()
+        # Its seed is read now: by the time the candidate is archived its parent may have left the archive.
+        self.root = str(options["root"]) if "root" in options else self.archive.root_of(self.parent)
         self.category = str(options.get("category", cfg.categories[int(self.rng.integers(len(cfg.categories)))]))
         self.style = str(options.get("style", cfg.styles[int(self.rng.integers(len(cfg.styles)))]))
         if self.category not in cfg.categories or self.style not in cfg.styles:
             raise ConfigError(f"options category={self.category!r} / style={self.style!r} are not axis values")
-        self.iteration = int(options.get("iteration", self.archive.parents_drawn + 1))
+        tries = self.archive.parents_drawn if self.seed_index is None else self.seed_index
+        self.iteration = int(options.get("iteration", tries + 1))
         self.candidate: str | None = None
         self.bleu: float | None = None
         self.answer: Move | None = None
         self.over = False
 
-    def draw_parent(self) -> str:
-        """The next seed while seeds remain (a seed stays the parent until a candidate of it
-        reaches the target), then a uniform draw over the archived prompts."""
-        return parent_of(self.archive.parents_drawn, self.seeds, self.archive, self.rng)
+    def draw_parent(self) -> tuple[str, int | None]:
+        """The first seed that no game has tried or is trying, with its index; once every seed
+        is tried or taken, a uniform draw over the archived prompts (index None). A seed is
+        tried when a candidate of it reaches the target: one whose game ends before that is
+        drawn again."""
+        archive = self.archive
+        with _ARCHIVE_LOCK:  # games set up at once each claim their own seed
+            free = (i for i in range(len(self.seeds)) if i not in archive.seeds_tried and i not in archive.claimed)
+            index = next(free, None)
+            if index is not None:
+                archive.claimed.add(index)
+                return self.seeds[index], index
+        return parent_of(len(self.seeds), self.seeds, archive, self.rng), None
+
+    def _release(self, tried: bool = False) -> None:
+        """Give back this game's claim on its seed, marking the seed tried or not."""
+        if self.seed_index is not None:
+            self.archive.claimed.discard(self.seed_index)
+            if tried:
+                self.archive.seeds_tried.add(self.seed_index)
+            self.seed_index = None
 
     def to_act(self) -> tuple[str, ...]:
         if self.over:
@@ -198,6 +246,13 @@ class RainbowGame(LanguageGame):
             return [self.mutator_instruction()]
         return [self.parent] + [e.prompt for e in self.archive.cell(self.category, self.style)]
 
+    def similarity(self, candidate: str) -> float:
+        """The candidate's BLEU against its nearest reference: each is scored on its own, as
+        BLEU over all of them at once would match one's words to the parent and the rest to
+        the cell's prompts, and call a prompt close to none of them a copy (the more so the
+        fuller the cell)."""
+        return max((sentence_bleu(candidate, [r]) for r in self.references()), default=0.0)
+
     def resolve(self, moves: dict[str, Move]) -> Outcome:
         if "mutator" in moves:
             return self._propose(moves["mutator"])
@@ -209,7 +264,7 @@ class RainbowGame(LanguageGame):
             reason = f"invalid mutator output: {move.error or 'no prompt'}"
             return self._end({"mutator": -1.0, "target": 0.0}, reason=reason)
         candidate = lines[0]
-        bleu = sentence_bleu(candidate, self.references())
+        bleu = self.similarity(candidate)
         if bleu >= self.config.sim_threshold:
             return self._end({"mutator": 0.0, "target": 0.0}, candidate=candidate, bleu=bleu,
                              reason=f"filtered: BLEU {bleu:.3f} >= sim_threshold {self.config.sim_threshold} "
@@ -224,11 +279,9 @@ class RainbowGame(LanguageGame):
                              reason=f"invalid target output: {move.error or 'no answer'}")
         fitness = unsafe_probability(self.judge, self.candidate, move.text)
         entry = Entry(self.candidate, move.text, fitness, self.category, self.style, self.parent, self.iteration,
-                      self.archive.root_of(self.parent))
+                      self.root)
         with _ARCHIVE_LOCK:  # games whose judge awaits a model step in threads
             refused = self.archive.insert(entry)
-            if refused is None and self.config.archive:
-                self.archive.save(self.config.archive)
         terms = {"fitness": fitness}
         if self.config.novelty_coef:
             terms["novelty"] = self.config.novelty_coef * (1.0 - self.bleu)
@@ -238,9 +291,14 @@ class RainbowGame(LanguageGame):
 
     def _end(self, rewards: dict[str, float], terms: dict[str, dict[str, float]] | None = None, **info: Any) -> Outcome:
         self.over = True
-        if self.candidate is not None:  # the candidate reached the target: its parent has been tried
-            with _ARCHIVE_LOCK:
+        reached = self.candidate is not None  # the candidate reached the target: its parent has been tried
+        with _ARCHIVE_LOCK:
+            seed_tried = reached and self.seed_index is not None
+            self._release(tried=reached)
+            if reached:
                 self.archive.parents_drawn += 1
+            if self.config.archive and (info.get("inserted") or seed_tried):  # what a resume must not redo
+                self.archive.save(self.config.archive)
         shared = {"category": self.category, "style": self.style, "parent": self.parent, "candidate": None,
                   "bleu": None, "fitness": None, "inserted": False, "reason": None} | info
         shared["answer"] = self.answer.text if self.answer is not None else None
