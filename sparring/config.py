@@ -35,15 +35,16 @@ def check(problems: Sequence[str]) -> None:
 
 def at_least(config: Any, minimum: float, *names: str, where: str = "") -> list[str]:
     """The problems of fields ``names`` of ``config`` that are below ``minimum`` (``None``, an
-    unset optional, passes), for :func:`check`."""
+    unset optional, passes; NaN and a bool do not), for :func:`check`."""
     return [f"{_join(where, name)}={value!r} must be >= {minimum}" for name in names
-            if (value := getattr(config, name)) is not None and value < minimum]
+            if (value := getattr(config, name)) is not None and (isinstance(value, bool) or not value >= minimum)]
 
 
 def above(config: Any, bound: float, *names: str, where: str = "") -> list[str]:
-    """The problems of fields ``names`` that are not greater than ``bound`` (``None`` passes)."""
+    """The problems of fields ``names`` that are not greater than ``bound`` (``None`` passes;
+    NaN and a bool do not)."""
     return [f"{_join(where, name)}={value!r} must be > {bound}" for name in names
-            if (value := getattr(config, name)) is not None and not value > bound]
+            if (value := getattr(config, name)) is not None and (isinstance(value, bool) or not value > bound)]
 
 
 class Config:

@@ -140,6 +140,54 @@ def test_the_requests_beside_a_bad_one_are_served_in_one_batch(pool):
     assert [g.completion_ids for g in good] == [g.completion_ids for g in alone]
 
 
+def test_messages_the_chat_template_refuses_fail_alone():
+    """A template that raises for some messages (as Gemma's does for a system role) fails
+    only the requests it cannot render, whatever they are batched with."""
+    tok = make_tokenizer()
+    tok.chat_template = ("{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not "
+                         "supported') }}{% endif %}<|{{ m.role }}|>\n{{ m.content }}\n{% endfor %}<|assistant|>\n")
+    pool = InferencePool(PoolConfig(max_wait_ms=20))
+    pool.add_policy("p", make_model(), tok)
+    user = ({"role": "user", "content": "how can I help"},)
+
+    async def main():
+        good = [pool.generate(GenerationRequest("p", user, GREEDY)) for _ in range(3)]
+        bad = pool.generate(GenerationRequest("p", ({"role": "system", "content": "be brief"}, *user), GREEDY))
+        return await asyncio.gather(*good, bad, return_exceptions=True)
+
+    *good, bad = run(main())
+    assert isinstance(bad, InvalidRequestError) and "System role not supported" in str(bad)
+    assert all(not isinstance(g, Exception) for g in good), good
+    with pytest.raises(InvalidRequestError, match="prefill must be a string"):
+        GenerationRequest("p", "hi", GREEDY, prefill=None)
+
+
+def test_scoring_checks_the_context_and_types_a_failing_model(pool):
+    with pytest.raises(InvalidRequestError, match="exceeds the context"):
+        run(pool.score("p", "how " * 300, [" sorry"]))
+
+    class Broken(torch.nn.Module):
+        config = pool.models["p"].model.config
+        generation_config = pool.models["p"].model.generation_config
+
+        def forward(self, **kwargs):
+            raise RuntimeError("device lost")
+
+    pool.add_policy("broken", Broken(), make_tokenizer())
+    for call in (pool.score("broken", "how can I", [" help"]), pool.prompt_logprobs("broken", "how can I help")):
+        with pytest.raises(BackendError, match="device lost"):
+            run(call)
+
+
+@pytest.mark.parametrize("values", [{"max_wait_ms": float("inf")}, {"max_wait_ms": float("nan")},
+                                    {"max_batch_size": True}, {"timeout_s": float("nan")}])
+def test_a_pool_config_that_would_hang_or_is_no_number_is_refused(values):
+    from sparring.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(values))):
+        PoolConfig(**values)
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"),
                                                ({"max_new_tokens": 0}, "max_new_tokens"), ({"stop": [""]}, "stop")])
 def test_bad_sampling_params_name_the_value(kwargs, match):

@@ -50,8 +50,10 @@ class PoolConfig(Config):
                             f"{did_you_mean(self.backend, BACKENDS)}")
         problems += at_least(self, 1, "max_batch_size", "replicas", where=self.where)
         problems += at_least(self, 0, "max_wait_ms", where=self.where)
+        if self.max_wait_ms == float("inf"):  # a batch that is not full would never run
+            problems.append("pool.max_wait_ms=inf must be finite")
         problems += above(self, 0, "timeout_s", where=self.where)
-        if not 0 < self.gpu_memory_utilization <= 1:
+        if not 0 < self.gpu_memory_utilization <= 1:  # NaN too
             problems.append(f"pool.gpu_memory_utilization={self.gpu_memory_utilization} must lie in (0, 1]")
         if self.backend == "remote" and not self.base_url:
             problems.append("pool.backend=remote needs pool.base_url (e.g. http://127.0.0.1:8000/v1)")

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from sparring.errors import BackendError, InvalidRequestError, PoolClosedError
+from sparring.errors import BackendError, InvalidRequestError, PoolClosedError, SparringError
 from sparring.pool.config import PoolConfig
 from sparring.pool.transformers_backend import (
     LoadedModel,
@@ -225,6 +225,10 @@ class InferencePool:
             if self._closed and not (task is not None and task.cancelling()):  # the pass was dropped by aclose
                 raise PoolClosedError("the pool was closed") from None
             raise
+        except SparringError:
+            raise
+        except Exception as error:  # the model failed (out of memory, a broken adapter): typed as generate's are
+            raise BackendError(f"{fn.__name__}: {type(error).__name__}: {error}") from error
 
     def _after_updates(self, fn, *args):
         self._apply_updates()

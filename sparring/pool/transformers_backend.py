@@ -101,9 +101,11 @@ def render_request(tokenizer: Any, request: GenerationRequest) -> str:
             f"policy {request.policy!r}: chat messages need a tokenizer with a chat template; "
             "send a plain-text prompt instead"
         )
-    text = tokenizer.apply_chat_template(
-        list(request.prompt), add_generation_prompt=True, tokenize=False
-    )
+    try:
+        text = tokenizer.apply_chat_template(list(request.prompt), add_generation_prompt=True, tokenize=False)
+    except Exception as error:  # the template refuses these messages (a system role, roles that do not alternate)
+        raise InvalidRequestError(f"policy {request.policy!r}: its chat template cannot render these messages: "
+                                  f"{type(error).__name__}: {error}") from error
     return text + request.prefill
 
 
@@ -405,7 +407,7 @@ def score_continuations(loaded: LoadedModel, prompt: str, continuations: list[st
     scores = []
     with loaded.lock:  # every continuation scored on the same weights
         for text in continuations:
-            ids = tok(prompt + text, add_special_tokens=False)["input_ids"]
+            ids = _scorable(loaded, tok(prompt + text, add_special_tokens=False)["input_ids"])
             start = continuation_start(prompt_ids, ids, text)
             scores.append(float(_teacher_forced(loaded, ids, adapter, start).sum()))
     return scores
@@ -430,7 +432,13 @@ def prompt_token_logprobs(loaded: LoadedModel, text: str,
     This is what an echoed prompt reports, so that a client on the other side of HTTP can
     score continuations as :func:`score_continuations` does. The first token has nothing
     to be predicted from, so there is one logprob fewer than ids."""
-    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _scorable(loaded, loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return ids, _teacher_forced(loaded, ids, adapter, 1).tolist()
+
+
+def _scorable(loaded: LoadedModel, ids: list[int]) -> list[int]:
+    """``ids``, or InvalidRequestError when a teacher-forced pass cannot read them: none, or
+    more than the model's context (its positions past it mean nothing)."""
     if not ids:
         raise InvalidRequestError(f"empty prompt for policy {loaded.name!r}; send at least one token of text")
     if len(ids) > loaded.context_length:
@@ -438,7 +446,7 @@ def prompt_token_logprobs(loaded: LoadedModel, text: str,
             f"prompt of {len(ids)} tokens exceeds the context of {loaded.context_length} tokens of "
             f"policy {loaded.name!r}; shorten the prompt"
         )
-    return ids, _teacher_forced(loaded, ids, adapter, 1).tolist()
+    return ids
 
 
 def _teacher_forced(loaded: LoadedModel, ids: list[int], adapter: str | None, start: int) -> torch.Tensor:

@@ -76,6 +76,11 @@ class GenerationRequest:
     """The game this request belongs to: a game's later turns stay on one replica."""
 
     def __post_init__(self) -> None:
+        for name in ("policy", "prefill"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidRequestError(f"{name} must be a string, got {type(getattr(self, name)).__name__}")
+        if self.session is not None and not isinstance(self.session, str):
+            raise InvalidRequestError(f"session must be a string or None, got {type(self.session).__name__}")
         if isinstance(self.prompt, list):
             object.__setattr__(self, "prompt", tuple(self.prompt))
         if not isinstance(self.prompt, (str, tuple)):
