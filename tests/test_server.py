@@ -97,6 +97,12 @@ def test_chat_completions_with_prefill_logprobs_and_stop_strings(server):
     prompt = make_tokenizer().decode(choice["prompt_token_ids"])
     assert prompt.startswith("<|user|>") and prompt.rstrip().endswith("sure")
 
+    continued = {**base, "messages": [*MESSAGES, {"role": "assistant", "content": "sure"}], "prefill": None,
+                 "continue_final_message": True, "add_generation_prompt": False}
+    status, same = http(url, continued)  # vLLM's way to prefill: the same prompt
+    assert status == 200 and same["choices"][0]["prompt_token_ids"] == choice["prompt_token_ids"]
+    assert same["choices"][0]["token_ids"] == choice["token_ids"]
+
     stop = choice["message"]["content"].split()[1]
     _, cut = http(url, {**base, "stop": stop})
     _, kept = http(url, {**base, "stop": [stop], "include_stop_str_in_output": True})
@@ -137,8 +143,10 @@ def test_remote_pool_equals_the_in_process_pool(server, recwarn):
     free = asyncio.run(server.pool.generate(requests[0]))
     requests.append(GenerationRequest("p", "what is the game", SamplingParams(
         temperature=0, max_new_tokens=10, stop=(free.text.split()[1],))))
+    extension = RemotePool(server.url, chat_prefill="extension")  # the prefill field only this server reads
     for request in requests:  # one asyncio.run each: the client must survive changing loops
         got = asyncio.run(remote.generate(request))
+        assert asyncio.run(extension.generate(request)).completion_ids == got.completion_ids
         want = asyncio.run(server.pool.generate(request))
         assert (got.text, got.prompt_ids, got.completion_ids, got.finish_reason) == \
                (want.text, want.prompt_ids, want.completion_ids, want.finish_reason)
@@ -169,6 +177,9 @@ def test_api_key_guards_v1_routes_but_not_health(keyed_server):
     ({"model": "p", "prompt": "hi", "n": 2}, "n", "n=2"),
     ({"model": "p", "prompt": "hi", "stream": True}, "stream", "stream=True is not supported"),
     ({"model": "p", "prompt": "hi", "logprobs": 3}, "logprobs", "logprobs=0"),
+    ({"model": "p", "prompt": "hi", "min_p": 0.5}, "min_p", "min_p=0.5 is not supported"),
+    ({"model": "p", "prompt": "hi", "ignore_eos": True}, "ignore_eos", "ignore_eos=True is not supported"),
+    ({"model": "p", "prompt": "hi", "mirostat_tau": 5}, "mirostat_tau", "mirostat_tau is not a field this server reads"),
     ({"model": "p", "prompt": "how " * 300}, None, "exceeds the context"),
     (b"{not json", None, "not valid JSON"),
 ])
@@ -184,6 +195,13 @@ def test_bad_requests_get_a_400_naming_the_problem_and_the_server_keeps_serving(
 def test_bad_chat_requests_and_unknown_routes(server):
     status, reply = http(f"{server.url}/v1/chat/completions", {"model": "p", "messages": "hi"})
     assert status == 400 and reply["error"]["param"] == "messages"
+    continued = {"model": "p", "messages": [*MESSAGES, {"role": "assistant", "content": "sure"}],
+                 "continue_final_message": True}
+    status, reply = http(f"{server.url}/v1/chat/completions", continued)  # the generation prompt still on
+    assert status == 400 and "add_generation_prompt=false" in reply["error"]["message"]
+    status, reply = http(f"{server.url}/v1/chat/completions", {"model": "p", "messages": list(MESSAGES),
+                                                               "add_generation_prompt": False})
+    assert status == 400 and reply["error"]["param"] == "add_generation_prompt"
     status, reply = http(f"{server.url}/v1/nothing", {})
     assert status == 404 and "/v1/nothing" in reply["error"]["message"]
 
@@ -263,11 +281,14 @@ def test_remote_pool_retries_5xx_never_4xx_and_bounds_time():
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        remote = RemotePool(url, retries=3, backoff_s=0.01, timeout_s=0.3, chat_prefill="continue_final_message")
+        remote = RemotePool(url, retries=3, backoff_s=0.01, timeout_s=0.3)
         try:
             script[:] = [503, 503, "ok"]
             got = await remote.generate(GenerationRequest("p", "hi", prefill=" there"))
             assert len(bodies) == 3 and bodies[0]["prompt"] == "hi there"
+            # vLLM's defaults would add a BOS and the model's own top_k / repetition penalty
+            assert bodies[0]["add_special_tokens"] is False and bodies[0]["top_k"] == -1
+            assert bodies[0]["repetition_penalty"] == 1.0 and bodies[0]["min_p"] == 0.0
             assert (got.text, got.logprobs, got.prompt_ids, got.completion_ids) == ("ok", (-0.5, -0.25), (), ())
             script[:] = [400]
             with pytest.raises(InvalidRequestError, match="HTTP 400.*scripted 400"):

@@ -3,9 +3,12 @@ an OpenAI-compatible server (ours, ``sparring.pool.server``, or ``vllm serve``) 
 :class:`Generation`, so games run unchanged against a pool in another process or machine.
 
 Mapping: chat prompts go to ``/v1/chat/completions`` and text prompts to ``/v1/completions``
-(with the prefill appended to the text). A chat prefill goes in the ``prefill`` extension of
-our server, or, with ``chat_prefill="continue_final_message"``, as a final assistant message
-that vLLM continues. Every request asks for the sampled tokens' logprobs, the token ids
+(with the prefill appended to the text, tokenized as it is: ``add_special_tokens=false``, no
+BOS, as in-process). A chat prefill goes as a final assistant message that the server
+continues (``continue_final_message``, which vLLM and ours read), or, with
+``chat_prefill="extension"``, in the ``prefill`` field only our server reads. Every sampling
+setting is sent, neutral ones included, so that vLLM does not fill them from the model's
+``generation_config.json``. Every request asks for the sampled tokens' logprobs, the token ids
 (``return_token_ids``, vLLM >= 0.10.2 and ours) and the stop string in the text
 (``include_stop_str_in_output``, as the in-process pool returns it). A server that sends no
 token ids yields ``prompt_ids == completion_ids == ()``; one that sends no logprobs yields
@@ -98,7 +101,7 @@ class RemotePool:
 
     def __init__(self, base_url: str, api_key: str | None = None, *, timeout_s: float = 300.0,
                  retries: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 10.0,
-                 chat_prefill: Literal["extension", "continue_final_message"] = "extension"):
+                 chat_prefill: Literal["extension", "continue_final_message"] = "continue_final_message"):
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidRequestError(f"base_url={base_url!r} must start with http:// or https://")
         if not (isinstance(timeout_s, int | float) and timeout_s > 0):
@@ -250,18 +253,21 @@ class RemotePool:
     # -- requests ------------------------------------------------------------------------------
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
         s = request.sampling
+        # Every sampling field is sent, at its neutral value too (top_k -1: none, in every vLLM
+        # version's spelling): vLLM fills a missing one from
+        # the model's generation_config.json (a top_k or repetition_penalty of its own), and
+        # the logprobs would no longer be those of the distribution asked for.
         payload: dict[str, Any] = {
             "model": request.policy, "max_tokens": s.max_new_tokens, "temperature": s.temperature,
-            "top_p": s.top_p, "n": 1, "return_token_ids": True, "include_stop_str_in_output": True,
+            "top_p": s.top_p, "top_k": s.top_k or -1, "min_p": 0.0, "repetition_penalty": 1.0, "n": 1,
+            "return_token_ids": True, "include_stop_str_in_output": True,
         }
-        if s.top_k:
-            payload["top_k"] = s.top_k
         if s.stop:
             payload["stop"] = list(s.stop)
         if s.seed is not None:
             payload["seed"] = s.seed
         if isinstance(request.prompt, str):
-            payload.update(prompt=request.prompt + request.prefill, logprobs=0)
+            payload.update(prompt=request.prompt + request.prefill, logprobs=0, add_special_tokens=False)
             return payload
         messages = [dict(m) for m in request.prompt]
         payload["logprobs"] = True

@@ -14,7 +14,9 @@ Routes (a subset of OpenAI's API, with vLLM's extensions where they exist):
   prompt tokens are cut from the prompt itself, so ``text_offset`` counts its characters.
 * ``POST /v1/chat/completions``: ``messages``, the same parameters, ``logprobs=true``
   (``choices[0].logprobs.content``), extension ``prefill`` (text after the rendered chat prompt
-  that the model continues; the reply holds only what the model wrote after it).
+  that the model continues; the reply holds only what the model wrote after it), or vLLM's
+  way to the same prompt: a final assistant message with ``continue_final_message=true`` and
+  ``add_generation_prompt=false``.
 * Both: extension ``return_token_ids=true`` adds ``choices[0].prompt_token_ids`` and
   ``choices[0].token_ids`` (as vLLM does); extension ``include_stop_str_in_output`` (default
   false, as in OpenAI: the text ends before the stop string); every reply carries
@@ -22,8 +24,11 @@ Routes (a subset of OpenAI's API, with vLLM's extensions where they exist):
 * ``GET /v1/models``, ``GET /health``, ``POST /v1/weights`` (``{"policy", "checkpoint"}``: load
   a safetensors file or directory into a policy; the reply holds the version it will serve).
 
-Not supported, and refused with a 400 that says so: ``n > 1``, ``stream``, ``echo`` on chat,
-``best_of``, ``suffix``, penalties, ``logit_bias``, tools, JSON modes, alternatives
+Not supported, and refused with a 400 that says so: a field the server does not read (the
+caller's bookkeeping ``user``, ``metadata``, ``store`` and ``service_tier`` aside), and, set
+to anything but their neutral values, ``n > 1``, ``stream``, ``echo`` on chat,
+``best_of``, ``suffix``, penalties, ``min_p``, ``min_tokens``, ``ignore_eos``,
+``stop_token_ids``, ``logit_bias``, tools, JSON modes, alternatives
 (``logprobs > 0`` on completions, ``top_logprobs > 0`` on chat), token-id prompts,
 ``add_special_tokens=true`` (vLLM's extension: prompts are tokenized as they are, with no BOS
 added, as in the in-process pool; ``false`` is accepted). Logprobs are those of the sampling
@@ -104,8 +109,31 @@ def _policy(pool: Pool, body: dict[str, Any]) -> str:
     return name
 
 
+_READ = frozenset({
+    "model", "prompt", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop",
+    "seed", "n", "logprobs", "top_logprobs", "echo", "prefill", "add_special_tokens", "return_token_ids",
+    "include_stop_str_in_output", "add_generation_prompt", "continue_final_message",
+})
+"""The request fields the server reads."""
+_NEUTRAL = {
+    "stream": (None, False), "best_of": (None, 1), "suffix": (None, ""), "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0), "repetition_penalty": (None, 1), "min_p": (None, 0), "min_tokens": (None, 0),
+    "ignore_eos": (None, False), "stop_token_ids": (None, []), "logit_bias": (None, {}), "tools": (None, []),
+    "functions": (None, []), "tool_choice": (None, "none"), "response_format": (None, {"type": "text"}),
+    "stream_options": (None,),
+}
+"""Fields the server cannot honour, accepted only at the value that asks for nothing."""
+_IGNORED = frozenset({"user", "metadata", "store", "service_tier"})
+"""Fields that do not change what is sampled (bookkeeping of the caller's)."""
+
+
 def _refuse_unsupported(body: dict[str, Any], *, chat: bool) -> None:
-    """Refuse what the pool cannot do rather than silently sample something else."""
+    """Refuse what the pool cannot do rather than silently sample something else: a field the
+    server does not read, or one it cannot honour set to anything but its neutral value."""
+    unknown = sorted(set(body) - _READ - set(_NEUTRAL) - _IGNORED)
+    if unknown:
+        raise _bad(f"{unknown[0]} is not a field this server reads, so it would be ignored; leave it out "
+                   f"(it reads {', '.join(sorted(_READ))})", unknown[0])
     if chat and body.get("echo") not in (None, False):
         raise _bad(f"echo={body['echo']!r} is not supported on /v1/chat/completions; to read a prompt's "
                    "logprobs, send its text to /v1/completions with echo=true, logprobs=0, max_tokens=0",
@@ -119,20 +147,9 @@ def _refuse_unsupported(body: dict[str, Any], *, chat: bool) -> None:
     if body.get("n") not in (None, 1):
         raise _bad(f"n={body['n']!r}: this server returns one completion per request; send n=1 "
                    "and several requests instead (the pool batches them)", "n")
-    unsupported = {
-        "stream": body.get("stream") not in (None, False),
-        "best_of": body.get("best_of") not in (None, 1),
-        "suffix": bool(body.get("suffix")),
-        "presence_penalty": body.get("presence_penalty") not in (None, 0, 0.0),
-        "frequency_penalty": body.get("frequency_penalty") not in (None, 0, 0.0),
-        "repetition_penalty": body.get("repetition_penalty") not in (None, 1, 1.0),
-        "logit_bias": bool(body.get("logit_bias")),
-        "tools": bool(body.get("tools") or body.get("functions")),
-        "response_format": body.get("response_format") not in (None, {"type": "text"}),
-    }
-    for param, is_set in unsupported.items():
-        if is_set:
-            value = body.get(param, body.get("functions"))
+    for param, neutral in _NEUTRAL.items():
+        value = body.get(param)
+        if value is not None and (value not in neutral or isinstance(value, bool) != isinstance(neutral[-1], bool)):
             raise _bad(f"{param}={value!r} is not supported by this server; leave {param} out", param)
 
 
@@ -178,6 +195,29 @@ def _messages(body: dict[str, Any]) -> tuple[dict[str, str], ...]:
             raise _bad(f"message {message!r} needs string content (or a list of text parts)", "messages")
         out.append({"role": message["role"], "content": content})
     return tuple(out)
+
+
+def _continued(body: dict[str, Any], messages: tuple[dict[str, str], ...],
+               prefill: str) -> tuple[tuple[dict[str, str], ...], str]:
+    """vLLM's way to prefill a chat reply: ``continue_final_message=true`` (with
+    ``add_generation_prompt=false``) continues a final assistant message, which is the
+    pool's prefill after the generation prompt of the messages before it."""
+    continued, generation_prompt = body.get("continue_final_message"), body.get("add_generation_prompt")
+    if continued not in (None, False, True) or generation_prompt not in (None, False, True):
+        raise _bad("continue_final_message and add_generation_prompt must be true or false", "continue_final_message")
+    if not continued:
+        if generation_prompt is False:
+            raise _bad("add_generation_prompt=false is supported only with continue_final_message=true (a final "
+                       "assistant message to continue)", "add_generation_prompt")
+        return messages, prefill
+    if generation_prompt is not False:
+        raise _bad("continue_final_message=true needs add_generation_prompt=false", "add_generation_prompt")
+    if messages[-1]["role"] != "assistant" or len(messages) < 2:
+        raise _bad("continue_final_message=true needs a final assistant message after the others",
+                   "continue_final_message")
+    if prefill:
+        raise _bad("send the reply's start either as prefill or as a final message to continue, not both", "prefill")
+    return messages[:-1], messages[-1]["content"]
 
 
 # -- response building -------------------------------------------------------------------------
@@ -301,6 +341,7 @@ async def chat_completions(request: web.Request) -> web.Response:
     prefill = body.get("prefill") or ""
     if not isinstance(prefill, str):
         raise _bad(f"prefill={prefill!r} must be a string", "prefill")
+    messages, prefill = _continued(body, messages, prefill)
     if body.get("top_logprobs"):
         raise _bad(f"top_logprobs={body['top_logprobs']!r}: this server does not compute alternatives; "
                    "send logprobs=true alone for the sampled tokens' logprobs", "top_logprobs")
