@@ -5,7 +5,13 @@ import asyncio
 import pytest
 from lm import make_model, make_tokenizer
 
-from sparring.pool import BackendError, GenerationRequest, InvalidRequestError, SamplingParams
+from sparring.pool import (
+    BackendError,
+    GenerationRequest,
+    InvalidRequestError,
+    PoolClosedError,
+    SamplingParams,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -129,7 +135,17 @@ def test_a_killed_replica_fails_its_requests_and_the_rest_continue(tmp_path):
     assert all(isinstance(f, BackendError) and "died" in str(f) for f in failed)
     assert all(g.finish_reason == "length" for g in after)
     assert sum(r.alive for r in pool.replicas) == 1
-    asyncio.run(pool.aclose())
+
+    async def closing():  # a request in flight when the pool closes, and one after, say it closed
+        running = asyncio.ensure_future(pool.generate(GenerationRequest("p", "sorry", GREEDY)))
+        await asyncio.sleep(0.5)
+        await pool.aclose()
+        return await asyncio.gather(running, pool.generate(GenerationRequest("p", "hi", GREEDY)),
+                                    return_exceptions=True)
+
+    assert all(isinstance(e, PoolClosedError) for e in asyncio.run(closing()))
+    with pytest.raises(PoolClosedError):
+        pool.info("p")
 
 
 def test_the_http_server_serves_a_ray_pool_through_the_protocol(ray_pool):

@@ -11,16 +11,20 @@ Policies added or updated later reach every live replica.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.errors import BackendError, InvalidRequestError, PoolError
+from sparring.errors import BackendError, InvalidRequestError, PoolClosedError, PoolError
 from sparring.pool.config import PoolConfig
 from sparring.pool.pool import InferencePool
 from sparring.pool.types import Generation, GenerationRequest, PolicyInfo
 from sparring.runs import resolve_model
+
+MAX_SESSIONS = 100_000
+"""Sessions whose replica the pool remembers (the least recently used are forgotten)."""
 
 
 class _Replica:
@@ -111,7 +115,9 @@ class RayPool:
             for i in range(self.config.replicas)]
         self._locations: dict[str, str] = {}
         self._tokenizers: dict[str, Any] = {}
-        self.sessions: dict[str, int] = {}
+        self.sessions: OrderedDict[str, int] = OrderedDict()
+        """Session → its replica, the most recently used last (at most ``MAX_SESSIONS``)."""
+        self._closed = False
         self._everywhere("ping")  # surface start-up errors here
         for name, model in (models or {}).items():
             self.add_policy(name, model)
@@ -182,6 +188,8 @@ class RayPool:
         PoolError); replicas found dead are marked so and left out."""
         import ray
 
+        if self._closed:
+            raise PoolClosedError("the pool is closed")
         calls = [(r, getattr(r.actor, method).remote(*args)) for r in self.replicas if r.alive]
         outcomes = []
         for replica, call in calls:
@@ -202,6 +210,8 @@ class RayPool:
         replica.alive = False
 
     def _known(self, policy: str) -> None:
+        if self._closed:
+            raise PoolClosedError("the pool is closed")
         if policy not in self._locations:
             raise InvalidRequestError(f"unknown policy {policy!r}; served: {self.policies}")
 
@@ -210,6 +220,7 @@ class RayPool:
         if session is not None:
             index = self.sessions.get(session)
             if index is not None and self.replicas[index].alive:
+                self.sessions.move_to_end(session)
                 return index
         live = [i for i, r in enumerate(self.replicas) if r.alive]
         if not live:
@@ -217,6 +228,9 @@ class RayPool:
         index = min(live, key=lambda i: self.replicas[i].in_flight)
         if session is not None:
             self.sessions[session] = index
+            self.sessions.move_to_end(session)
+            if len(self.sessions) > MAX_SESSIONS:  # games long over: a new game starts on the least loaded
+                self.sessions.popitem(last=False)
         return index
 
     async def generate(self, request: GenerationRequest) -> Generation:
@@ -241,6 +255,8 @@ class RayPool:
         except ray.exceptions.RayTaskError as error:
             raise _pool_error(error) from None
         except ray.exceptions.RayActorError as error:
+            if self._closed:  # stopped by aclose, not dead
+                raise PoolClosedError("the pool was closed while the request ran") from None
             replica.alive = False
             raise BackendError(f"replica {index} died while serving policy {policy!r}: {error}") from None
         finally:
@@ -253,6 +269,8 @@ class RayPool:
         ray.kill(self.replicas[index].actor, no_restart=True)
 
     async def aclose(self) -> None:
+        """Stop every replica: requests in flight and every later call raise PoolClosedError."""
+        self._closed = True
         for replica in self.replicas:
             if replica.alive:
                 self._retire(replica)
