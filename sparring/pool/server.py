@@ -4,7 +4,8 @@ batching pool across processes.
 
 Routes (a subset of OpenAI's API, with vLLM's extensions where they exist):
 
-* ``POST /v1/completions``: ``prompt`` (a string), ``model`` (the policy), ``max_tokens``,
+* ``POST /v1/completions``: ``prompt`` (a string), ``model`` (the policy), ``max_tokens``
+  (default 64, the pool's, on both routes: OpenAI's differ between them),
   ``temperature``, ``top_p``, ``top_k`` (extension), ``stop``, ``seed``, ``logprobs=0`` (the
   sampled tokens' logprobs in OpenAI's ``tokens`` / ``token_logprobs`` / ``text_offset`` form),
   ``echo=true`` (the text starts with the prompt, and with ``logprobs=0`` so do the logprobs:
