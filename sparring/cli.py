@@ -85,30 +85,6 @@ def _seat_spec(spec: Any, model: str) -> Any:
     return spec
 
 
-def _reported(seat: str, spec: Any, policy: Any) -> Any:
-    """``policy`` with any exception of its moves raised as a :class:`PolicyError` naming
-    ``seat`` and ``spec``: one line for a user's failing agent, where the traceback would
-    mostly show the suite's rollout code."""
-    from sparring.agents import Action, Policy
-    from sparring.errors import PolicyError, SparringError
-
-    class Reported(Policy):
-        name = policy.name
-
-        def seed(self, seed: int | None) -> None:
-            policy.seed(seed)
-
-        async def act(self, agent: str, observation: dict[str, Any]) -> Action:
-            try:
-                return await policy.act(agent, observation)
-            except (SparringError, KeyboardInterrupt):
-                raise
-            except Exception as error:
-                raise PolicyError(f"the policy of seat {seat} ({spec}) raised {type(error).__name__}: {error}") from error
-
-    return Reported()
-
-
 def _print_table(title: str, columns: tuple[str, str], rows) -> None:
     from rich.table import Table
 
@@ -156,6 +132,7 @@ def play(
     (pass --reveal to see everything at the end).
     """
     from sparring.agents import PolicyResolver
+    from sparring.agents.base import Reported
     from sparring.agents.rollout import play as play_game
     from sparring.envs import make, spec
     from sparring.errors import ConfigError
@@ -171,11 +148,14 @@ def play(
             raise ConfigError(f"{registered.id} has no seat(s) {sorted(unknown)}; its seats: {env.possible_agents}")
         open_seats = [a for a in env.possible_agents if a not in chosen]
         if human and open_seats and "human" not in chosen.values():
-            chosen[open_seats[0]] = "human"
+            if registered.numeric:  # its seats read vectors
+                console.print(f"{registered.id} is played on numbers, not text: no seat for you, scripted agents play")
+            else:
+                chosen[open_seats[0]] = "human"
         for agent in env.possible_agents:
             chosen.setdefault(agent, registered.seat_default(agent))
         resolver = PolicyResolver()
-        seats = {agent: _reported(agent, name, resolver.resolve(_seat_spec(name, model))) for agent, name in chosen.items()}
+        seats = {agent: Reported(resolver.resolve(_seat_spec(name, model)), agent, name) for agent, name in chosen.items()}
         console.print(Text.assemble((registered.id, "bold"), ": ", ", ".join(f"{a} = {n}" for a, n in chosen.items())))
         episode = asyncio.run(play_game(env, seats, seed=seed))
     viewers = [a for a, n in chosen.items() if n == "human"]
@@ -201,6 +181,7 @@ def record(
     """Record demonstrations: play games between policies and write every agent's steps
     (obs, action, reward, next obs, done) as JSONL or Parquet, for inverse RL (MAMQL)."""
     from sparring.agents import PolicyResolver
+    from sparring.agents.base import Reported
     from sparring.agents.trajectories import record_transitions, write_transitions
     from sparring.envs import make, spec
     from sparring.errors import ConfigError
@@ -221,7 +202,7 @@ def record(
             raise ConfigError(f"{registered.id} has no seat(s) {sorted(unknown)}; its seats: {probe.possible_agents}")
         resolver = PolicyResolver()
         specs = {a: chosen.get(a, registered.seat_default(a)) for a in probe.possible_agents}
-        seats = {a: _reported(a, name, resolver.resolve(name)) for a, name in specs.items()}
+        seats = {a: Reported(resolver.resolve(name), a, name) for a, name in specs.items()}
         rows = record_transitions(lambda: make(registered.id, parallel=True, **kwargs), seats,
                                   range(seed, seed + episodes), prefix=registered.id.split("/")[-1])
         path = write_transitions(out, rows)

@@ -75,6 +75,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     fd, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
     os.close(fd)
     try:
+        as_opened(partial)
         write(Path(partial))
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
@@ -82,6 +83,22 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+
+
+def as_opened(path: str | Path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (its owner's only) the mode ``open()`` would
+    have: a file renamed into place is as readable as any other the user writes."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux says it; elsewhere it is read by setting it
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -73,6 +73,19 @@ def test_human_policy_formats_hidden_cot_and_survives_end_of_input():
         raise EOFError
 
     assert run_sync(HumanPolicy(input_fn=closed, output_fn=lambda t: None).act("p", {"text": "x"})).text == ""
+    with pytest.raises(ConfigError, match="a human cannot play this game's seat"):
+        run_sync(HumanPolicy(input_fn=closed, output_fn=lambda t: None).act("blue", [0.0, 1.0]))
+
+
+def test_a_policy_may_answer_with_the_moves_text():
+    class Plain(Policy):
+        async def act(self, agent, observation):
+            return "[rock]"
+
+    episodes = run_sync(play_many(lambda: make("sparring/matrix-v0", game="rock_paper_scissors", rounds=1),
+                                  lambda i: {"player_0": Plain(), "player_1": load_policy("matrix.constant",
+                                                                                           move="paper")}, [0]))
+    assert episodes[0].rewards == {"player_0": -1.0, "player_1": 1.0}
 
 
 def test_run_sync_works_inside_a_running_loop_too():

@@ -150,6 +150,10 @@ AGENTS = (
     "    def respond(self, agent, observation):\n"
     "        raise RuntimeError('boom')\n"
     "NUMBER = 3\n"
+    "from sparring.agents import Policy\n"
+    "class Number(Policy):\n"
+    "    async def act(self, agent, observation):\n"
+    "        return 3\n"
 )
 
 
@@ -168,9 +172,16 @@ AGENTS = (
         (["play", "gems-v0", "--seat", "blue={policy: gems.expert, lam: -1}"], "lam=-1 must be > 0"),
         (["play", "gems-v0", "--set", "layout_seed=-1"], "layout_seed=-1 must be an integer >= 0"),
         (["serve", "--port", "99999"], "--port=99999 must lie in 0..65535"),
+        (["play", "matrix-v0", "--seed", "-1"], "seed=-1: seeds are integers >= 0"),
+        (["record", "matrix-v0", "--out", "x.jsonl", "--seed", "-3"], "seed=-3: seeds are integers >= 0"),
+        (["play", "matrix-v0", "--seat", "player_0=my_agents:Number"], "act returned int, not an Action"),
+        (["play", "matrix-v0", "--seat", "player_0={policy: tiny, model: tiny}"], "names a model itself"),
+        (["demo", "games=1", "attackers=[my_agents:Boom]", "defenders=[redteam.refuse]", "~matrix_players.llm"],
+         "the policy of seat attacker (my_agents:Boom) raised RuntimeError: boom"),
     ],
 )
 def test_bad_input_is_one_clear_line_as_written(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "my_agents.py").write_text(AGENTS)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "my_agents", raising=False)  # another test's module of that name
@@ -190,6 +201,27 @@ def test_record_keeps_an_existing_file_unless_forced(tmp_path):
     forced = runner.invoke(app, [*args, "--force"])
     assert forced.exit_code == 0, forced.output
     assert out.read_text() != "precious\n"
+
+
+def test_numeric_games_leave_no_seat_to_a_human_and_policies_keep_their_own_seed(tmp_path):
+    gems = runner.invoke(app, ["play", "gems-v0", "--seed", "0"])
+    assert gems.exit_code == 0, gems.output
+    assert "no seat for you" in gems.output and "your turn" not in gems.output
+    seated = ["play", "matrix-v0", "--no-human", "--set", "rounds=8", "--seat",
+              "player_0={policy: matrix.random, seed: 5}", "--seat", "player_1={policy: matrix.random, seed: 6}"]
+    results = {runner.invoke(app, seated).output.split("game record")[-1] for _ in range(3)}
+    assert len(results) == 1  # no game seed: each policy plays from the seed it was given
+
+
+def test_written_files_get_the_mode_open_would_give_them(tmp_path):
+    out = tmp_path / "demos.jsonl"
+    old = os.umask(0o022)
+    try:
+        assert runner.invoke(app, ["record", "matrix-v0", "--out", str(out), "--episodes", "1",
+                                   "--set", "rounds=1"]).exit_code == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_seat_spec_written_as_a_mapping_plays_like_its_name():

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from sparring.errors import PolicyError, SparringError
+
 
 @dataclass(frozen=True)
 class Action:
@@ -33,6 +35,31 @@ class Policy(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Reported(Policy):
+    """``policy`` with any exception of its moves raised as a :class:`PolicyError` naming its
+    ``seat`` and ``spec``: one line for a user's failing agent, where the traceback would
+    mostly show the suite's rollout code."""
+
+    def __init__(self, policy: Policy, seat: str, spec: Any):
+        self.policy, self.seat, self.spec = policy, seat, spec
+        self.name = policy.name
+
+    def seed(self, seed: int | None) -> None:
+        self.policy.seed(seed)
+
+    async def act(self, agent: str, observation: dict[str, Any]) -> Action:
+        try:
+            return await self.policy.act(agent, observation)
+        except (SparringError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            raise PolicyError(f"the policy of seat {self.seat} ({self.spec}) raised {type(error).__name__}: "
+                              f"{error}") from error
+
+    def __repr__(self) -> str:
+        return repr(self.policy)
 
 
 class ScriptedPolicy(Policy):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sparring.agents.base import Action, Policy
 from sparring.envs.parsing import format_cot
+from sparring.errors import ConfigError
+from sparring.sync import call_in_daemon_thread
 
 
 class HumanPolicy(Policy):
@@ -28,6 +29,9 @@ class HumanPolicy(Policy):
             return ""
 
     def _turn(self, agent: str, observation: dict[str, Any]) -> str:
+        if not isinstance(observation, Mapping) or "text" not in observation:
+            raise ConfigError(f"{agent}'s observations are not text ({type(observation).__name__}): a human cannot "
+                              "play this game's seat; seat a policy there")
         text = observation["text"]
         self.output_fn(f"\n--- your turn ({agent}) ---\n{text}\n")
         if observation.get("hidden_cot"):
@@ -37,4 +41,6 @@ class HumanPolicy(Policy):
         return self._ask("your move> ")
 
     async def act(self, agent: str, observation: dict[str, Any]) -> Action:
-        return Action(await asyncio.to_thread(self._turn, agent, observation))
+        # A daemon thread: Ctrl-C at the prompt ends the game at once (a pool thread blocked
+        # on input() would hold the process until Enter).
+        return Action(await call_in_daemon_thread(self._turn, agent, observation))

@@ -161,6 +161,9 @@ class PolicyResolver:
             values = dict(spec)
             if "policy" not in values:
                 raise ConfigError(f"policy spec {dict(spec)!r} needs a 'policy' key (a name, a model or module:Class)")
+            clash = sorted(set(values) & set(kwargs) - {"policy"})
+            if clash:
+                raise ConfigError(f"policy spec {dict(spec)!r} sets {clash}, which are given here too; set them once")
             return self.resolve(values.pop("policy"), **values, **kwargs)
         if not isinstance(spec, (str, Path)):
             raise UnknownPolicyError(f"a policy spec is a name, a path or a mapping, not {type(spec).__name__} "
@@ -172,9 +175,10 @@ class PolicyResolver:
             return self._build(POLICIES[spec][0], kwargs, spec)
         if ":" in spec and not Path(spec).exists():
             return self._build(spec, kwargs, spec)
-        if self._pool is not None and spec in self._pool.policies:
-            return self.llm(spec, **kwargs)
-        if self.model_source(spec) is not None:
+        if (self._pool is not None and spec in self._pool.policies) or self.model_source(spec) is not None:
+            if "model" in kwargs:
+                raise ConfigError(f"policy {spec!r} names a model itself, so it takes no model={kwargs['model']!r}; "
+                                  "drop one of them (or write {policy: llm, model: ...})")
             return self.llm(spec, **kwargs)
         raise UnknownPolicyError(f"unknown policy {spec!r}.{did_you_mean(spec, POLICIES)} Give a registered name "
                                  f"({', '.join(POLICIES)}), 'module:Class', or a model: tiny, a model directory, "

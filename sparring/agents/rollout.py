@@ -18,7 +18,7 @@ from typing import Any
 from pettingzoo import AECEnv, ParallelEnv
 
 from sparring.agents.base import Action, Policy
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, PolicyError
 from sparring.sync import call_off_loop
 
 
@@ -53,6 +53,30 @@ def add_terms(total: dict[str, float], terms: Mapping[str, float]) -> None:
         total[name] = total.get(name, 0.0) + float(value)
 
 
+async def act(policy: Policy, agent: str, observation: Any) -> Action:
+    """``policy``'s move: what its ``act`` returns, checked (a plain string is taken as the
+    move's text; anything else that is not an :class:`Action` is the policy's error)."""
+    action = await policy.act(agent, observation)
+    if isinstance(action, str):
+        return Action(action)
+    if not isinstance(action, Action):
+        raise PolicyError(f"{policy!r}.act returned {type(action).__name__}, not an Action (or the move's text)")
+    return action
+
+
+def reseed(seats: Mapping[str, Policy], agents: Iterable[str], seed: int | None, policy_seed: int | None) -> None:
+    """Seed each seat's policy for one game from ``policy_seed`` (default: ``seed``), one
+    seed per seat; with neither, each policy keeps the generator it was built with (and its
+    own ``seed=``)."""
+    base = seed if policy_seed is None else policy_seed
+    if base is None:
+        return
+    if base < 0:
+        raise ConfigError(f"seed={base}: seeds are integers >= 0")
+    for i, agent in enumerate(agents):
+        seats[agent].seed(base * 1000 + i)
+
+
 def _slow(env: Any) -> bool:
     """Whether the game's steps wait on a model (an LM judge): they then run off the loop."""
     return bool(getattr(getattr(env.unwrapped, "game", None), "slow_resolve", False))
@@ -72,7 +96,7 @@ async def take_turn(env: AECEnv, agent: str, policy: Policy, observation: dict[s
     """``agent``'s move in an AEC env: the policy acts on its observation and the env steps.
     A step that waits on a model runs off the event loop, so its requests join the pool's
     batches with every other game's."""
-    action: Action = await policy.act(agent, observation)
+    action = await act(policy, agent, observation)
     if _slow(env):
         await call_off_loop(env.step, action.text)
     else:
@@ -103,15 +127,14 @@ async def play(
 ) -> Episode:
     """Play one game of an AEC env to the end. ``seats`` maps every agent to a policy.
 
-    The policies are reseeded from ``policy_seed`` (default: ``seed``): games of one seed and
-    different policy seeds share their setup (e.g. a prompt) and differ in the moves."""
+    The policies are reseeded from ``policy_seed`` (default: ``seed``; see :func:`reseed`):
+    games of one seed and different policy seeds share their setup (e.g. a prompt) and differ
+    in the moves."""
     missing = set(env.possible_agents) - set(seats)
     if missing:
         raise ConfigError(f"no policy for seat(s) {sorted(missing)}; seats given: {sorted(seats)}")
+    reseed(seats, env.possible_agents, seed, policy_seed)
     env.reset(seed=seed, options=options)
-    base = seed if policy_seed is None else policy_seed
-    for i, agent in enumerate(env.possible_agents):
-        seats[agent].seed(None if base is None else base * 1000 + i)
     episode = Episode(seed, {a: seats[a].name for a in env.possible_agents})
     totals = {a: 0.0 for a in env.possible_agents}
     terms: dict[str, dict[str, float]] = {a: {} for a in env.possible_agents}
@@ -180,7 +203,7 @@ async def step_parallel(env: ParallelEnv, observations: Mapping[str, Any], seats
     """One step of a Parallel env: every seated agent that is to act (``to_act``) moves
     (concurrently), joined by ``actions`` for the others."""
     acting = [a for a in seats if a in observations and to_act(observations[a])]
-    moves = await asyncio.gather(*(seats[a].act(a, observations[a]) for a in acting))
+    moves = await asyncio.gather(*(act(seats[a], a, observations[a]) for a in acting))
     joint = dict(actions or {}) | {a: move.text for a, move in zip(acting, moves)}
     if _slow(env):
         result = await call_off_loop(env.step, joint)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.base import Policy
-from sparring.agents.rollout import Episode, to_act
+from sparring.agents.rollout import Episode, act, reseed, to_act
 from sparring.envs import Demonstration
 from sparring.errors import ConfigError, DataError, NotFoundError
 from sparring.paths import text_file
@@ -188,16 +188,14 @@ async def record_episode(env: Any, seats: dict[str, Policy], seed: int | None, e
     missing = set(env.possible_agents) - set(seats)
     if missing:
         raise ConfigError(f"no policy for seat(s) {sorted(missing)}; seats given: {sorted(seats)}")
+    reseed(seats, env.possible_agents, seed, policy_seed)
     observations, _ = env.reset(seed=seed)
-    base = seed if policy_seed is None else policy_seed
-    for i, agent in enumerate(env.possible_agents):
-        seats[agent].seed(None if base is None else base * 1000 + i)
     out: list[Transition] = []
     last: dict[str, int] = {}
     step = 0
     while env.agents:
         acting = [a for a in env.agents if to_act(observations[a])]
-        moves = await asyncio.gather(*(seats[a].act(a, observations[a]) for a in acting))
+        moves = await asyncio.gather(*(act(seats[a], a, observations[a]) for a in acting))
         joint = {a: m.text for a, m in zip(acting, moves)}
         following, rewards, terminations, truncations, infos = env.step(joint)
         over = not env.agents

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from sparring.agents import Episode, PolicyResolver, play_many
+from sparring.agents.base import Reported
 from sparring.config import Config, at_least, check
 from sparring.envs import make
 
@@ -61,7 +62,7 @@ async def _pairings(section: dict[str, Any], pairs: list[dict[str, str]], build,
 
     async def one(pair: dict[str, str]) -> PairingResult:
         episodes = await play_many(lambda: make(game_id, **kwargs),
-                                   lambda i: {seat: build(name) for seat, name in pair.items()},
+                                   lambda i: {seat: Reported(build(name), seat, name) for seat, name in pair.items()},
                                    seeds, cfg.concurrency)
         return PairingResult(pair, episodes)
 

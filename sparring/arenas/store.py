@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.errors import StoreError
+from sparring.runs import as_opened
 
 FORMAT = "sparring-arena"
 VERSION = 1
@@ -80,6 +81,7 @@ class Store:
         fd, name = tempfile.mkstemp(dir=directory, prefix=DB_NAME + ".", suffix=".partial")
         os.close(fd)
         partial = Path(name)
+        as_opened(partial)
         try:
             db = sqlite3.connect(partial)
             try:

@@ -77,6 +77,7 @@ class TournamentConfig(Config):
             problems.append(f"schedule={self.schedule!r} is unknown; use one of {SCHEDULES}."
                             f"{did_you_mean(self.schedule, SCHEDULES)}")
         problems += at_least(self, 1, "games_per_pairing", "concurrency", "bootstrap", "swiss_rounds")
+        problems += at_least(self, 0, "seed")
         problems += above(self, 0, "move_timeout_s")
         check(problems)
 
