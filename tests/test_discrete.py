@@ -215,6 +215,59 @@ def test_seeded_resets_replay_exactly_including_random_strategies():
     assert a[1:] == b[1:]
 
 
+def test_the_minilm_cache_keeps_what_it_read_while_new_texts_evict_it(monkeypatch):
+    from sparring.views import discrete
+
+    monkeypatch.setattr(discrete, "_minilm", lambda: lambda texts: np.array([[float(len(t))] * 384 for t in texts]))
+    encoder = discrete.MiniLMEncoder(cache_size=1)
+    encoder.encode(["A"])
+    rows = encoder.encode(["A", "BB", "A"])  # "BB" evicts "A" from a one-text cache
+    assert rows[:, 0].tolist() == [1.0, 2.0, 1.0]
+
+
+def test_a_view_built_in_code_checks_its_values_as_a_config_file_does():
+    with pytest.raises(ValueError, match="role_in_obs"):
+        make_discrete("sparring/matrix-v0", role_in_obs="no")
+    with pytest.raises(ValueError, match="opponents"):
+        make_discrete("sparring/matrix-v0", opponents=["player_1"])
+
+
+def test_what_the_opponents_opening_moves_pay_a_seat_reaches_it(monkeypatch):
+    """A game whose first move pays the waiting seat: the views report it with that seat's first
+    step (it used to be lost in reset)."""
+    from sparring.envs.core import Outcome
+    from sparring.envs.negotiation.game import NegotiationGame
+    from sparring.views.gym import SingleAgentView
+
+    plain, paid = NegotiationGame.resolve, []
+
+    def resolve(self, moves):
+        out = plain(self, moves)
+        if "player_0" in moves:  # each of player_0's moves pays player_1 one point
+            out = Outcome({**out.rewards, "player_1": out.rewards.get("player_1", 0.0) + 1.0},
+                          out.reward_terms, out.info, out.done)
+        paid.append(out.rewards.get("player_1", 0.0))
+        return out
+
+    monkeypatch.setattr(NegotiationGame, "resolve", resolve)
+    view = make_discrete("sparring/negotiation-v0", opponents={"player_0": "negotiation.fair"})
+    gym_view = SingleAgentView("sparring/negotiation-v0", "player_1", {"player_0": "negotiation.fair"})
+    for seed in range(3):
+        paid.clear()
+        view.reset(seed=seed)
+        reported = 0.0
+        while view.agents:
+            reported += view.step({"player_1": 0})[1]["player_1"]
+        assert paid[0] == 1.0 and reported == pytest.approx(sum(paid))
+        paid.clear()
+        gym_view.reset(seed=seed)
+        reported, over = 0.0, False
+        while not over:
+            _, reward, terminated, truncated, _ = gym_view.step("[accept]")
+            reported, over = reported + reward, terminated or truncated
+        assert paid[0] == 1.0 and reported == pytest.approx(sum(paid))
+
+
 def test_bad_views_get_errors_that_name_the_value_and_the_fix(monkeypatch):
     with pytest.raises(ValueError, match="encoder='bert'.*hash"):
         make_discrete("sparring/matrix-v0", encoder="bert")

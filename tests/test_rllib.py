@@ -77,6 +77,11 @@ def test_a_numeric_game_goes_to_rllib_as_it_is(tmp_path):
     assert set(obs) == {"blue", "red"} and obs["blue"].shape == env.observation_spaces["blue"].shape
     obs, rewards, terminated, truncated, _ = env.step({"blue": 1, "red": 2})
     assert set(obs) == set(rewards) == {"blue", "red"} and terminated["__all__"] is False
+    shown = SimultaneousEnv({"game": "sparring/gems-v0", "game_kwargs": {"size": 5}, "render_mode": "ansi"})
+    shown.reset(seed=0)
+    turn_based = TurnBasedEnv({"game": "sparring/matrix-v0", "render_mode": "ansi"})
+    turn_based.reset(seed=0)
+    assert isinstance(shown.render(), str) and isinstance(turn_based.render(), str)  # RLlib's own render raised
     with pytest.raises(ValueError, match="gems-v0 is a numeric game.*view.encoder has nothing to set"):
         train_rllib({**recipe("gems", tmp_path / "v"), "view": {"encoder": "minilm"}})
 

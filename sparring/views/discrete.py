@@ -40,7 +40,7 @@ from pettingzoo import ParallelEnv
 
 from sparring.agents import load_policy
 from sparring.agents.resolve import import_object
-from sparring.agents.rollout import Step, advance_parallel, step_parallel
+from sparring.agents.rollout import Step, add_terms, advance_parallel, step_parallel
 from sparring.agents.scripted.common import Strategy
 from sparring.config import Config, at_least, check
 from sparring.envs.core import LanguageGame
@@ -157,11 +157,14 @@ class MiniLMEncoder:
         self.cache = _LRU(cache_size)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if self.cache.get(t) is None))
-        fresh = dict(zip(missing, _minilm()(missing))) if missing else {}
+        distinct = list(dict.fromkeys(texts))
+        # Held here, not read back from the cache: storing the new ones may evict them.
+        known = {t: v for t in distinct if (v := self.cache.get(t)) is not None}
+        missing = [t for t in distinct if t not in known]
+        fresh = {t: v.astype(np.float32) for t, v in zip(missing, _minilm()(missing))} if missing else {}
         for text, vector in fresh.items():
-            self.cache.put(text, vector.astype(np.float32))
-        rows = [fresh[t] if t in fresh else self.cache.get(t) for t in texts]
+            self.cache.put(text, vector)
+        rows = [known[t] if t in known else fresh[t] for t in texts]
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.dims), np.float32)
 
 
@@ -253,6 +256,8 @@ class DiscreteParallelEnv(ParallelEnv):
         self.agents: list[str] = []
         self._rng: np.random.Generator | None = None
         self._raw: dict[str, dict[str, Any]] = {}
+        self._carried: dict[str, tuple[float, dict[str, float]]] = {}
+        """What the opponents' opening moves paid each agent: its first step reports it."""
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
         return self._observation_spaces[agent]
@@ -290,6 +295,7 @@ class DiscreteParallelEnv(ParallelEnv):
                                f"{self.possible_agents} had a move; check the game's options and the opponents")
         self._raw = raw
         self.agents = [a for a in self.possible_agents if a in self.env.agents]
+        self._carried = {a: (step.rewards.get(a, 0.0), dict(infos[a].get("reward_terms", {}))) for a in self.agents}
         return self._encode(raw), {a: dict(infos[a], skipped_games=skipped) for a in self.agents}
 
     def step(self, actions: Mapping[str, Any]):
@@ -301,6 +307,7 @@ class DiscreteParallelEnv(ParallelEnv):
         # which only opponents move; one step of the view reports all their rewards and terms.
         first = run_sync(step_parallel(self.env, self._raw, self.opponents, texts))
         own_invalid = {a: first.infos[a]["invalid"] for a in self.agents}
+        first, self._carried = _with_carried(first, self._carried), {}  # the opening's pay, once
         last = run_sync(advance_parallel(self.env, first, self.opponents))
         self._raw = last.observations
         agents = self.agents
@@ -322,16 +329,32 @@ class DiscreteParallelEnv(ParallelEnv):
         self.env.close()
 
 
+def _with_carried(step: Step, carried: Mapping[str, tuple[float, dict[str, float]]]) -> Step:
+    """``step`` with ``carried`` rewards and reward terms added (in copies: the env's own
+    dicts stay as they are)."""
+    rewards, infos = dict(step.rewards), {a: dict(i) for a, i in step.infos.items()}
+    for agent, (reward, terms) in carried.items():
+        if agent in infos:
+            rewards[agent] = rewards.get(agent, 0.0) + reward
+            infos[agent]["reward_terms"] = dict(infos[agent].get("reward_terms", {}))
+            add_terms(infos[agent]["reward_terms"], terms)
+    return Step(step.observations, rewards, step.terminations, step.truncations, infos)
+
+
 def make_discrete(game_id: str, /, *, encoder: str = "hash", dims: int = 256, ngrams: int = 2,
                   role_in_obs: bool = False, uniform_actions: bool = False, opponents: Mapping[str, Any] | None = None,
                   cache_size: int = 4096, render_mode: str | None = None, **game_kwargs: Any) -> DiscreteParallelEnv:
     """The discrete view of a registered game; ``game_kwargs`` go to the game itself (the id is
     positional-only, so a game argument may be called ``game``, as matrix-v0's is)."""
-    config = DiscreteConfig(game_id, encoder, dims, ngrams, role_in_obs, uniform_actions, dict(opponents or {}),
-                            cache_size, game_kwargs)
+    config = DiscreteConfig.from_dict({  # every value checked, as from a config file
+        "game": game_id, "encoder": encoder, "dims": dims, "ngrams": ngrams, "role_in_obs": role_in_obs,
+        "uniform_actions": uniform_actions, "opponents": {} if opponents is None else opponents,
+        "cache_size": cache_size, "game_kwargs": game_kwargs})
     return DiscreteParallelEnv(config, render_mode)
 
 
 def env_creator(env_config: Mapping[str, Any]) -> DiscreteParallelEnv:
-    """The PettingZoo env from a config dict of ``DiscreteConfig`` fields."""
-    return DiscreteParallelEnv(DiscreteConfig.from_dict(dict(env_config)))
+    """The PettingZoo env from a config dict of ``DiscreteConfig`` fields (and ``render_mode``)."""
+    values = dict(env_config)
+    render_mode = values.pop("render_mode", None)
+    return DiscreteParallelEnv(DiscreteConfig.from_dict(values), render_mode)

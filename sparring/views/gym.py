@@ -7,7 +7,8 @@ gives a plain ``gymnasium.Env`` whose observations and actions are the seat's ow
 name, ``module:Class``, a model or a run. They are reseeded from the env's generator at
 every reset, so a seeded reset replays exactly, and they move through the rollout engine's
 own turn (:func:`sparring.agents.rollout.advance`). One step of the view is one move of the
-learning seat; its reward is everything the seat earned until its next move (or the end).
+learning seat; its reward is everything the seat earned until its next move (or the end), the
+first step's also what it earned before its first move.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class SingleAgentView(gymnasium.Env):
         self.opponents = {a: load_policy(opponents[a]) for a in others}
         self.observation_space = self._env.observation_space(agent)
         self.action_space = self._env.action_space(agent)
+        self._opening = 0.0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -52,14 +54,16 @@ class SingleAgentView(gymnasium.Env):
         self._env.reset(seed=game_seed, options=options)
         for i, policy in enumerate(self.opponents.values(), 1):
             policy.seed(game_seed + i)
-        observation, _, terminated, _, info = self._advance()
+        observation, self._opening, terminated, _, info = self._advance()
         if terminated:
             raise ConfigError(f"the game ended before {self.agent} had a move; check the game's options")
         return observation, info
 
     def step(self, action: Any):
         self._env.step(action)
-        return self._advance()
+        observation, reward, terminated, truncated, info = self._advance()
+        reward, self._opening = reward + self._opening, 0.0  # what the opponents' opening moves paid the seat
+        return observation, reward, terminated, truncated, info
 
     def _advance(self):
         """Let the frozen seats play until it is this seat's move or the game is over."""

@@ -55,15 +55,20 @@ SHARING = ("per_agent", "shared")
 class SimultaneousEnv(ParallelPettingZooEnv):
     """A numeric game (registered ``numeric=True``: vector observations and integer moves, every
     agent moving every step, as ``gems-v0``) as an RLlib ``MultiAgentEnv``, as it is: no text
-    to encode, no strategy table. Built from ``{"game": id, "game_kwargs": {...}}``."""
+    to encode, no strategy table. Built from ``{"game": id, "game_kwargs": {...}}`` (and
+    ``render_mode``)."""
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         config = dict(config or {})
-        super().__init__(make(config["game"], parallel=True, **dict(config.get("game_kwargs") or {})))
+        super().__init__(make(config["game"], parallel=True, render_mode=config.get("render_mode"),
+                              **dict(config.get("game_kwargs") or {})))
         self.possible_agents = list(self.par_env.possible_agents)
         self.agents = list(self.possible_agents)
         self.observation_spaces = {a: self.par_env.observation_space(a) for a in self.possible_agents}
         self.action_spaces = {a: self.par_env.action_space(a) for a in self.possible_agents}
+
+    def render(self):
+        return self.par_env.render()  # RLlib's wrapper passes its render mode, which PettingZoo's render takes not
 
 
 def numeric_game(game_id: str) -> bool:
@@ -83,6 +88,9 @@ class TurnBasedEnv(ParallelPettingZooEnv):
         self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
         self.action_spaces = {a: env.action_space(a) for a in self.possible_agents}
         self._acted: set[str] = set()
+
+    def render(self):
+        return self.par_env.render()  # as SimultaneousEnv's
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, infos = self.par_env.reset(seed=seed, options=options)
