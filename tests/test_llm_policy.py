@@ -28,6 +28,9 @@ def test_prefill_follows_the_games_format_request(pool):
     assert cot.prefill == "<think>" and plain.prefill == ""
     assert cot.prompt[0] == {"role": "system", "content": "be brief"}
     assert cot.sampling.seed is not None and cot.sampling.seed != policy.request({"text": "x"}).sampling.seed
+    assert cot.session == plain.session  # one game's requests: one session (a Ray pool's replica)
+    policy.seed(1)
+    assert policy.request({"text": "x"}).session != cot.session  # the next game's
 
 
 def test_self_play_game_records_generations(pool):

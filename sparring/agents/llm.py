@@ -10,6 +10,7 @@ and the model continues with ``reasoning </think> <answer> … </answer>``. The 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ class LLMPolicy(Policy):
     (``tiny``, a model directory, checkpoint, run or saved adapter, a hub id), which is then
     loaded into ``pool`` (the process-wide default pool if none is given) unless the pool
     already serves it. ``sampling.seed=None`` draws a seed per request from the policy's own
-    generator, so a seeded game replays exactly however requests are batched.
+    generator, so a seeded game replays exactly however requests are batched. The requests
+    between two reseeds (a game's) share a ``session``: a Ray pool keeps them on one replica.
     """
 
     def __init__(
@@ -59,9 +61,12 @@ class LLMPolicy(Policy):
         self.prefill = prefill
         self.name = name or f"llm({Path(self.policy).name})"
         self.rng = np.random.default_rng(seed)
+        self.session = uuid.uuid4().hex
 
     def seed(self, seed: int | None) -> None:
+        """Start a new game: a generator of its own and a session of its own."""
         self.rng = np.random.default_rng(seed)
+        self.session = uuid.uuid4().hex
 
     def request(self, observation: dict[str, Any]) -> GenerationRequest:
         text = observation["text"]
@@ -71,7 +76,7 @@ class LLMPolicy(Policy):
         sampling = self.sampling
         if sampling.seed is None and not sampling.greedy:
             sampling = dataclasses.replace(sampling, seed=int(self.rng.integers(2**31)))
-        return GenerationRequest(self.policy, tuple(messages), sampling, prefill=prefill)
+        return GenerationRequest(self.policy, tuple(messages), sampling, prefill=prefill, session=self.session)
 
     async def act(self, agent: str, observation: dict[str, Any]) -> Action:
         generation = await self.pool.generate(self.request(observation))
