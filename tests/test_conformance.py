@@ -59,6 +59,26 @@ def test_pettingzoo_seeding(game_id, kwargs):
 
 
 @pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
+def test_last_tells_each_agent_what_it_earned_since_its_move_and_its_terms_too(game_id, kwargs):
+    """A plain AEC loop reads only ``last()``: its rewards add up to the game's, and its reward
+    terms to its rewards (in simultaneous games a waiting agent's were lost)."""
+    env = pettingzoo.make("aec", game_id, **kwargs)
+    for seed in range(3):
+        env.reset(seed=seed)
+        for space in (env.action_space(a) for a in env.possible_agents):
+            space.seed(seed)
+        earned, terms, paid = {}, {}, {}
+        for agent in env.agent_iter():
+            _, reward, terminated, truncated, info = env.last()
+            earned[agent] = earned.get(agent, 0.0) + reward
+            terms[agent] = terms.get(agent, 0.0) + sum(info["reward_terms"].values())
+            env.step(None if terminated or truncated else env.action_space(agent).sample())
+            for a, r in env.rewards.items():
+                paid[a] = paid.get(a, 0.0) + r
+        assert earned == pytest.approx(paid) and terms == pytest.approx(earned)
+
+
+@pytest.mark.parametrize(("game_id", "kwargs"), CASES, ids=IDS)
 def test_pickle_round_trip(game_id, kwargs):
     env = make(game_id, parallel=True, **kwargs)
     env.reset(seed=7)

@@ -139,16 +139,15 @@ async def play(
     totals = {a: 0.0 for a in env.possible_agents}
     terms: dict[str, dict[str, float]] = {a: {} for a in env.possible_agents}
     for agent in env.agent_iter():
-        observation, _, terminated, truncated, _ = env.last()
+        # What the agent earned since its last move (every agent's game ends with a last look).
+        observation, reward, terminated, truncated, info = env.last()
+        totals[agent] += reward
+        add_terms(terms[agent], info["reward_terms"])
         if terminated or truncated:
-            episode.final_infos[agent] = dict(env.infos[agent])
+            episode.final_infos[agent] = dict(info)
             env.step(None)
             continue
         episode.turns.append(await take_turn(env, agent, seats[agent], observation))
-        # After a live step, rewards and reward terms describe exactly that step.
-        for a, reward in env.rewards.items():
-            totals[a] += reward
-            add_terms(terms[a], env.infos[a]["reward_terms"])
     episode.rewards = totals
     episode.reward_terms = terms
     episode.transcript = env.unwrapped.game.render_transcript()

@@ -300,6 +300,11 @@ class LanguageAECEnv(_LanguageEnvBase, AECEnv):
 
     Simultaneous moves are collected one agent at a time and resolved together once every
     agent in ``to_act()`` has moved; no agent sees another's pending move.
+
+    ``rewards`` holds what the last step paid; ``last()`` gives an agent what it earned since
+    its own last move (PettingZoo's ``_cumulative_rewards``), and its ``infos`` match:
+    ``reward_terms`` summed over the same steps, ``invalid`` the verdict on its last move, and
+    the latest step's other fields.
     """
 
     def __init__(self, game: LanguageGame, render_mode: str | None = None):
@@ -355,29 +360,29 @@ class LanguageAECEnv(_LanguageEnvBase, AECEnv):
         game = self.game
         self._cumulative_rewards[agent] = 0.0
         pending = self._pending
-        pending[agent] = game.read(agent, action)
+        pending[agent] = move = game.read(agent, action)
         agents = self.agents
         to_act = game.to_act()
-        # Loops rather than comprehensions here: this runs at every move of every game.
-        infos = {}
+        since = self.infos  # each agent's since its last move: the mover's starts again with this move
+        since[agent] = {"reward_terms": {}, "invalid": move.error}
         if len(pending) < len(to_act):  # the moves of this turn come in one by one
             for waiting_for in to_act:
                 if waiting_for not in pending:
                     break
-            # Rewards and reward terms always describe the last step: nothing resolved yet.
-            for a in agents:
-                infos[a] = {"reward_terms": {}, "invalid": pending[a].error if a in pending else None}
-            self.rewards, self.infos, self.agent_selection = dict.fromkeys(agents, 0.0), infos, waiting_for
+            self.rewards, self.agent_selection = dict.fromkeys(agents, 0.0), waiting_for  # nothing resolved yet
             return
         self._pending = {}
         outcome = game.play(pending)
         rewards, terms, extra = outcome.rewards, outcome.reward_terms, outcome.info
-        step_rewards, cumulative = {}, self._cumulative_rewards
+        # Loops rather than comprehensions here: this runs at every move of every game.
+        step_rewards, cumulative, infos = {}, self._cumulative_rewards, {}
         for a in agents:
             step_rewards[a] = reward = float(rewards.get(a, 0.0))
             cumulative[a] += reward
-            infos[a] = {"reward_terms": dict(terms.get(a, _NOTHING)),
-                        "invalid": pending[a].error if a in pending else None, **extra.get(a, _NOTHING)}
+            earned = dict(since[a]["reward_terms"])  # a new dict: one handed out before stays as it was
+            for name, value in terms.get(a, _NOTHING).items():
+                earned[name] = earned.get(name, 0.0) + value
+            infos[a] = {"reward_terms": earned, "invalid": since[a]["invalid"], **extra.get(a, _NOTHING)}
         self.rewards, self.infos = step_rewards, infos
         if outcome.done:
             self.terminations = dict.fromkeys(agents, True)

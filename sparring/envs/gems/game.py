@@ -378,7 +378,9 @@ class GemsAECEnv(_GemsBase, AECEnv):
         self._pending[agent] = action
         if agent != AGENTS[-1]:
             self.rewards = {a: 0.0 for a in self.agents}
-            self.infos = {a: {**self.infos[a], "reward_terms": {}, "invalid": None} for a in self.agents}
+            # Only the mover's info starts again: the others' still tell what the last step paid them,
+            # as their rewards since their own last move do (last()).
+            self.infos = {**self.infos, agent: {**self.infos[agent], "reward_terms": {}, "invalid": None}}
             self.agent_selection = AGENTS[AGENTS.index(agent) + 1]
             return
         rewards, infos, cleared, out_of_time = self._resolve(self._pending)

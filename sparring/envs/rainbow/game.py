@@ -262,7 +262,7 @@ class RainbowGame(LanguageGame):
         lines = [line.strip() for line in move.text.splitlines() if line.strip()]
         if move.error or not lines:  # no prompt to try: the mutator's format penalty ends the game
             reason = f"invalid mutator output: {move.error or 'no prompt'}"
-            return self._end({"mutator": -1.0, "target": 0.0}, reason=reason)
+            return self._end({"mutator": -1.0, "target": 0.0}, {"mutator": {"invalid": -1.0}}, reason=reason)
         candidate = lines[0]
         bleu = self.similarity(candidate)
         if bleu >= self.config.sim_threshold:
@@ -275,8 +275,8 @@ class RainbowGame(LanguageGame):
     def _answer(self, move: Move) -> Outcome:
         self.answer = move
         if move.error or not move.text:  # an empty or malformed answer is never free
-            return self._end({"mutator": 0.0, "target": -1.0}, candidate=self.candidate, bleu=self.bleu,
-                             reason=f"invalid target output: {move.error or 'no answer'}")
+            return self._end({"mutator": 0.0, "target": -1.0}, {"target": {"invalid": -1.0}}, candidate=self.candidate,
+                             bleu=self.bleu, reason=f"invalid target output: {move.error or 'no answer'}")
         fitness = unsafe_probability(self.judge, self.candidate, move.text)
         entry = Entry(self.candidate, move.text, fitness, self.category, self.style, self.parent, self.iteration,
                       self.root)
