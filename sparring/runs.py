@@ -649,6 +649,7 @@ class Run:
         The metrics close whatever happens: what was logged stays, the last checkpoint resumes."""
         update, elapsed_s = self.update, float(self.state["elapsed_s"])
         try:
+            self.metrics  # opened now: a resume drops what the redone updates wrote before they write again
             while update < until and (max_minutes is None or elapsed_s < 60 * max_minutes):
                 started = time.perf_counter()
                 row = step(update + 1)

@@ -178,3 +178,14 @@ def test_moves_longer_than_the_policy_may_write_are_refused(demos, tmp_path):
     with pytest.raises(ConfigError, match="agent.max_new_tokens=32"):
         train({"trainer": "selfplay", "env": GAME, "demonstrations": str(demos), "agent": {"max_new_tokens": 32},
                "updates": 1, "games_per_update": 2, "run_dir": str(tmp_path / "rl"), **QUIET})
+
+
+def test_demonstrations_of_no_role_the_run_learns_are_refused(demos, tmp_path):
+    from sparring.agents.trajectories import read_transitions
+
+    others = write_transitions(tmp_path / "player_0.jsonl", [t for t in read_transitions(demos)
+                                                             if t.agent == "player_0"])
+    with pytest.raises(DataError, match=r"holds moves of \['player_0'\], none of the roles this run learns"):
+        train({"trainer": "selfplay", "env": GAME, "demonstrations": str(others), "learn_roles": ["player_1"],
+               "seats": {"player_0": "negotiation.fair"}, "updates": 1, "games_per_update": 2,
+               "run_dir": str(tmp_path / "rl"), **QUIET})

@@ -286,6 +286,15 @@ def test_a_resume_drops_what_the_updates_it_redoes_wrote(tmp_path):
     resumed.close()
     assert [r["update"] for r in read_metrics(tmp_path / "run")] == [1, 2]
     assert sorted(p.name for p in (tmp_path / "run" / "trajectories").iterdir()) == ["update-000001.jsonl"]
+    trained = Run(tmp_path / "run", config, resume=True)  # the trainers' loop: samples written before the row
+
+    def step(update):
+        trained.trajectory_path(update).write_text("{}\n")
+        return {"reward/defender": 0.0}
+
+    trained.train(step, lambda update, elapsed_s: fake_checkpoint(trained, update), until=3, every=1)
+    assert sorted(p.name for p in (tmp_path / "run" / "trajectories").iterdir()) == [
+        "update-000001.jsonl", "update-000002.jsonl", "update-000003.jsonl"]
     fresh = Run(tmp_path / "fresh", config, resume=False)  # killed before its first checkpoint
     fresh.metrics.log({"update": 1, "reward/defender": 1.0})
     fresh.trajectory_path(1).parent.mkdir()

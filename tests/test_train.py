@@ -102,11 +102,16 @@ def test_resume_refuses_a_changed_recipe_and_an_empty_directory(tmp_path):
     [("learner.algorithm=ppo", "learner.algorithm='ppo'"), ("learner=grpo", "group_size >= 2"),
      ("+seats.attacker=nobody", "unknown policy"), ("+seats.judge=learner", "not seats of"),
      ("learn_roles=[attacker]", "not played by the learner"), ("games_per_update=0", "games_per_update=0"),
-     ("learner.lora={rank: 4}", "unknown field")],
+     ("learner.lora={rank: 4}", "unknown field"), ("agent.temperature=0.5", "makes every update off-policy"),
+     ("learner.lora={r: 4, alpha: 0}", "learner.lora.alpha=0 must be > 0"),
+     ("learner.lora={r: 4, dropout: 2.0}", "dropout=2.0 must lie in [0, 1)"),
+     ("learner.lora={r: 4, target_modules: [qproj]}", "target_modules=['qproj']"),
+     (["learner=grpo", "group_size=2", "learner.kl_estimator=k1"], "has no gradient in expectation")],
 )
 def test_bad_training_config_gets_a_clear_error(override, message, tmp_path):
-    extra = ["+seats.attacker=redteam.roleplay"] if override.startswith("learn_roles") else []
-    result = CliRunner().invoke(app, ["train", override, *extra, f"run_dir={tmp_path / 'r'}"])
+    overrides = override if isinstance(override, list) else [override]
+    extra = ["+seats.attacker=redteam.roleplay"] if overrides[0].startswith("learn_roles") else []
+    result = CliRunner().invoke(app, ["train", *overrides, *extra, f"run_dir={tmp_path / 'r'}"])
     assert result.exit_code == 2, result.output
     assert message in flat(result.output)
 

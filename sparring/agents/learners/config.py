@@ -55,7 +55,12 @@ class LoraSettings:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
     def __post_init__(self) -> None:
-        check(at_least(self, 1, "r", where="learner.lora"))
+        problems = at_least(self, 1, "r", where="learner.lora") + above(self, 0, "alpha", where="learner.lora")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"learner.lora.dropout={self.dropout} must lie in [0, 1)")
+        if not self.target_modules:
+            problems.append("learner.lora.target_modules is empty: name the layers to adapt (e.g. [q_proj, v_proj])")
+        check(problems)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,10 @@ class LearnerModel:
             self.lora_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                           target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
             names = adapters or ("default",)
-            model = get_peft_model(model, self.lora_config, adapter_name=names[0])
+            try:
+                model = get_peft_model(model, self.lora_config, adapter_name=names[0])
+            except ValueError as error:  # peft's: no module of the model matches target_modules
+                raise ConfigError(f"learner.lora.target_modules={list(lora.target_modules)}: {error}") from None
             for name in names[1:]:
                 model.add_adapter(name, self.lora_config)
             self.reference = None

@@ -57,7 +57,7 @@ from sparring.agents.trajectories import (
 )
 from sparring.config import at_least, check
 from sparring.envs import Demonstration, make, spec
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, DataError
 from sparring.pool import SamplingParams
 from sparring.runs import checkpoint_of, pinned
 
@@ -152,6 +152,14 @@ class SelfPlayConfig(RunConfig):
         if self.demonstrations is not None and self.learner.sft_coef == 0:
             problems.append(f"demonstrations={self.demonstrations} feeds the supervised anchor, which "
                             "learner.sft_coef=0 turns off; set learner.sft_coef > 0 or leave demonstrations out")
+        agent = self.agent
+        if (agent.temperature, agent.top_p, agent.top_k) != (1.0, 1.0, 0):
+            problems.append(f"agent.temperature={agent.temperature}, top_p={agent.top_p}, top_k={agent.top_k}: the "
+                            "learner scores its samples under the model's own distribution, so sampling from another "
+                            "makes every update off-policy; train with temperature 1.0, top_p 1.0, top_k 0")
+        if self.learner.algorithm == "grpo" and self.learner.kl_coef > 0 and self.learner.kl_estimator == "k1":
+            problems.append("learner.kl_estimator=k1 as a loss term has no gradient in expectation, so grpo's kl_coef "
+                            "would do nothing: use k3 (the default) or k2")
         check(problems)
 
 
@@ -202,6 +210,10 @@ class SelfPlayTrainer(LLMTrainer):
                                         cfg.learner.sft_batch) for adapter, demos in by_adapter.items() if demos}
         """The supervised anchor of each adapter (``None``: the learner's one set of weights)."""
         if cfg.demonstrations is not None:  # a recording of the user's: play must be able to write its moves
+            if not self.anchors:
+                held = sorted({d.agent for d in demonstrations})
+                raise DataError(f"demonstrations={cfg.demonstrations} holds moves of {held or 'no seat'}, none of the "
+                                f"roles this run learns ({list(self.learn_roles)}): it would anchor nothing")
             for anchor in self.anchors.values():
                 anchor.check_lengths()
         self.reward_model = None if cfg.reward_model is None else RecoveredReward(cfg.reward_model)
@@ -293,12 +305,15 @@ class SelfPlayTrainer(LLMTrainer):
         rng = np.random.default_rng([self.cfg.seed, update, 1])
         anchors = {adapter: self.anchors[adapter].draw(rng) for adapter in prepared if adapter in self.anchors}
         stats: dict[str, float] = defaultdict(float)
+        tokens = {adapter: float(g.mask.sum()) for adapter, g in prepared.items()}
+        # the loss and the clipped share are over all the update's tokens, whichever adapter they train
+        share = {adapter: n / max(sum(tokens.values()), 1.0) for adapter, n in tokens.items()}
         for _ in range(cfg.epochs):
             self.learner.optimizer.zero_grad(set_to_none=True)
             for adapter, group in prepared.items():
                 self.learner.use(adapter)
                 for name, value in self._backward(group).items():
-                    stats[name] += value
+                    stats[name] += value * share[adapter]
                 if adapter in anchors:
                     nll = self.anchors[adapter].loss(anchors[adapter])
                     (cfg.sft_coef * nll).backward()
