@@ -80,11 +80,26 @@ def test_open_spiel_games_match_their_payoffs():
     [({"rounds": 0}, "rounds=0"), ({"game": "chess"}, "game='chess' is unknown"),
      ({"payoffs": [[1, 2]]}, "action_names"),
      ({"payoffs": [[[1, 1]]], "action_names": [["a"], ["b", "c"]]}, "do not match"),
-     ({"default_action": "lizard"}, "not a move of player_0")],
+     ({"default_action": "lizard"}, "not a move of player_0"),
+     ({"game": "rock_paper_scissors", "payoffs": [[[1, 1]]], "action_names": [["a"], ["b"]]}, "names a table of its own"),
+     ({"action_names": [["C", "D"]] * 2}, "a table given in payoffs="),
+     ({"payoffs": [[[1, 1]]], "action_names": [[" a"], ["b"]]}, "no leading or trailing space"),
+     ({"payoffs": [[[1, 1]]], "action_names": [["a" * 65], ["b"]]}, "at most 64 characters")],
 )
 def test_config_errors_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make("sparring/matrix-v0", **kwargs)
+
+
+def test_a_table_without_a_title_is_not_called_a_built_in_and_actions_go_to_agents_only():
+    env = make("sparring/matrix-v0", parallel=True, payoffs=[[[1, 1]]], action_names=[["a"], ["b"]])
+    observations, _ = env.reset(seed=0)
+    assert observations["player_0"]["text"].startswith("A custom game.")
+    with pytest.raises(ValueError, match=r"actions for \['player0'\], which are not agents"):
+        env.step({"player0": "[a]", "player_1": "[b]"})
+    env.step({"player_0": "[a]", "player_1": "[b]"})
+    with pytest.raises(RuntimeError, match="after the game ended"):
+        env.step({"player_0": "[a]", "player_1": "[b]"})
 
 
 def test_config_is_a_typed_dataclass():

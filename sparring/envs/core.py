@@ -414,6 +414,11 @@ class LanguageParallelEnv(_LanguageEnvBase, ParallelEnv):
         return {a: self._observation(a, a in acting) for a in self.agents}
 
     def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError("step() after the game ended; call reset() first")
+        strangers = [a for a in actions if a not in self.possible_agents]
+        if strangers:  # a misspelt agent would leave the real one's move missing, and penalised
+            raise ConfigError(f"actions for {strangers}, which are not agents of this game: {self.possible_agents}")
         moves = {a: self.game.read(a, actions.get(a)) for a in self.game.to_act()}
         outcome = self.game.play(moves)
         observations = self._observations(done=outcome.done)

@@ -111,7 +111,9 @@ def format_cot(reasoning: str, answer: str) -> str:
     return f"{reasoning} {THINK_CLOSE} {ANSWER_OPEN} {answer} {ANSWER_CLOSE}"
 
 
-_BRACKETED = re.compile(r"\[([^\[\]\n]{1,64})\]")
+MAX_MOVE_CHARS = 64
+"""The longest bracketed move name read."""
+_BRACKETED = re.compile(rf"\[([^\[\]\n]{{1,{MAX_MOVE_CHARS}}})\]")
 
 
 def parse_bracketed_choice(text: str, legal: dict[str, int]) -> tuple[int | None, str | None]:
@@ -123,7 +125,7 @@ def parse_bracketed_choice(text: str, legal: dict[str, int]) -> tuple[int | None
     """
     if text[:1] == "[" and text[-1:] == "]":  # just one bracketed name: the common case
         inner = text[1:-1]
-        if 0 < len(inner) <= 64 and "[" not in inner and "]" not in inner and "\n" not in inner:
+        if 0 < len(inner) <= MAX_MOVE_CHARS and "[" not in inner and "]" not in inner and "\n" not in inner:
             index = legal.get(inner.strip().lower())
             if index is not None:
                 return index, None

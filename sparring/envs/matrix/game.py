@@ -18,9 +18,10 @@ from sparring.errors import ConfigError
 class MatrixConfig(Config):
     """Arguments of ``sparring/matrix-v0`` (all picklable values)."""
 
-    game: str = "prisoners_dilemma"
+    game: str | None = None
     """A built-in (rock_paper_scissors, prisoners_dilemma, matching_pennies, stag_hunt,
-    battle_of_the_sexes), ``open_spiel:<matrix game>``, or a title when ``payoffs`` is given."""
+    battle_of_the_sexes), ``open_spiel:<matrix game>``, or a title when ``payoffs`` is given
+    (default: prisoners_dilemma; with ``payoffs``, "A custom game")."""
     payoffs: Any = None
     """Nested lists of shape (A_1, …, A_n, n): every player's payoff per joint action."""
     action_names: Any = None

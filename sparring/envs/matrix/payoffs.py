@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from sparring.envs.parsing import MAX_MOVE_CHARS
 from sparring.errors import ConfigError, did_you_mean
 
 
@@ -34,6 +35,9 @@ class NormalForm:
                 raise ConfigError(f"player {player}'s action names {names} must be distinct and non-empty")
             if any(ch in name for name in names for ch in "[]\n"):
                 raise ConfigError(f"action names {names} may not contain brackets or newlines")
+            if any(name != name.strip() or len(name) > MAX_MOVE_CHARS for name in names):
+                raise ConfigError(f"action names {names} must have no leading or trailing space and at most "
+                                  f"{MAX_MOVE_CHARS} characters (a move is read as its trimmed bracket)")
 
     @property
     def num_players(self) -> int:
@@ -101,13 +105,21 @@ def open_spiel_table(game: Any, title: str | None = None) -> NormalForm:
     return NormalForm(title, (rows, cols), payoffs)
 
 
-def resolve_game(game: str, payoffs=None, action_names=None) -> NormalForm:
-    """A built-in name, ``open_spiel:<name>``, or an explicit table (``payoffs`` given)."""
+def resolve_game(game: str | None, payoffs=None, action_names=None) -> NormalForm:
+    """A built-in name (default: prisoners_dilemma), ``open_spiel:<name>``, or an explicit
+    table (``payoffs`` given; ``game`` is then its title)."""
     if payoffs is not None:
         if action_names is None:
             raise ConfigError("payoffs given without action_names: pass one list of names per player")
+        if game in BUILTIN or str(game).startswith("open_spiel:"):
+            raise ConfigError(f"game={game!r} names a table of its own, which payoffs= would replace: leave out "
+                              "payoffs (and action_names), or give your table a title of its own")
         names = tuple(tuple(str(a) for a in player) for player in action_names)
-        return NormalForm(game, names, np.asarray(payoffs, dtype=np.float64))
+        return NormalForm(game or "A custom game", names, np.asarray(payoffs, dtype=np.float64))
+    if action_names is not None:
+        raise ConfigError("action_names name the moves of a table given in payoffs=; a built-in or open_spiel game "
+                          "has its own")
+    game = game or "prisoners_dilemma"
     if game.startswith("open_spiel:"):
         return from_open_spiel(game.split(":", 1)[1])
     if game not in BUILTIN:
