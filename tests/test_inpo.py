@@ -226,3 +226,18 @@ def test_the_pairwise_lm_oracle_averages_both_orders():
     assert 0 < p < 1
     assert p + oracle.prefer("how can I help", "no", "yes") == pytest.approx(1.0)  # no position bias left
     assert oracle.prefer("how can I help", "yes", "yes") == pytest.approx(0.5)
+
+
+def test_compare_scores_two_answers_as_the_game_does():
+    from sparring.envs import make
+    from sparring.envs.parsing import format_cot
+    from sparring.envs.preference.game import compare
+
+    env = make("sparring/preference-v0", parallel=True, max_output_chars=100)
+    env.reset(seed=0)
+    game = env.unwrapped.game if hasattr(env, "unwrapped") else env.game
+    long, short = format_cot("plan", "a very thorough answer " * 6), format_cot("plan", "a short answer")
+    _, _, _, _, infos = env.step({"player_0": long, "player_1": short})
+    p = infos["player_0"]["preferences"]["player_1"]
+    assert p == compare(game.oracle, game.prompt, long, short, max_output_chars=100) == 0.0  # too long: it loses
+    assert compare(game.oracle, game.prompt, long, short) > 0.0  # within the default length it is judged

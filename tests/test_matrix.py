@@ -100,6 +100,8 @@ def test_a_table_without_a_title_is_not_called_a_built_in_and_actions_go_to_agen
     env.step({"player_0": "[a]", "player_1": "[b]"})
     with pytest.raises(RuntimeError, match="after the game ended"):
         env.step({"player_0": "[a]", "player_1": "[b]"})
+    with pytest.raises(ValueError, match="pass one"):
+        make("sparring/matrix-v0", parallel=True, raw=True)
 
 
 def test_config_is_a_typed_dataclass():

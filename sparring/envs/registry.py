@@ -25,7 +25,7 @@ from typing import Any
 import gymnasium
 import pettingzoo
 
-from sparring.errors import UnknownGameError, did_you_mean
+from sparring.errors import ConfigError, UnknownGameError, did_you_mean
 
 _VERSIONED = re.compile(r"^(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.-]+?)-v(?P<version>\d+)$")
 
@@ -101,6 +101,8 @@ def spec(id: str) -> GameSpec:
 def make(id: str, *, parallel: bool = False, raw: bool = False, **kwargs: Any):
     """Build a registered game: the wrapped AEC env by default, ``parallel=True`` for the
     Parallel env, ``raw=True`` for the unwrapped AEC env. ``kwargs`` go to the game."""
+    if parallel and raw:
+        raise ConfigError("raw=True is the unwrapped AEC env; parallel=True already gives the Parallel env: pass one")
     game = spec(id)
     module = importlib.import_module(game.module)
     factory = module.parallel_env if parallel else (module.raw_env if raw else module.env)

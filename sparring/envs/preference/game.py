@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sparring.config import Config, at_least, check
-from sparring.envs.core import LanguageGame, Move, Outcome
-from sparring.envs.parsing import FORMAT_INSTRUCTION, split_hidden_cot
+from sparring.envs.core import LanguageGame, Move, Outcome, read_output
+from sparring.envs.parsing import FORMAT_INSTRUCTION
 from sparring.errors import ConfigError, DataError, NotFoundError
 from sparring.judges.preference import ORACLES, PreferenceOracle
 from sparring.paths import text_file
@@ -78,15 +78,21 @@ def resolve_oracle(oracle: PreferenceOracle | str | None) -> PreferenceOracle:
     return oracle
 
 
-def compare(oracle: PreferenceOracle, prompt: str, a: str, b: str, hidden_cot: bool = True) -> float:
-    """P(a ≻ b) as the game scores it: a malformed answer loses to a well-formed one (two
-    malformed answers tie); otherwise the oracle judges the visible answers."""
-    if hidden_cot:
-        pa, pb = split_hidden_cot(a), split_hidden_cot(b)
-        if pa.error or pb.error:
-            return 0.5 if pa.error and pb.error else (0.0 if pa.error else 1.0)
-        a, b = pa.answer, pb.answer
-    return float(oracle.prefer(prompt, a, b))
+def compare(oracle: PreferenceOracle, prompt: str, a: str, b: str, hidden_cot: bool = True,
+            max_output_chars: int = PreferenceConfig.max_output_chars) -> float:
+    """P(a ≻ b) as the game scores it: each answer is read as the game reads a move (format,
+    length), a malformed answer loses to a well-formed one (two malformed answers tie), and
+    otherwise the oracle judges the visible answers."""
+    read = [read_output(name, text, hidden_cot=hidden_cot, max_chars=max_output_chars)
+            for name, text in (("a", a), ("b", b))]
+    return preferred(oracle, prompt, *read)
+
+
+def preferred(oracle: PreferenceOracle, prompt: str, a: Move, b: Move) -> float:
+    """P(a ≻ b) of two read moves (the game's rule)."""
+    if a.error or b.error:  # malformed or otherwise invalid answers lose
+        return 0.5 if a.error and b.error else (0.0 if a.error else 1.0)
+    return float(oracle.prefer(prompt, a.text, b.text))
 
 
 class PreferenceGame(LanguageGame):
@@ -139,9 +145,7 @@ class PreferenceGame(LanguageGame):
         return self.preferences[(a, b)] if (a, b) in self.preferences else 1.0 - self.preferences[(b, a)]
 
     def _compare(self, a: Move, b: Move) -> float:
-        if a.error or b.error:  # malformed or otherwise invalid answers lose
-            return 0.5 if a.error and b.error else (0.0 if a.error else 1.0)
-        return float(self.oracle.prefer(self.prompt, a.text, b.text))
+        return preferred(self.oracle, self.prompt, a, b)
 
     def header(self, viewer: str | None) -> str:
         return f"Request: {self.prompt}"
