@@ -162,10 +162,8 @@ def test_messages_the_chat_template_refuses_fail_alone():
         GenerationRequest("p", "hi", GREEDY, prefill=None)
 
 
-def test_scoring_checks_the_context_and_types_a_failing_model(pool):
-    with pytest.raises(InvalidRequestError, match="exceeds the context"):
-        run(pool.score("p", "how " * 300, [" sorry"]))
-
+def add_broken(pool):
+    """Serve 'broken': a model of p's config whose every forward pass fails."""
     class Broken(torch.nn.Module):
         config = pool.models["p"].model.config
         generation_config = pool.models["p"].model.generation_config
@@ -174,6 +172,13 @@ def test_scoring_checks_the_context_and_types_a_failing_model(pool):
             raise RuntimeError("device lost")
 
     pool.add_policy("broken", Broken(), make_tokenizer())
+
+
+def test_scoring_checks_the_context_and_types_a_failing_model(pool):
+    with pytest.raises(InvalidRequestError, match="exceeds the context"):
+        run(pool.score("p", "how " * 300, [" sorry"]))
+
+    add_broken(pool)
     for call in (pool.score("broken", "how can I", [" help"]), pool.prompt_logprobs("broken", "how can I help")):
         with pytest.raises(BackendError, match="device lost"):
             run(call)
@@ -196,14 +201,7 @@ def test_bad_sampling_params_name_the_value(kwargs, match):
 
 
 def test_backend_crash_fails_its_requests_cleanly(pool):
-    class Broken(torch.nn.Module):
-        config = pool.models["p"].model.config
-        generation_config = pool.models["p"].model.generation_config
-
-        def forward(self, **kwargs):
-            raise RuntimeError("device lost")
-
-    pool.add_policy("broken", Broken(), make_tokenizer())
+    add_broken(pool)
 
     async def main():
         return await asyncio.gather(pool.generate(GenerationRequest("broken", "hi", GREEDY)),
